@@ -1,0 +1,51 @@
+"""samkit: the Segment Anything family, official checkpoints, same outputs, faster.
+
+Public API::
+
+    import samkit
+    samkit.list_models()
+    model = samkit.load_model("sam-vit-b")            # or checkpoint="sam_vit_b_01ec64.pth"
+    predictor = samkit.ImagePredictor(model)
+    predictor.set_image("photo.jpg")
+    result = predictor.predict(points=[[500, 375]], labels=[1])
+
+Importing samkit does no I/O and changes no global torch setting.
+"""
+
+from samkit.build import build_model, load_model
+from samkit.configs import ModelPreset, WeightSpec, get_preset, list_models
+from samkit.errors import (
+    CheckpointError,
+    DownloadError,
+    InvalidImage,
+    InvalidPrompt,
+    NoImageSet,
+    OutputError,
+    SamkitError,
+    UnknownModel,
+)
+from samkit.inference.predictor import ImagePredictor
+from samkit.types import ImageEmbedding, MaskPrediction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "DownloadError",
+    "ImageEmbedding",
+    "ImagePredictor",
+    "InvalidImage",
+    "InvalidPrompt",
+    "MaskPrediction",
+    "ModelPreset",
+    "NoImageSet",
+    "OutputError",
+    "SamkitError",
+    "UnknownModel",
+    "WeightSpec",
+    "__version__",
+    "build_model",
+    "get_preset",
+    "list_models",
+    "load_model",
+]

@@ -1,0 +1,164 @@
+"""The one place where configs meet modules: ``build_model`` and ``load_model``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from samkit.configs.base import ModelPreset, SamConfig, TinyViTConfig, ViTConfig
+from samkit.configs.registry import get_preset
+from samkit.errors import CheckpointError
+from samkit.layers.two_way import TwoWayTransformer
+from samkit.modeling.encoders.vit import ImageEncoderViT
+from samkit.modeling.mask_decoder import MaskDecoder
+from samkit.modeling.prompt_encoder import PromptEncoder
+from samkit.modeling.sam import Sam
+from samkit.weights import check_state_dict, read_state_dict, resolve_weights
+
+
+def _build_encoder(cfg: ViTConfig | TinyViTConfig) -> nn.Module:
+    if isinstance(cfg, ViTConfig):
+        return ImageEncoderViT(
+            img_size=cfg.img_size,
+            patch_size=cfg.patch_size,
+            embed_dim=cfg.embed_dim,
+            depth=cfg.depth,
+            num_heads=cfg.num_heads,
+            mlp_ratio=cfg.mlp_ratio,
+            out_chans=cfg.out_chans,
+            window_size=cfg.window_size,
+            global_attn_indexes=tuple(cfg.global_attn_indexes),
+        )
+    if isinstance(cfg, TinyViTConfig):
+        from samkit.modeling.encoders.tiny_vit import TinyViT
+
+        return TinyViT(
+            img_size=cfg.img_size,
+            embed_dims=tuple(cfg.embed_dims),
+            depths=tuple(cfg.depths),
+            num_heads=tuple(cfg.num_heads),
+            window_sizes=tuple(cfg.window_sizes),
+            mlp_ratio=cfg.mlp_ratio,
+            mbconv_expand_ratio=cfg.mbconv_expand_ratio,
+            local_conv_size=cfg.local_conv_size,
+            out_chans=cfg.out_chans,
+            num_classes=cfg.num_classes,
+        )
+    raise TypeError(f"unsupported encoder config {type(cfg).__name__}")
+
+
+def build_sam(cfg: SamConfig) -> Sam:
+    """Instantiate a SAM 1-family model with random weights from its config."""
+    pe, md = cfg.prompt_encoder, cfg.mask_decoder
+    return Sam(
+        image_encoder=_build_encoder(cfg.encoder),
+        prompt_encoder=PromptEncoder(
+            embed_dim=pe.embed_dim,
+            image_embedding_size=(pe.image_embedding_size, pe.image_embedding_size),
+            input_image_size=(pe.input_image_size, pe.input_image_size),
+            mask_in_chans=pe.mask_in_chans,
+        ),
+        mask_decoder=MaskDecoder(
+            transformer_dim=md.transformer_dim,
+            transformer=TwoWayTransformer(
+                depth=md.transformer_depth,
+                embedding_dim=md.transformer_dim,
+                num_heads=md.transformer_heads,
+                mlp_dim=md.transformer_mlp_dim,
+            ),
+            num_multimask_outputs=md.num_multimask_outputs,
+            iou_head_depth=md.iou_head_depth,
+            iou_head_hidden_dim=md.iou_head_hidden_dim,
+        ),
+        pixel_mean=cfg.pixel_mean,
+        pixel_std=cfg.pixel_std,
+        image_size=cfg.image_size,
+    )
+
+
+def _preset(name_or_preset: str | ModelPreset | SamConfig) -> tuple[str, SamConfig]:
+    if isinstance(name_or_preset, SamConfig):
+        return "custom", name_or_preset
+    preset = get_preset(name_or_preset) if isinstance(name_or_preset, str) else name_or_preset
+    return preset.name, preset.config
+
+
+def _place(model: Sam, device: str | torch.device, dtype: torch.dtype | None) -> Sam:
+    model = model.to(device)
+    if dtype is not None and dtype != torch.float32:
+        # Only the heavy image encoder runs in reduced precision; the prompt encoder and
+        # mask decoder take milliseconds and their logits decide the mask edges.
+        model.image_encoder.to(dtype)
+    return model.eval()
+
+
+def build_model(
+    name: str | ModelPreset | SamConfig,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> Sam:
+    """Build a registered architecture with random weights (for tests and training).
+
+    ``name`` is a registry name or alias, a :class:`ModelPreset`, or a :class:`SamConfig`.
+    The model is returned in eval mode.
+    """
+    preset_name, cfg = _preset(name)
+    model = build_sam(cfg)
+    model.name = preset_name
+    return _place(model, device, dtype)
+
+
+def load_weights(model: Sam, state_dict: Mapping[str, torch.Tensor], source: str) -> Sam:
+    """Copy an official-format (or HF-format) state dict into ``model``, strictly."""
+    from samkit.hf_keys import hf_to_official_sam, is_hf_sam_state_dict
+
+    if is_hf_sam_state_dict(state_dict):
+        state_dict = hf_to_official_sam(dict(state_dict))
+    check_state_dict(model, state_dict, source)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
+        raise CheckpointError(f"cannot load {source}: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def load_model(
+    name: str | ModelPreset | SamConfig,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    progress: bool = True,
+) -> Sam:
+    """Build ``name`` and load its weights.
+
+    Args:
+        name: registry name (see :func:`samkit.list_models`), preset or config.
+        checkpoint: path to an official ``.pth``/``.pt`` state dict, a ``{"model": ...}``
+            checkpoint, or an HF ``model.safetensors``. ``None`` uses the bundled weights,
+            the cache (``$SAMKIT_CACHE``, default ``~/.cache/samkit``) or downloads them.
+        device: where the model runs.
+        dtype: e.g. ``torch.bfloat16`` to run the image encoder in bf16.
+        progress: show a download progress bar.
+
+    Raises:
+        UnknownModel, CheckpointError, DownloadError.
+    """
+    preset_name, cfg = _preset(name)
+    if checkpoint is None:
+        if isinstance(name, SamConfig):
+            raise CheckpointError("a custom config needs an explicit checkpoint path")
+        spec = get_preset(preset_name).weights
+        if spec is None:
+            raise CheckpointError(f"model {preset_name!r} has no published weights")
+        checkpoint = resolve_weights(spec, progress=progress)
+    state_dict = read_state_dict(checkpoint)
+    with torch.device("meta"):
+        model = build_sam(cfg)
+    model = model.to_empty(device="cpu")
+    model.init_non_persistent_buffers()
+    load_weights(model, state_dict, str(checkpoint))
+    model.name = preset_name
+    return _place(model, device, dtype)

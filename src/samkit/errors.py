@@ -1,0 +1,43 @@
+"""Typed exceptions raised by samkit.
+
+Every error a user can cause (bad image, bad prompt, bad checkpoint, unknown model,
+failed download) has its own class so callers can handle it, and the CLI can turn it
+into one clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SamkitError(Exception):
+    """Base class of every error samkit raises on purpose."""
+
+
+class InvalidImage(SamkitError, ValueError):
+    """The image cannot be read or has an unsupported shape or dtype."""
+
+
+class InvalidPrompt(SamkitError, ValueError):
+    """Points, labels, boxes or mask inputs are malformed or outside the image."""
+
+
+class UnknownModel(SamkitError, KeyError):
+    """The model name is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(SamkitError, RuntimeError):
+    """A checkpoint file is unreadable, truncated, or does not match the architecture."""
+
+
+class DownloadError(SamkitError, RuntimeError):
+    """Weights could not be downloaded or failed verification."""
+
+
+class NoImageSet(SamkitError, RuntimeError):
+    """A predictor was asked to predict before an image or embedding was set."""
+
+
+class OutputError(SamkitError, OSError):
+    """An output file cannot be written (or would overwrite an input)."""

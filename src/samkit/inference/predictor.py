@@ -1,0 +1,225 @@
+"""``ImagePredictor``: encode an image once, then decode prompts in milliseconds.
+
+Coordinates are (x, y) in original-image pixels. Results are numpy arrays at the original
+resolution. The predictor holds at most one current :class:`ImageEmbedding`; every
+``predict`` call can instead take an ``embedding=`` argument.
+
+Thread-safety: ``encode`` and ``predict(..., embedding=e)`` share no mutable state and may
+run concurrently on one predictor (torch releases the GIL in kernels). ``set_image`` /
+``set_embedding`` replace the current embedding; calls that rely on it from other threads
+see either the old or the new one, never a mix. A server should cache
+:class:`ImageEmbedding` objects and pass them explicitly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from samkit.errors import InvalidImage, NoImageSet
+from samkit.inference.prompts import ArrayLike, PromptTensors, prepare_prompts
+from samkit.inference.transforms import (
+    ImageLike,
+    image_to_tensor,
+    postprocess_masks,
+    resize_longest_side,
+    to_rgb_uint8,
+)
+from samkit.modeling.sam import Sam
+from samkit.types import BatchMaskPrediction, ImageEmbedding, MaskPrediction
+
+
+class ImagePredictor:
+    """Prompted segmentation of single images with a SAM-family model."""
+
+    def __init__(self, model: Sam) -> None:
+        self.model = model.eval()
+        self._embedding: ImageEmbedding | None = None
+
+    # ------------------------------------------------------------------ images
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def embedding(self) -> ImageEmbedding | None:
+        """The current embedding (``None`` until ``set_image``/``set_embedding``)."""
+        return self._embedding
+
+    def preprocess(self, image: ImageLike) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+        """Image -> padded, normalised ``(1, 3, S, S)`` tensor, original and input sizes."""
+        rgb = to_rgb_uint8(image)
+        original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        resized = resize_longest_side(rgb, self.model.image_size)
+        x = image_to_tensor(resized, self.device)
+        input_size = (int(x.shape[-2]), int(x.shape[-1]))
+        return self.model.preprocess(x), original_size, input_size
+
+    @torch.inference_mode()
+    def encode(self, image: ImageLike) -> ImageEmbedding:
+        """Run the image encoder; returns a new embedding and changes no state."""
+        x, original_size, input_size = self.preprocess(image)
+        features = self.model.encode_image(x)
+        return ImageEmbedding(features, original_size, input_size, self.model.name)
+
+    def set_image(self, image: ImageLike) -> ImageEmbedding:
+        """Encode ``image`` and make it the current image; returns its embedding."""
+        embedding = self.encode(image)
+        self._embedding = embedding
+        return embedding
+
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Use a previously computed (e.g. cached or loaded) embedding."""
+        self._embedding = self._check_embedding(embedding)
+
+    def reset(self) -> None:
+        """Forget the current image."""
+        self._embedding = None
+
+    def _check_embedding(self, embedding: ImageEmbedding) -> ImageEmbedding:
+        if not isinstance(embedding, ImageEmbedding):
+            raise InvalidImage("expected a samkit.ImageEmbedding")
+        if (
+            embedding.model_name is not None
+            and self.model.name is not None
+            and embedding.model_name != self.model.name
+        ):
+            raise InvalidImage(
+                f"embedding was computed by {embedding.model_name!r}, "
+                f"this predictor runs {self.model.name!r}"
+            )
+        expected = self.model.prompt_encoder.image_embedding_size
+        if tuple(embedding.features.shape[-2:]) != tuple(expected):
+            raise InvalidImage(
+                f"embedding has spatial size {tuple(embedding.features.shape[-2:])}, "
+                f"the model expects {tuple(expected)}"
+            )
+        if embedding.features.device != self.device:
+            embedding = embedding.to(self.device)
+        return embedding
+
+    def _current(self, embedding: ImageEmbedding | None) -> ImageEmbedding:
+        if embedding is not None:
+            return self._check_embedding(embedding)
+        current = self._embedding
+        if current is None:
+            raise NoImageSet("call set_image(image) or set_embedding(...) before predicting")
+        return current
+
+    # ----------------------------------------------------------------- prompts
+    def predict(
+        self,
+        points: ArrayLike | None = None,
+        labels: ArrayLike | None = None,
+        box: ArrayLike | None = None,
+        mask_input: ArrayLike | None = None,
+        multimask: bool = True,
+        return_logits: bool = False,
+        embedding: ImageEmbedding | None = None,
+    ) -> MaskPrediction:
+        """Masks for one prompt set.
+
+        Args:
+            points: ``(P, 2)`` (x, y) in original pixels; ``labels``: ``(P,)`` with
+                1 = foreground, 0 = background.
+            box: ``(4,)`` x0, y0, x1, y1 in original pixels.
+            mask_input: ``(1, 256, 256)`` low-res logits from a previous prediction.
+            multimask: three candidates for an ambiguous prompt (recommended for a single
+                click); ``False`` returns the single-output mask.
+            return_logits: return float logits instead of bool masks.
+            embedding: decode against this embedding instead of the current image.
+
+        Returns:
+            :class:`MaskPrediction` with ``masks`` (K, H, W), ``scores`` (K,) and
+            ``low_res_logits`` (K, 256, 256), K = 3 or 1, in decoder order.
+        """
+        emb = self._current(embedding)
+        prompts = self._prompts(emb, points, labels, box, mask_input, batched=False)
+        masks, scores, low_res = self._decode(emb, prompts, multimask, return_logits)
+        return MaskPrediction(masks[0], scores[0], low_res[0])
+
+    def predict_batch(
+        self,
+        points: ArrayLike | None = None,
+        labels: ArrayLike | None = None,
+        boxes: ArrayLike | None = None,
+        mask_input: ArrayLike | None = None,
+        multimask: bool = True,
+        return_logits: bool = False,
+        embedding: ImageEmbedding | None = None,
+    ) -> BatchMaskPrediction:
+        """Masks for N prompt sets in one decoder call.
+
+        ``points`` ``(N, P, 2)`` with ``labels`` ``(N, P)`` (use label -1 to pad sets
+        with fewer points), ``boxes`` ``(N, 4)``, ``mask_input`` ``(N, 1, 256, 256)``;
+        whichever are given must agree on N. Returns masks ``(N, K, H, W)``.
+        """
+        emb = self._current(embedding)
+        prompts = self._prompts(emb, points, labels, boxes, mask_input, batched=True)
+        masks, scores, low_res = self._decode(emb, prompts, multimask, return_logits)
+        return BatchMaskPrediction(masks, scores, low_res)
+
+    def _prompts(self, emb, points, labels, boxes, mask_input, batched) -> PromptTensors:
+        pe = self.model.prompt_encoder
+        return prepare_prompts(
+            points=points,
+            labels=labels,
+            boxes=boxes,
+            mask_input=mask_input,
+            original_size=emb.original_size,
+            input_size=emb.input_size,
+            mask_size=pe.mask_input_size,
+            device=self.device,
+            batched=batched,
+        )
+
+    @torch.inference_mode()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        embedding: ImageEmbedding | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tensor-level decode with prompts already in the *input* frame.
+
+        Shapes: ``point_coords`` (N, P, 2), ``point_labels`` (N, P), ``boxes`` (N, 4),
+        ``mask_input`` (N, 1, 256, 256). Returns masks (N, K, H, W) (bool unless
+        ``return_logits``), IoU (N, K), low-res logits (N, K, 256, 256).
+        """
+        emb = self._current(embedding)
+        points = None
+        if point_coords is not None:
+            points = (point_coords.to(self.device).float(), point_labels.to(self.device))
+        low_res, iou = self.model.decode(
+            emb.features,
+            points=points,
+            boxes=None if boxes is None else boxes.to(self.device).float(),
+            mask_input=None if mask_input is None else mask_input.to(self.device).float(),
+            multimask_output=multimask_output,
+        )
+        masks = postprocess_masks(low_res, emb.input_size, emb.original_size, self.model.image_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou, low_res
+
+    def _decode(
+        self, emb: ImageEmbedding, prompts: PromptTensors, multimask: bool, return_logits: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            low_res, iou = self.model.decode(
+                emb.features,
+                points=prompts.points,
+                boxes=prompts.boxes,
+                mask_input=prompts.mask_input,
+                multimask_output=multimask,
+            )
+            masks = postprocess_masks(
+                low_res, emb.input_size, emb.original_size, self.model.image_size
+            )
+            if not return_logits:
+                masks = masks > self.model.mask_threshold
+        return masks.cpu().numpy(), iou.float().cpu().numpy(), low_res.float().cpu().numpy()

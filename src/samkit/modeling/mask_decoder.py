@@ -1,0 +1,112 @@
+"""Mask decoder shared by SAM 1, MobileSAM and (with flags) SAM 2.
+
+Predicts mask logits at 4x the image-embedding resolution (256x256 for a 64x64 embedding)
+and a predicted IoU per mask. Token layout: ``[iou_token, mask_tokens (1 + num_multimask)]``
+followed by the prompt tokens. Output mask 0 is the single-mask output, outputs 1..3 are
+the multimask (ambiguity-aware) outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from samkit.layers.common import MLP, LayerNorm2d
+from samkit.layers.two_way import TwoWayTransformer
+
+
+class MaskDecoder(nn.Module):
+    """Keys: ``transformer.*``, ``iou_token``, ``mask_tokens``, ``output_upscaling.{0,1,3}``,
+    ``output_hypernetworks_mlps.{i}.layers.{j}``, ``iou_prediction_head.layers.{j}``."""
+
+    def __init__(
+        self,
+        *,
+        transformer_dim: int,
+        transformer: TwoWayTransformer,
+        num_multimask_outputs: int = 3,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(
+            transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth
+        )
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode masks for B prompt sets on one or B images.
+
+        Args:
+            image_embeddings: ``(1 or B, C, h, w)``; a single embedding is shared by all
+                prompt sets without copying it per prompt in user code.
+            image_pe: ``(1, C, h, w)`` dense positional encoding.
+            sparse_prompt_embeddings: ``(B, N, C)``.
+            dense_prompt_embeddings: ``(B, C, h, w)``.
+            multimask_output: return outputs 1..3 instead of output 0.
+
+        Returns:
+            mask logits ``(B, K, 4h, 4w)`` and predicted IoU ``(B, K)``, K = 3 or 1.
+        """
+        masks, iou_pred = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        sl = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, sl], iou_pred[:, sl]
+
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All ``num_mask_tokens`` outputs: logits ``(B, 4, 4h, 4w)``, IoU ``(B, 4)``."""
+        b = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1)
+        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+
+        if image_embeddings.shape[0] != b:
+            image_embeddings = image_embeddings.expand(b, -1, -1, -1)
+        src = image_embeddings + dense_prompt_embeddings
+        pos_src = image_pe.expand(b, -1, -1, -1)
+        _, c, h, w = src.shape
+
+        hs, src = self.transformer(src, pos_src, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+
+        src = src.transpose(1, 2).reshape(b, c, h, w)
+        upscaled = self.output_upscaling(src)
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
+        )
+        b, c, h, w = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        return masks, iou_pred

@@ -1,0 +1,100 @@
+"""SAM 1 / MobileSAM composition: image encoder + prompt encoder + mask decoder.
+
+Composition only: preprocessing constants live here as non-persistent buffers (they are
+not in official checkpoints); prediction state lives in :mod:`samkit.inference`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from samkit.modeling.mask_decoder import MaskDecoder
+from samkit.modeling.prompt_encoder import PromptEncoder
+
+
+class Sam(nn.Module):
+    """A SAM-family model with a single-scale image encoder.
+
+    ``image_encoder`` maps a normalised, padded ``(B, 3, S, S)`` image to ``(B, C, h, w)``.
+    """
+
+    mask_threshold: float = 0.0
+    image_format: str = "RGB"
+
+    def __init__(
+        self,
+        *,
+        image_encoder: nn.Module,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        pixel_mean: tuple[float, float, float],
+        pixel_std: tuple[float, float, float],
+        image_size: int = 1024,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.image_size = image_size
+        self.name: str | None = None  # registry name, set by build_model / load_model
+        self._pixel_stats = (tuple(pixel_mean), tuple(pixel_std))
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute buffers that checkpoints do not store (after a meta-device build).
+
+        Submodules with their own ``init_non_persistent_buffers`` are refreshed too.
+        """
+        device = self.prompt_encoder.no_mask_embed.weight.device
+        mean, std = self._pixel_stats
+        self.pixel_mean = torch.tensor(mean, device=device).view(-1, 1, 1)
+        self.pixel_std = torch.tensor(std, device=device).view(-1, 1, 1)
+        for module in self.modules():
+            if module is not self and hasattr(module, "init_non_persistent_buffers"):
+                module.init_non_persistent_buffers()
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def encoder_dtype(self) -> torch.dtype:
+        """Dtype of the image encoder's weights (bf16 when loaded with ``dtype``)."""
+        return next(self.image_encoder.parameters()).dtype
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a ``(B, 3, H, W)`` 0-255 image and zero-pad it to ``(B, 3, S, S)``."""
+        x = (x - self.pixel_mean) / self.pixel_std
+        h, w = x.shape[-2:]
+        return nn.functional.pad(x, (0, self.image_size - w, 0, self.image_size - h))
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the image encoder on a preprocessed image in the encoder's dtype.
+
+        Returns ``(B, C, h, w)`` float32 features.
+        """
+        return self.image_encoder(x.to(self.encoder_dtype)).float()
+
+    def decode(
+        self,
+        image_embeddings: torch.Tensor,
+        points: tuple[torch.Tensor, torch.Tensor] | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt encoder + mask decoder on ``(1 or B, C, h, w)`` embeddings.
+
+        Prompts are in the model's input frame. Returns low-res logits ``(B, K, 4h, 4w)``
+        and predicted IoU ``(B, K)``.
+        """
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        return self.mask_decoder(
+            image_embeddings=image_embeddings,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )

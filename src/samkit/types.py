@@ -1,0 +1,139 @@
+"""Typed results and state objects shared by predictors, the CLI and (later) the server."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from samkit.errors import InvalidImage
+
+_EMBEDDING_FORMAT = "samkit.ImageEmbedding/1"
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """The image encoder's output for one image, plus the geometry to map prompts.
+
+    Attributes:
+        features: ``(1, C, h, w)`` float32 image embedding (256x64x64 for SAM 1).
+        original_size: ``(H, W)`` of the image the user passed, in pixels.
+        input_size: ``(H', W')`` of the resized image before padding to the model's
+            square input (SAM 1: longest side 1024, aspect kept).
+        model_name: registry name of the model that produced it (``None`` if unknown);
+            predictors refuse embeddings from a different model.
+        high_res_features: extra feature maps some families need (SAM 2's stride-4/8
+            maps); empty for SAM 1.
+
+    The object is immutable and holds no reference to a model, so one embedding can be
+    shared by many predictors/threads. ``save``/``load`` (or ``to_bytes``/``from_bytes``)
+    serialise it with ``torch.save`` and read it back with ``weights_only=True``.
+    """
+
+    features: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    model_name: str | None = None
+    high_res_features: tuple[torch.Tensor, ...] = field(default_factory=tuple)
+
+    def to(self, device: str | torch.device) -> ImageEmbedding:
+        """A copy with tensors on ``device``."""
+        return ImageEmbedding(
+            features=self.features.to(device),
+            original_size=self.original_size,
+            input_size=self.input_size,
+            model_name=self.model_name,
+            high_res_features=tuple(t.to(device) for t in self.high_res_features),
+        )
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "format": _EMBEDDING_FORMAT,
+                "features": self.features.detach().cpu(),
+                "original_size": list(self.original_size),
+                "input_size": list(self.input_size),
+                "model_name": self.model_name,
+                "high_res_features": [t.detach().cpu() for t in self.high_res_features],
+            },
+            buf,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ImageEmbedding:
+        try:
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InvalidImage(f"not a samkit image embedding: {exc}") from None
+        if not isinstance(obj, dict) or obj.get("format") != _EMBEDDING_FORMAT:
+            raise InvalidImage("not a samkit image embedding (unknown format)")
+        return cls(
+            features=obj["features"],
+            original_size=(int(obj["original_size"][0]), int(obj["original_size"][1])),
+            input_size=(int(obj["input_size"][0]), int(obj["input_size"][1])),
+            model_name=obj["model_name"],
+            high_res_features=tuple(obj["high_res_features"]),
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically (temporary file + rename)."""
+        from samkit.fileio import atomic_write_bytes
+
+        atomic_write_bytes(Path(path), self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ImageEmbedding:
+        return cls.from_bytes(Path(path).read_bytes())
+
+
+@dataclass(frozen=True)
+class MaskPrediction:
+    """Masks for one prompt set, in original-image pixels.
+
+    Attributes:
+        masks: ``(K, H, W)`` bool (or float32 logits with ``return_logits=True``).
+        scores: ``(K,)`` predicted IoU, in the decoder's output order (index-stable, not
+            sorted): with ``multimask=True`` index 0..2 are the three candidates.
+        low_res_logits: ``(K, 256, 256)`` float32 logits in the padded model-input
+            frame; feed one back as ``mask_input`` (shape ``(1, 256, 256)``) to refine.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+
+    @property
+    def best_index(self) -> int:
+        """Index of the highest predicted IoU."""
+        return int(np.argmax(self.scores))
+
+    @property
+    def best_mask(self) -> np.ndarray:
+        return self.masks[self.best_index]
+
+
+@dataclass(frozen=True)
+class BatchMaskPrediction:
+    """Masks for N prompt sets decoded together.
+
+    Attributes:
+        masks: ``(N, K, H, W)`` bool (or float32 logits).
+        scores: ``(N, K)`` predicted IoU, index-stable.
+        low_res_logits: ``(N, K, 256, 256)`` float32.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    def __getitem__(self, i: int) -> MaskPrediction:
+        return MaskPrediction(self.masks[i], self.scores[i], self.low_res_logits[i])

@@ -1,0 +1,204 @@
+"""Weights: cache directory, verified downloads, safe loading and strict key checks.
+
+- Files are read with ``torch.load(..., weights_only=True)`` (or safetensors) only.
+- Downloads stream into a temporary file next to the destination, are verified against
+  the preset's sha256 and size, then moved into place with ``os.replace`` (atomic).
+- Every mismatch between a checkpoint and an architecture becomes a
+  :class:`~samkit.errors.CheckpointError` that lists the first few offending keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from samkit.configs.base import WeightSpec
+from samkit.errors import CheckpointError, DownloadError
+
+_CHUNK = 1 << 20
+_SHOW = 5
+
+
+def cache_dir() -> Path:
+    """``$SAMKIT_CACHE`` if set, else ``~/.cache/samkit``."""
+    env = os.environ.get("SAMKIT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "samkit"
+
+
+def cached_path(spec: WeightSpec) -> Path:
+    """Where the file of ``spec`` lives (or would live) in the cache."""
+    return cache_dir() / spec.filename
+
+
+def bundled_path(spec: WeightSpec) -> Path | None:
+    """Path of weights shipped inside the samkit package, if the preset has any."""
+    if spec.bundled is None:
+        return None
+    return Path(__file__).resolve().parent / spec.bundled
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(spec: WeightSpec, dest: Path | None = None, progress: bool = True) -> Path:
+    """Download ``spec.url`` to ``dest`` (default: the cache), verified and atomic.
+
+    Raises :class:`DownloadError` naming the URL and the path to place the file at when
+    the network is unreachable, the server fails, or the sha256/size do not match.
+    """
+    dest = dest if dest is not None else cached_path(spec)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    hint = f"download {spec.url} yourself and place it at {dest}, or pass a checkpoint path"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    try:
+        try:
+            response = urllib.request.urlopen(spec.url, timeout=30)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DownloadError(f"could not download {spec.url} ({reason}); {hint}") from None
+        total = int(response.headers.get("Content-Length") or spec.size or 0) or None
+        with os.fdopen(fd, "wb") as out, response, _progress(total, dest.name, progress) as bar:
+            fd = -1
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                bar(len(chunk))
+        size = tmp.stat().st_size
+        if spec.size is not None and size != spec.size:
+            raise DownloadError(
+                f"download of {spec.url} is incomplete ({size} of {spec.size} bytes); {hint}"
+            )
+        if spec.sha256 is not None and digest.hexdigest() != spec.sha256:
+            raise DownloadError(
+                f"sha256 of {spec.url} is {digest.hexdigest()}, expected {spec.sha256}; {hint}"
+            )
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise DownloadError(f"could not download {spec.url} ({exc}); {hint}") from None
+    finally:
+        if fd != -1:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+class _progress:
+    """A rich progress bar when ``enabled`` (to stderr), else a no-op callback."""
+
+    def __init__(self, total: int | None, name: str, enabled: bool) -> None:
+        self.total, self.name, self.enabled = total, name, enabled
+        self._bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        self._bar = Progress(
+            *Progress.get_default_columns(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=Console(stderr=True),
+        )
+        self._bar.start()
+        task = self._bar.add_task(f"downloading {self.name}", total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def resolve_weights(spec: WeightSpec, progress: bool = True) -> Path:
+    """Bundled file, else cached file, else download into the cache."""
+    bundled = bundled_path(spec)
+    if bundled is not None:
+        if not bundled.is_file():
+            raise CheckpointError(f"bundled weights missing from the installation: {bundled}")
+        return bundled
+    path = cached_path(spec)
+    if path.is_file():
+        if spec.size is not None and path.stat().st_size != spec.size:
+            raise CheckpointError(
+                f"cached file {path} has {path.stat().st_size} bytes, expected {spec.size}: "
+                f"delete it and download again from {spec.url}"
+            )
+        return path
+    return download(spec, path, progress=progress)
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file into a flat ``name -> tensor`` dict, safely.
+
+    Accepts a plain state dict (SAM 1, MobileSAM), a ``{"model": state_dict}`` wrapper
+    (SAM 2 and samkit training checkpoints) and ``.safetensors`` files. Raises
+    :class:`CheckpointError` for anything unreadable or not a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: object = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch/pickle/zip/safetensors all raise differently
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated, corrupt or not a PyTorch/safetensors "
+            f"file): {first[:200]}"
+        ) from None
+    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise CheckpointError(f"{path} does not contain a state dict of tensors")
+    return dict(obj)
+
+
+def _head(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOW])
+    return shown + (f" (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise :class:`CheckpointError` unless names and shapes match ``model`` exactly."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} vs {expected[k]}"
+        for k in sorted(set(expected) & set(state_dict))
+        if tuple(state_dict[k].shape) != expected[k]
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys: {_head(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys: {_head(unexpected)}")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatches: {_head(mismatched)}")
+        raise CheckpointError(
+            f"{source} does not match this architecture (is it a checkpoint of another "
+            f"model?): " + "; ".join(parts)
+        )
