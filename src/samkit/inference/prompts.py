@@ -102,8 +102,12 @@ def prepare_prompts(
             raise InvalidPrompt(f"box must have shape {shape} as x0, y0, x1, y1; got {b.shape}")
         if (b[:, 2] < b[:, 0]).any() or (b[:, 3] < b[:, 1]).any():
             raise InvalidPrompt("box corners must satisfy x0 <= x1 and y0 <= y1")
-        if check_bounds and ((b[:, [0, 2]] < 0).any() or (b[:, [0, 2]] > w).any()
-                             or (b[:, [1, 3]] < 0).any() or (b[:, [1, 3]] > h).any()):
+        if check_bounds and (
+            (b[:, [0, 2]] < 0).any()
+            or (b[:, [0, 2]] > w).any()
+            or (b[:, [1, 3]] < 0).any()
+            or (b[:, [1, 3]] > h).any()
+        ):
             raise InvalidPrompt(f"a box lies outside the {w}x{h} image")
         b = coords_to_input(b.reshape(-1, 2, 2), original_size, input_size).reshape(-1, 4)
         boxes_t = torch.as_tensor(b, dtype=torch.float32, device=device)

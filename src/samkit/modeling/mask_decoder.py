@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from samkit.layers.common import MLP, LayerNorm2d
+from samkit.layers.common import MLP, ConvTranspose2x2, LayerNorm2d
 from samkit.layers.two_way import TwoWayTransformer
 
 
@@ -36,10 +36,10 @@ class MaskDecoder(nn.Module):
         self.num_mask_tokens = num_multimask_outputs + 1
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
         self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            ConvTranspose2x2(transformer_dim, transformer_dim // 4),
             LayerNorm2d(transformer_dim // 4),
             nn.GELU(),
-            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            ConvTranspose2x2(transformer_dim // 4, transformer_dim // 8),
             nn.GELU(),
         )
         self.output_hypernetworks_mlps = nn.ModuleList(

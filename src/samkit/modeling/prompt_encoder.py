@@ -55,10 +55,23 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self._dense_pe_cache: tuple[tuple, torch.Tensor] | None = None
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the image-embedding grid, ``(1, C, h, w)``."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        """Positional encoding of the image-embedding grid, ``(1, C, h, w)``.
+
+        It depends only on the (loaded) Fourier matrix, so it is cached and recomputed
+        when that buffer changes (new weights, another device or dtype) or in training.
+        """
+        matrix = self.pe_layer.positional_encoding_gaussian_matrix
+        key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype)
+        cached = self._dense_pe_cache
+        if self.training or torch.is_grad_enabled() or cached is None or cached[0] != key:
+            pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
+            if self.training or torch.is_grad_enabled():
+                return pe
+            self._dense_pe_cache = cached = (key, pe)
+        return cached[1]
 
     def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         """``points`` (B, N, 2) in input pixels, ``labels`` (B, N) -> (B, N[+1], C)."""

@@ -157,9 +157,15 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window_size * window_size))
+        self.window_size = window_size
         self.register_buffer(
             "attention_bias_idxs", relative_offset_index(window_size), persistent=False
         )
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the index buffer (after building on the meta device)."""
+        device = self.attention_biases.device
+        self.attention_bias_idxs = relative_offset_index(self.window_size).to(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape

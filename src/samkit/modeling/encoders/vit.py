@@ -50,15 +50,19 @@ class RelPosAttention(nn.Module):
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, _ = x.shape
-        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
+        return self.proj(self.attend(self.qkv(x)))
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Attention core on projected ``(B, H, W, 3C)`` -> ``(B, H, W, C)`` (before proj)."""
+        b, h, w, _ = qkv.shape
+        qkv = qkv.reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, HW, C)
         if self.use_rel_pos:
             out = rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, (h, w))
         else:
             out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).reshape(b, h, w, -1)
-        return self.proj(out)
+        return out.transpose(1, 2).reshape(b, h, w, -1)
 
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -121,14 +125,34 @@ class ViTBlock(nn.Module):
         shortcut = x
         x = self.norm1(x)
         if self.window_size > 0:
-            h, w = x.shape[1], x.shape[2]
-            x, padded = window_partition(x, self.window_size)
-            x = self.attn(x)
-            x = window_unpartition(x, self.window_size, padded, (h, w))
+            x = self._window_attention(x)
         else:
             x = self.attn(x)
         x = shortcut + x
         return x + self.mlp(self.norm2(x))
+
+    def _window_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Windowed attention equal to the official pad-then-partition formulation.
+
+        The official block zero-pads the normalised tokens to a multiple of the window
+        and projects the padding too. A zero token projects to the qkv bias, so we project
+        only the real tokens, fill the padding with the bias, and apply the output
+        projection after cropping: same result, ~16% less projection work at 64x64.
+        """
+        b, h, w, _ = x.shape
+        ws = self.window_size
+        qkv = self.attn.qkv(x)
+        hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+        if (hp, wp) != (h, w):
+            bias = self.attn.qkv.bias
+            full = qkv.new_zeros(b, hp, wp, qkv.shape[-1])
+            if bias is not None:
+                full[:] = bias
+            full[:, :h, :w] = qkv
+            qkv = full
+        windows, padded = window_partition(qkv, ws)
+        out = window_unpartition(self.attn.attend(windows), ws, padded, (h, w))
+        return self.attn.proj(out)
 
 
 class ImageEncoderViT(nn.Module):

@@ -1,0 +1,111 @@
+"""Image encoder and prompt-to-mask latency: samkit vs the official implementation.
+
+Both sides get the same random weights and the same image in one run; the script prints
+medians and the official/samkit ratio (>1 means samkit is faster). Run on demand:
+
+    python benchmarks/bench_image.py --model sam-vit-b --repeats 3
+    python benchmarks/bench_image.py --model mobile-sam
+
+Needs the test extras (``pip install -c constraints.txt -e ".[test]"``); the official
+packages are imported through the test suite's torchvision/timm shims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import reference_shims  # noqa: E402
+
+import samkit  # noqa: E402
+
+OFFICIAL = {"sam-vit-b": "vit_b", "sam-vit-l": "vit_l", "sam-vit-h": "vit_h", "mobile-sam": "vit_t"}
+
+
+def _official(name: str):
+    if name == "mobile-sam":
+        pkg = reference_shims.import_mobile_sam()
+    else:
+        pkg = reference_shims.import_segment_anything()
+    return pkg, pkg.sam_model_registry[OFFICIAL[name]]().eval()
+
+
+def _median_ms(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="sam-vit-b", choices=sorted(OFFICIAL))
+    parser.add_argument("--repeats", type=int, default=3, help="encoder repeats")
+    parser.add_argument("--prompt-repeats", type=int, default=30)
+    parser.add_argument("--no-bf16", action="store_true")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    pkg, ref = _official(args.model)
+    state = ref.state_dict()
+    ours = samkit.build_model(args.model)
+    ours.load_state_dict(state)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(768, 1024, 3), dtype=np.uint8)  # H x W
+    point, label = np.array([[500.0, 375.0]]), np.array([1])
+
+    ref_pred = pkg.SamPredictor(ref)
+    our_pred = samkit.ImagePredictor(ours)
+    rows = []
+    with torch.inference_mode():
+        t_ref = _median_ms(lambda: ref_pred.set_image(image), args.repeats)
+        t_our = _median_ms(lambda: our_pred.set_image(image), args.repeats)
+        rows.append(("set_image fp32 (ms)", t_ref, t_our))
+        p_ref = _median_ms(
+            lambda: ref_pred.predict(point, label, multimask_output=True), args.prompt_repeats, 3
+        )
+        p_our = _median_ms(
+            lambda: our_pred.predict(points=point, labels=label), args.prompt_repeats, 3
+        )
+        rows.append(("prompt-to-mask (ms)", p_ref, p_our))
+        fp32 = our_pred.predict(points=point, labels=label)
+        if not args.no_bf16:
+            bf = samkit.build_model(args.model)
+            bf.load_state_dict(state)
+            bf.image_encoder.to(torch.bfloat16)
+            bf_pred = samkit.ImagePredictor(bf)
+            t_bf = _median_ms(lambda: bf_pred.set_image(image), args.repeats)
+            rows.append(("set_image bf16 vs official fp32 (ms)", t_ref, t_bf))
+            low = bf_pred.predict(points=point, labels=label)
+            ious = [_iou(a, b) for a, b in zip(fp32.masks, low.masks, strict=True)]
+
+    print(
+        f"model {args.model}, image 1024x768, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(f"{'measure':40s} {'official':>10s} {'samkit':>10s} {'ratio':>7s}")
+    for name, a, b in rows:
+        print(f"{name:40s} {a:10.1f} {b:10.1f} {a / b:6.2f}x")
+    if not args.no_bf16:
+        print("bf16 vs fp32 mask IoU (random weights): " + ", ".join(f"{v:.4f}" for v in ious))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Helpers shared by the CLI command modules: errors, number parsing, output checks."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from samkit.errors import OutputError, SamkitError
+
+#: Exit status of every error the CLI reports as ``samkit: error: ...`` (same as usage errors).
+EXIT_ERROR = 2
+
+#: Set this environment variable to ``1`` to get the full traceback instead of one line.
+DEBUG_ENV = "SAMKIT_DEBUG"
+
+
+class CliError(SamkitError):
+    """A command-line mistake the library itself cannot see (e.g. an unusable ``--device``)."""
+
+
+def debug_enabled() -> bool:
+    """Whether ``$SAMKIT_DEBUG`` asks for tracebacks (anything but empty/0/false/no/off)."""
+    value = os.environ.get(DEBUG_ENV, "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` folded onto a single line (class name if it has none)."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text or type(exc).__name__
+
+
+def parse_numbers(
+    text: str, names: tuple[str, ...], option: str, error: type[SamkitError] = CliError
+) -> tuple[float, ...]:
+    """Parse ``"10,20"``-style option values into finite floats.
+
+    Args:
+        text: the raw option value.
+        names: one name per expected number, used in messages (``("X", "Y")``).
+        option: the option spelling, e.g. ``"--point"``, used in messages.
+        error: the exception class to raise.
+
+    Raises:
+        ``error`` when the count is wrong or a part is not a finite number.
+    """
+    form = ",".join(names)
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != len(names):
+        raise error(
+            f"{option} expects {form} ({len(names)} numbers separated by commas), got {text!r}"
+        )
+    values = []
+    for name, part in zip(names, parts, strict=True):
+        try:
+            value = float(part)
+        except ValueError:
+            raise error(f"{option} {text!r}: {name}={part!r} is not a number") from None
+        if not math.isfinite(value):
+            raise error(f"{option} {text!r}: {name} must be a finite number")
+        values.append(value)
+    return tuple(values)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same file (after resolving links, or hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(inputs: dict[str, Path], outputs: dict[str, Path | None]) -> None:
+    """Refuse output paths that would clobber an input, collide, or cannot be written.
+
+    Args:
+        inputs: label -> path of each input file (e.g. ``{"IMAGE": image}``).
+        outputs: option -> path of each requested output (``None`` entries are skipped).
+
+    Raises:
+        OutputError: an output is an input file, two outputs are the same file, the
+            output is a directory, or its folder is missing or not writable.
+    """
+    seen: dict[str, Path] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        for label, source in inputs.items():
+            if same_file(path, source):
+                raise OutputError(f"{option} {path} is the input {label}; refusing to overwrite it")
+        for other_option, other in seen.items():
+            if same_file(path, other):
+                raise OutputError(f"{option} and {other_option} both name {path}")
+        if path.is_dir():
+            raise OutputError(f"cannot write {option} {path}: it is a directory")
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise OutputError(f"cannot write {option} {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write {option} {path}: folder {folder} is not writable")
+        seen[option] = path

@@ -1,0 +1,194 @@
+"""Drop-in names of the official ``segment_anything`` API, backed by samkit.
+
+Migrate by changing one import::
+
+    # from segment_anything import sam_model_registry, SamPredictor
+    from samkit.compat import sam_model_registry, SamPredictor
+
+    sam = sam_model_registry["vit_b"](checkpoint="sam_vit_b_01ec64.pth")
+    predictor = SamPredictor(sam)
+    predictor.set_image(image)                       # HxWx3 uint8, "RGB" or "BGR"
+    masks, scores, logits = predictor.predict(point_coords=..., point_labels=...,
+                                              multimask_output=True)
+
+Method and argument names, return types (numpy from ``predict``, torch from
+``predict_torch``) and output order are the official ones. Loading uses
+``torch.load(weights_only=True)`` and strict key checks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from samkit.build import build_model, load_model
+from samkit.errors import InvalidImage
+from samkit.inference.predictor import ImagePredictor
+from samkit.inference.transforms import coords_to_input, preprocess_shape
+from samkit.modeling.sam import Sam
+from samkit.types import ImageEmbedding
+
+
+def _builder(name: str) -> Callable[..., Sam]:
+    def build(checkpoint: str | os.PathLike[str] | None = None) -> Sam:
+        if checkpoint is None:
+            return build_model(name)
+        return load_model(name, checkpoint=checkpoint)
+
+    build.__name__ = f"build_{name.replace('-', '_')}"
+    build.__doc__ = f"Build {name!r}; with ``checkpoint`` load it strictly."
+    return build
+
+
+sam_model_registry: dict[str, Callable[..., Sam]] = {
+    "default": _builder("sam-vit-h"),
+    "vit_h": _builder("sam-vit-h"),
+    "vit_l": _builder("sam-vit-l"),
+    "vit_b": _builder("sam-vit-b"),
+    "vit_t": _builder("mobile-sam"),
+}
+
+
+class ResizeLongestSide:
+    """Coordinate helpers with the official names (``predictor.transform``)."""
+
+    def __init__(self, target_length: int) -> None:
+        self.target_length = target_length
+
+    @staticmethod
+    def get_preprocess_shape(oldh: int, oldw: int, long_side_length: int) -> tuple[int, int]:
+        return preprocess_shape(oldh, oldw, long_side_length)
+
+    def apply_image(self, image: np.ndarray) -> np.ndarray:
+        from samkit.inference.transforms import resize_longest_side
+
+        return resize_longest_side(image, self.target_length)
+
+    def _new(self, original_size: tuple[int, ...]) -> tuple[int, int]:
+        return preprocess_shape(int(original_size[0]), int(original_size[1]), self.target_length)
+
+    def apply_coords(self, coords: np.ndarray, original_size: tuple[int, ...]) -> np.ndarray:
+        size = (int(original_size[0]), int(original_size[1]))
+        return coords_to_input(coords, size, self._new(size))
+
+    def apply_boxes(self, boxes: np.ndarray, original_size: tuple[int, ...]) -> np.ndarray:
+        return self.apply_coords(np.asarray(boxes).reshape(-1, 2, 2), original_size).reshape(-1, 4)
+
+    def apply_coords_torch(
+        self, coords: torch.Tensor, original_size: tuple[int, ...]
+    ) -> torch.Tensor:
+        old_h, old_w = int(original_size[0]), int(original_size[1])
+        new_h, new_w = self._new((old_h, old_w))
+        coords = coords.clone().to(torch.float)
+        coords[..., 0] = coords[..., 0] * (new_w / old_w)
+        coords[..., 1] = coords[..., 1] * (new_h / old_h)
+        return coords
+
+    def apply_boxes_torch(
+        self, boxes: torch.Tensor, original_size: tuple[int, ...]
+    ) -> torch.Tensor:
+        return self.apply_coords_torch(boxes.reshape(-1, 2, 2), original_size).reshape(-1, 4)
+
+
+class SamPredictor:
+    """The official ``SamPredictor`` interface on top of :class:`samkit.ImagePredictor`."""
+
+    def __init__(self, sam_model: Sam) -> None:
+        self.model = sam_model
+        self._predictor = ImagePredictor(sam_model)
+        self.transform = ResizeLongestSide(sam_model.image_size)
+
+    # Official attributes -------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._predictor.embedding is not None
+
+    @property
+    def features(self) -> torch.Tensor:
+        return self._require().features
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        return self._require().original_size
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self._require().input_size
+
+    def _require(self) -> ImageEmbedding:
+        emb = self._predictor.embedding
+        if emb is None:
+            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        return emb
+
+    # Official methods ------------------------------------------------------------
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Encode an ``HxWxC`` uint8 image given in ``image_format`` ("RGB" or "BGR")."""
+        if image_format not in ("RGB", "BGR"):
+            raise InvalidImage(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        if image_format != self.model.image_format:
+            image = image[..., ::-1]
+        self._predictor.set_image(np.ascontiguousarray(image))
+
+    @torch.no_grad()
+    def set_torch_image(
+        self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]
+    ) -> None:
+        """Encode an already resized ``(1, 3, H', W')`` 0-255 tensor."""
+        input_size = (int(transformed_image.shape[-2]), int(transformed_image.shape[-1]))
+        x = self.model.preprocess(transformed_image.to(self.device).float())
+        features = self.model.encode_image(x)
+        original = (int(original_image_size[0]), int(original_image_size[1]))
+        self._predictor.set_embedding(
+            ImageEmbedding(features, original, input_size, self.model.name)
+        )
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns ``(masks CxHxW, iou_predictions C, low_res_masks Cx256x256)``."""
+        self._require()
+        res = self._predictor.predict(
+            points=point_coords,
+            labels=point_labels,
+            box=box,
+            mask_input=mask_input,
+            multimask=multimask_output,
+            return_logits=return_logits,
+        )
+        return res.masks, res.scores, res.low_res_logits
+
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Prompts already transformed to the input frame (``self.transform``)."""
+        self._require()
+        return self._predictor.predict_torch(
+            point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
+        )
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The current ``(1, 256, 64, 64)`` image embedding."""
+        return self._require().features
+
+    def reset_image(self) -> None:
+        self._predictor.reset()
