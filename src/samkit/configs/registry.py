@@ -92,9 +92,9 @@ register(
         weights=WeightSpec(
             url="https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
             filename="mobile_sam.pt",
-            sha256=None,
-            size=None,
-            hf_id=None,
+            sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+            size=40728226,
+            hf_id=None,  # no transformers-format MobileSAM exists
         ),
         description="MobileSAM: TinyViT-5M encoder distilled from SAM ViT-H",
         aliases=("vit_t",),
