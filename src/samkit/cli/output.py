@@ -88,7 +88,7 @@ def render_overlay(
     if box is not None:
         x0, y0, x1, y1 = (float(v) for v in box)
         draw.rectangle((x0, y0, x1, y1), outline=BOX_COLOR, width=max(2, 2 * line))
-    radius = max(3, round(longest / 120))
+    radius = max(4, round(longest / 100))
     for (x, y), label in zip(points, labels, strict=True):
         fill = POSITIVE_COLOR if label == 1 else NEGATIVE_COLOR
         draw.ellipse(

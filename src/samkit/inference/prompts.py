@@ -82,8 +82,10 @@ def prepare_prompts(
         if check_bounds:
             real = lab != -1
             xs, ys = pts[..., 0][real], pts[..., 1][real]
-            if ((xs < 0) | (xs > w) | (ys < 0) | (ys > h)).any():
-                raise InvalidPrompt(f"a point lies outside the {w}x{h} image")
+            outside = (xs < 0) | (xs > w) | (ys < 0) | (ys > h)
+            if outside.any():
+                i = int(np.argmax(outside))
+                raise InvalidPrompt(f"point ({xs[i]:g}, {ys[i]:g}) lies outside the {w}x{h} image")
         if not batched:
             pts, lab = pts[None], lab[None]
         pts = coords_to_input(pts, original_size, input_size)
@@ -108,7 +110,7 @@ def prepare_prompts(
             or (b[:, [1, 3]] < 0).any()
             or (b[:, [1, 3]] > h).any()
         ):
-            raise InvalidPrompt(f"a box lies outside the {w}x{h} image")
+            raise InvalidPrompt(f"box {b.tolist()} lies outside the {w}x{h} image")
         b = coords_to_input(b.reshape(-1, 2, 2), original_size, input_size).reshape(-1, 4)
         boxes_t = torch.as_tensor(b, dtype=torch.float32, device=device)
         n_sets.add(b.shape[0])

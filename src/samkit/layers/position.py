@@ -20,9 +20,10 @@ class PositionEmbeddingRandom(nn.Module):
         super().__init__()
         if scale is None or scale <= 0.0:
             scale = 1.0
-        self.register_buffer(
-            "positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats))
-        )
+        matrix = torch.empty((2, num_pos_feats))
+        if matrix.device.type != "meta":  # on meta (fast model building) there is no data
+            matrix.normal_(0.0, scale)
+        self.register_buffer("positional_encoding_gaussian_matrix", matrix)
 
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
         """Encode ``(..., 2)`` coordinates normalised to [0, 1] as ``(..., C)``."""

@@ -1,0 +1,531 @@
+"""Tests of the ``samkit`` command line (Typer app in-process, plus real subprocesses).
+
+No full-size model is ever built with weights here: a tiny random architecture is
+registered as the preset ``cli-test-tiny`` (in this process only) and its checkpoint is
+saved once per session. Subprocess tests only exercise error paths that fail before a
+model is built, or that fail while reading a bad ``--checkpoint``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+from typer.testing import CliRunner
+
+import samkit
+from samkit.cli import main as cli_main
+from samkit.cli.main import app
+from samkit.cli.segment import DEFAULT_MODEL
+from samkit.configs import (
+    MaskDecoderConfig,
+    ModelPreset,
+    PromptEncoderConfig,
+    SamConfig,
+    ViTConfig,
+    WeightSpec,
+)
+
+TINY = "cli-test-tiny"
+TINY_URL = "https://example.invalid/samkit/cli-test-tiny.pth"
+H, W = 48, 64  # non-square on purpose: catches (H, W) / (W, H) mix-ups
+
+runner = CliRunner()
+
+# pycocotools' decode trips a numpy 2 deprecation warning inside pycocotools itself.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+# ---------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Save a tiny random model and register its architecture as ``cli-test-tiny``."""
+    # 256-pixel model input (16x16 embedding) instead of 1024 keeps every run ~0.1 s.
+    cfg = SamConfig(
+        encoder=ViTConfig(
+            embed_dim=32, depth=1, num_heads=1, global_attn_indexes=(0,), img_size=256
+        ),
+        prompt_encoder=PromptEncoderConfig(image_embedding_size=16, input_image_size=256),
+        mask_decoder=MaskDecoderConfig(transformer_mlp_dim=64, iou_head_hidden_dim=32),
+        image_size=256,
+    )
+    torch.manual_seed(0)
+    model = samkit.build_model(cfg)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
+    torch.save(model.state_dict(), path)
+    data = path.read_bytes()
+    if TINY not in samkit.list_models():
+        samkit.configs.register(
+            ModelPreset(
+                name=TINY,
+                config=cfg,
+                weights=WeightSpec(
+                    url=TINY_URL,
+                    filename="cli-test-tiny.pth",
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size=len(data),
+                ),
+                description="tiny random model for the CLI tests",
+                aliases=("cli-tiny",),
+            )
+        )
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Private weights cache, no debug mode, and the tmp folder as working directory."""
+    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    """A ``W x H`` RGB PNG with a bright rectangle on a noisy background."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 60, (H, W, 3), dtype=np.uint8)
+    pixels[10:30, 15:45] = (220, 200, 40)
+    path = tmp_path / "photo.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def run(*args: str | os.PathLike[str], env: dict[str, str] | None = None):
+    """Invoke the app in-process with stdout and stderr captured separately."""
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+def segment(image: Path, checkpoint: Path, *args: str | os.PathLike[str], env=None):
+    return run("segment", image, "--model", TINY, "--checkpoint", checkpoint, *args, env=env)
+
+
+def assert_error(result, *fragments: str) -> str:
+    """Exit status 2 and exactly one stderr line ``samkit: error: ...`` holding ``fragments``."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("samkit: error: "), lines[0]
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return np.asarray(im)
+
+
+def samkit_executable() -> str:
+    """The installed console script of this environment."""
+    candidate = Path(sys.executable).parent / "samkit"
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which("samkit")
+    if found is None:
+        pytest.skip("the samkit console script is not installed")
+    return found
+
+
+def run_process(*args: str | os.PathLike[str], env: dict[str, str] | None = None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [samkit_executable(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
+
+
+# ---------------------------------------------------------------- segment: happy paths
+def test_segment_point_writes_mask_overlay_and_json(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out, overlay, js = tmp_path / "mask.png", tmp_path / "overlay.png", tmp_path / "result.json"
+    result = segment(
+        image, tiny_checkpoint, "--point", "30,20", "--out", out, "--overlay", overlay, "--json", js
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    summary = result.stdout.strip().splitlines()
+    assert len(summary) == 1 and "chose mask" in summary[0] and str(out) in summary[0]
+
+    mask = read_png(out)
+    assert mask.shape == (H, W) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 255}
+    with Image.open(out) as im:
+        assert im.mode == "L"
+
+    picture = read_png(overlay)
+    assert picture.shape == (H, W, 3)
+
+    record = json.loads(js.read_text())
+    assert record["image"] == str(image)
+    assert record["size"] == [H, W]
+    assert record["model"] == TINY
+    assert len(record["scores"]) == 3 and len(record["masks"]) == 3
+    assert record["chosen"] == int(np.argmax(record["scores"]))
+    assert record["prompt"]["points"] == [[30.0, 20.0]]
+    assert record["prompt"]["labels"] == [1]
+    assert record["prompt"]["box"] is None
+    for rle in record["masks"]:
+        assert rle["size"] == [H, W] and isinstance(rle["counts"], str)
+    chosen = mask_utils.decode(record["masks"][record["chosen"]])
+    np.testing.assert_array_equal(chosen.astype(bool), mask == 255)
+    # The str form decodes too once turned back into the bytes pycocotools produced.
+    rle = dict(record["masks"][0], counts=record["masks"][0]["counts"].encode())
+    assert mask_utils.decode(rle).shape == (H, W)
+
+
+def test_segment_matches_library(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out, js = tmp_path / "mask.png", tmp_path / "r.json"
+    result = segment(image, tiny_checkpoint, "-p", "30,20", "-o", out, "--json", js)
+    assert result.exit_code == 0, result.output
+    predictor = samkit.ImagePredictor(samkit.load_model(TINY, checkpoint=tiny_checkpoint))
+    predictor.set_image(image)
+    expected = predictor.predict(points=[[30, 20]], labels=[1])
+    np.testing.assert_allclose(json.loads(js.read_text())["scores"], expected.scores, rtol=1e-5)
+    np.testing.assert_array_equal(read_png(out) == 255, expected.best_mask)
+
+
+def test_segment_single_box_and_negative(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out, overlay, js = tmp_path / "m.png", tmp_path / "o.png", tmp_path / "r.json"
+    result = segment(
+        image,
+        tiny_checkpoint,
+        "--box",
+        "15,10,45,30",
+        "--point",
+        "30,20",
+        "--negative",
+        "5,5",
+        "--single",
+        "-o",
+        out,
+        "--overlay",
+        overlay,
+        "--json",
+        js,
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(js.read_text())
+    assert len(record["scores"]) == 1 and record["chosen"] == 0
+    assert record["prompt"] == {
+        "points": [[30.0, 20.0], [5.0, 5.0]],
+        "labels": [1, 0],
+        "box": [15.0, 10.0, 45.0, 30.0],
+        "multimask": False,
+    }
+    np.testing.assert_array_equal(mask_utils.decode(record["masks"][0]), read_png(out) // 255)
+    assert read_png(overlay).shape == (H, W, 3)
+
+
+def test_segment_box_only(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = segment(image, tiny_checkpoint, "--box", "0,0,64,48", "-o", tmp_path / "m.png")
+    assert result.exit_code == 0, result.output
+    assert read_png(tmp_path / "m.png").shape == (H, W)
+
+
+def test_segment_negative_only(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = segment(image, tiny_checkpoint, "--negative", "5,5", "-o", tmp_path / "m.png")
+    assert result.exit_code == 0, result.output
+
+
+def test_segment_bfloat16(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = segment(image, tiny_checkpoint, "-p", "30,20", "-o", "m.png", "--dtype", "bfloat16")
+    assert result.exit_code == 0, result.output
+    assert read_png(tmp_path / "m.png").shape == (H, W)
+
+
+def test_segment_uses_cached_weights_without_checkpoint(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copy(tiny_checkpoint, cache / "cli-test-tiny.pth")
+    result = run("segment", image, "-m", "cli-tiny", "-p", "3,4", "-o", tmp_path / "m.png")
+    assert result.exit_code == 0, result.output
+
+
+def test_overlay_draws_mask_and_prompt() -> None:
+    from samkit.cli.output import MASK_COLOR, render_overlay
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 10:50] = True
+    picture = np.asarray(render_overlay(rgb, mask, [[20, 20]], [1], [5, 5, 55, 35]))
+    assert tuple(picture[20, 30]) != (0, 0, 0)  # tinted inside
+    assert tuple(picture[2, 2]) == (0, 0, 0)  # untouched outside
+    assert tuple(picture[10, 30]) == MASK_COLOR  # outline
+    assert picture[20, 20, 1] > 150 and picture[20, 20, 0] < 50  # green positive click
+
+
+def test_default_model_is_a_registered_preset() -> None:
+    assert samkit.get_preset(DEFAULT_MODEL).name == DEFAULT_MODEL
+
+
+# ---------------------------------------------------------------- segment: errors
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--point", "10,abc"], ["--point", "abc", "not a number"]),
+        (["--point", "1,2,3"], ["--point", "X,Y"]),
+        (["--point", "10"], ["--point", "X,Y"]),
+        (["--point", "nan,3"], ["finite"]),
+        (["--negative", "x,1"], ["--negative"]),
+        (["--box", "1,2,3"], ["--box", "X0,Y0,X1,Y1"]),
+        (["--box", "30,30,10,10"], ["x0 <= x1"]),
+        (["--point", "100,10"], ["outside", "64x48"]),
+        (["--point", "-1,10"], ["outside"]),
+        (["--box", "0,0,65,10"], ["outside"]),
+        ([], ["no prompt"]),
+    ],
+)
+def test_segment_prompt_errors(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
+    result = segment(image, tiny_checkpoint, *args, "-o", tmp_path / "m.png")
+    assert_error(result, *fragments)
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_segment_missing_image(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = segment(tmp_path / "nope.jpg", tiny_checkpoint, "-p", "1,1", "-o", tmp_path / "m.png")
+    assert_error(result, "image not found", "nope.jpg")
+
+
+def test_segment_corrupt_image(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    result = segment(bad, tiny_checkpoint, "-p", "1,1", "-o", tmp_path / "m.png")
+    assert_error(result, "cannot read image", "bad.jpg")
+
+
+def test_segment_unknown_model(image: Path, tmp_path: Path) -> None:
+    result = run("segment", image, "-m", "sam-vit-z", "-p", "1,1", "-o", tmp_path / "m.png")
+    assert_error(result, "unknown model 'sam-vit-z'", "sam-vit-b")
+
+
+def test_segment_missing_checkpoint(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = segment(image, tmp_path / "none.pth", "-p", "1,1", "-o", tmp_path / "m.png")
+    assert_error(result, "checkpoint not found")
+
+
+def test_segment_corrupt_checkpoint(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(tiny_checkpoint.read_bytes()[:1000])
+    result = segment(image, bad, "-p", "1,1", "-o", tmp_path / "m.png")
+    assert_error(result, "cannot read checkpoint", "bad.pth")
+
+
+def test_segment_checkpoint_of_another_model(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    state = torch.load(tiny_checkpoint, weights_only=True)
+    state["extra.weight"] = state.pop("mask_decoder.iou_token.weight")
+    other = tmp_path / "other.pth"
+    torch.save(state, other)
+    result = segment(image, other, "-p", "1,1", "-o", "m.png")
+    assert_error(result, "does not match this architecture", "mask_decoder.iou_token.weight")
+
+
+def test_segment_missing_output_folder(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "no" / "such" / "dir" / "m.png"
+    result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", out)
+    assert_error(result, "--out", "does not exist")
+
+
+@pytest.mark.parametrize("option", ["--out", "--overlay", "--json"])
+def test_segment_refuses_to_overwrite_the_image(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path, option: str
+) -> None:
+    before = image.read_bytes()
+    # A different spelling of the same file must be caught too.
+    alias = tmp_path / "." / image.name
+    outputs = {"--out": tmp_path / "m.png", option: alias}
+    args = [x for key, value in outputs.items() for x in (key, value)]
+    result = segment(image, tiny_checkpoint, "-p", "1,1", *args)
+    assert_error(result, option, "input IMAGE", "refusing")
+    assert image.read_bytes() == before
+
+
+def test_segment_refuses_symlink_to_the_image(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    link = tmp_path / "link.png"
+    link.symlink_to(image)
+    result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", link)
+    assert_error(result, "refusing")
+
+
+def test_segment_refuses_duplicate_outputs(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "m.png"
+    result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", out, "--overlay", out)
+    assert_error(result, "--overlay and --out")
+
+
+def test_segment_output_is_a_directory(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", tmp_path)
+    assert_error(result, "is a directory")
+
+
+def test_segment_bad_device(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", "m.png", "--device", "toaster")
+    assert_error(result, "--device", "toaster")
+
+
+def test_segment_bad_dtype_is_a_usage_error(image: Path, tiny_checkpoint: Path) -> None:
+    result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", "m.png", "--dtype", "int8")
+    assert result.exit_code == 2
+
+
+def test_segment_requires_out(image: Path, tiny_checkpoint: Path) -> None:
+    result = segment(image, tiny_checkpoint, "-p", "1,1")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_debug_env_reraises(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = segment(
+        tmp_path / "nope.jpg",
+        tiny_checkpoint,
+        "-p",
+        "1,1",
+        "-o",
+        "m.png",
+        env={"SAMKIT_DEBUG": "1"},
+    )
+    assert isinstance(result.exception, samkit.InvalidImage)
+    assert "samkit: error:" not in result.stderr
+
+
+# ---------------------------------------------------------------- models / download / version
+def test_models_lists_all_presets_offline(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args, **kwargs):
+        raise AssertionError("samkit models must not touch the network")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    result = run("models")
+    assert result.exit_code == 0, result.output
+    for name in samkit.list_models():
+        assert name in result.stdout
+    assert "sam_vit_b_01ec64.pth" in result.stdout
+    assert "375.0 MB" in result.stdout
+    assert "93.7M" in result.stdout  # parameter count of SAM ViT-B
+
+
+def test_models_shows_cached_state(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    def row() -> str:
+        result = run("models")
+        assert result.exit_code == 0, result.output
+        return next(line for line in result.stdout.splitlines() if TINY in line)
+
+    assert " no " in row()
+    (tmp_path / "cache").mkdir()
+    shutil.copy(tiny_checkpoint, tmp_path / "cache" / "cli-test-tiny.pth")
+    assert " yes " in row()
+
+
+def test_download_network_error(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(url, *args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr("urllib.request.urlopen", unreachable)
+    result = run("download", "sam-vit-b", "--no-progress")
+    assert_error(result, "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth")
+    result = run("download", TINY)
+    assert_error(result, TINY_URL)
+
+
+class _FakeResponse(io.BytesIO):
+    headers: dict[str, str] = {}
+
+
+def test_download_success_and_force(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def serve(url, *args, **kwargs):
+        calls.append(url)
+        return _FakeResponse(tiny_checkpoint.read_bytes())
+
+    monkeypatch.setattr("urllib.request.urlopen", serve)
+    dest = tmp_path / "cache" / "cli-test-tiny.pth"
+    result = run("download", "cli-tiny", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(dest)
+    assert dest.read_bytes() == tiny_checkpoint.read_bytes()
+    assert run("download", TINY).exit_code == 0  # cached: no second request
+    assert calls == [TINY_URL]
+    assert run("download", TINY, "--force", "--no-progress").exit_code == 0
+    assert calls == [TINY_URL, TINY_URL]
+
+
+def test_download_unknown_model() -> None:
+    assert_error(run("download", "nope"), "unknown model 'nope'")
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"samkit {samkit.__version__}"
+
+
+def test_help_texts() -> None:
+    for args in (["--help"], ["segment", "--help"], ["models", "--help"], ["download", "-h"]):
+        result = run(*args)
+        assert result.exit_code == 0, result.output
+        assert "Usage" in result.stdout
+
+
+def test_main_entry_point(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"samkit {samkit.__version__}"
+
+
+# ---------------------------------------------------------------- real processes
+def test_process_missing_image(tmp_path: Path) -> None:
+    proc = run_process("segment", tmp_path / "nope.jpg", "-p", "1,1", "-o", tmp_path / "m.png")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"samkit: error: image not found: {tmp_path / 'nope.jpg'}"]
+    assert proc.stdout == ""
+
+
+def test_process_bad_checkpoint_and_debug(image: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"definitely not a checkpoint")
+    args = ("segment", image, "-m", "sam-vit-b", "-c", bad, "-p", "5,5", "-o", tmp_path / "m.png")
+    proc = run_process(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("samkit: error: cannot read checkpoint")
+    assert not (tmp_path / "m.png").exists()
+
+    proc = run_process(*args, env={"SAMKIT_DEBUG": "1"})
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "CheckpointError" in proc.stderr
