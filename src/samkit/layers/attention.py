@@ -1,8 +1,22 @@
 """Multi-head attention with separate q/k/v projections (the SAM decoder's attention).
 
 One implementation serves SAM 1's two-way transformer and SAM 2's decoder and memory
-attention (``kv_in_dim`` lets keys/values come from a narrower memory). It runs on
-``torch.nn.functional.scaled_dot_product_attention``.
+attention (``kv_in_dim`` lets keys/values come from a narrower memory).
+
+In the mask decoder one side of every cross-attention is tiny (a handful of prompt tokens)
+and the other is the 64x64 image. Projecting all 4096 image tokens through 256x128 matrices
+is most of the decoder's work, and most of it can be skipped by re-associating the
+products onto the small side (exact algebra, only float rounding changes):
+
+* few queries, many keys (token -> image): ``q_h . (W_k,h k + b_k,h)`` equals
+  ``(W_k,h^T q_h) . k`` plus a per-query constant that softmax ignores, and
+  ``sum_j p_j (W_v,h v_j + b_v,h) = W_v,h (sum_j p_j v_j) + b_v,h`` because each row of
+  ``p`` sums to one. Keys and values are never projected.
+* many queries, few keys (image -> token): ``(W_q,h q + b_q,h) . K_h`` is ``q`` times a
+  ``C x T`` matrix plus a per-key constant, and the output projection folds into the
+  values: ``W_o [p_h V_h] = p_h (V_h W_o,h^T)``. Queries are never projected.
+
+The plain path (SDPA on projected heads) is used whenever it is cheaper.
 """
 
 from __future__ import annotations
@@ -45,11 +59,53 @@ class Attention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        nq, nk = q.shape[1], k.shape[1]
+        small = self.num_heads
+        if not (self.training and self.dropout_p > 0):
+            # Re-associate when the small side times the heads is narrower than the
+            # projection it avoids (and the other side is large enough to matter).
+            if nq * small < self.internal_dim and nk >= 256:
+                return self._few_queries(q, k, v)
+            if nk * small < self.internal_dim and nq >= 256:
+                return self._few_keys(q, k, v)
+        return self._plain(q, k, v)
+
+    def _plain(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q = self._separate_heads(self.q_proj(q))
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
         dropout_p = self.dropout_p if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         b, h, n, c = out.shape
-        out = out.transpose(1, 2).reshape(b, n, h * c)
-        return self.out_proj(out)
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+    def _few_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Token -> image: project the few queries into key space instead of the keys."""
+        b, nq, _ = q.shape
+        h, d = self.num_heads, self.internal_dim // self.num_heads
+        qh = self._separate_heads(self.q_proj(q))  # (B, H, Nq, d)
+        wk = self.k_proj.weight.reshape(h, d, self.kv_in_dim)  # (H, d, C_kv)
+        q_in_k = qh @ wk  # (B, H, Nq, C_kv); the b_k term is constant per query
+        kk = k.unsqueeze(1).expand(b, h, k.shape[1], self.kv_in_dim)
+        vv = v.unsqueeze(1).expand(b, h, v.shape[1], self.kv_in_dim)
+        mixed = F.scaled_dot_product_attention(q_in_k, kk, vv, scale=d**-0.5)  # (B,H,Nq,C_kv)
+        wv = self.v_proj.weight.reshape(h, d, self.kv_in_dim)
+        out = mixed @ wv.transpose(1, 2) + self.v_proj.bias.reshape(h, 1, d)  # (B, H, Nq, d)
+        return self.out_proj(out.transpose(1, 2).reshape(b, nq, h * d))
+
+    def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Image -> token: fold the query and output projections into the few keys/values."""
+        b, nq, c = q.shape
+        h, d = self.num_heads, self.internal_dim // self.num_heads
+        nk = k.shape[1]
+        kh = self._separate_heads(self.k_proj(k))  # (B, H, Nk, d)
+        vh = self._separate_heads(self.v_proj(v))  # (B, H, Nk, d)
+        wq = self.q_proj.weight.reshape(h, d, c)  # (H, d, C)
+        scale = d**-0.5
+        m = (kh @ wq) * scale  # (B, H, Nk, C): score of query x is x . m + const
+        const = (kh @ self.q_proj.bias.reshape(h, d, 1)).squeeze(-1) * scale  # (B, H, Nk)
+        scores = q @ m.reshape(b, h * nk, c).transpose(1, 2) + const.reshape(b, 1, h * nk)
+        probs = scores.reshape(b, nq, h, nk).softmax(dim=-1).reshape(b, nq, h * nk)
+        wo = self.out_proj.weight.reshape(c, h, d).permute(1, 2, 0)  # (H, d, C)
+        u = (vh @ wo).reshape(b, h * nk, c)  # values already through the output projection
+        return probs @ u + self.out_proj.bias
