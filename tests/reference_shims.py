@@ -107,9 +107,13 @@ def install() -> None:
     existing = sys.modules.get("torchvision")
     if existing is not None and not getattr(existing, "__samkit_shim__", False):
         raise RuntimeError("a real torchvision is imported; the shims would shadow it")
-    functional = _module("torchvision.transforms.functional", resize=resize, to_pil_image=to_pil_image)
+    functional = _module(
+        "torchvision.transforms.functional", resize=resize, to_pil_image=to_pil_image
+    )
     transforms = _module("torchvision.transforms", functional=functional)
-    ops_boxes = _module("torchvision.ops.boxes", batched_nms=batched_nms, box_area=box_area, nms=nms)
+    ops_boxes = _module(
+        "torchvision.ops.boxes", batched_nms=batched_nms, box_area=box_area, nms=nms
+    )
     ops = _module("torchvision.ops", boxes=ops_boxes, batched_nms=batched_nms, nms=nms)
     tv = _module("torchvision", transforms=transforms, ops=ops)
     layers = _module(

@@ -98,7 +98,7 @@ class SamPredictor:
 
     def __init__(self, sam_model: Sam) -> None:
         self.model = sam_model
-        self._predictor = ImagePredictor(sam_model)
+        self._predictor = ImagePredictor(sam_model, check_bounds=False)
         self.transform = ResizeLongestSide(sam_model.image_size)
 
     # Official attributes -------------------------------------------------------

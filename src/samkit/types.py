@@ -89,7 +89,11 @@ class ImageEmbedding:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ImageEmbedding:
-        return cls.from_bytes(Path(path).read_bytes())
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise InvalidImage(f"cannot read embedding {path}: {exc.strerror or exc}") from None
+        return cls.from_bytes(data)
 
 
 @dataclass(frozen=True)

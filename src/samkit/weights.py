@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -60,15 +61,21 @@ def download(spec: WeightSpec, dest: Path | None = None, progress: bool = True) 
     the network is unreachable, the server fails, or the sha256/size do not match.
     """
     dest = dest if dest is not None else cached_path(spec)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     hint = f"download {spec.url} yourself and place it at {dest}, or pass a checkpoint path"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise DownloadError(
+            f"cannot write to the cache folder {dest.parent} ({exc.strerror or exc}); "
+            "set SAMKIT_CACHE to a writable folder"
+        ) from None
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     try:
         try:
             response = urllib.request.urlopen(spec.url, timeout=30)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DownloadError(f"could not download {spec.url} ({reason}); {hint}") from None
         total = int(response.headers.get("Content-Length") or spec.size or 0) or None
@@ -88,8 +95,9 @@ def download(spec: WeightSpec, dest: Path | None = None, progress: bool = True) 
                 f"sha256 of {spec.url} is {digest.hexdigest()}, expected {spec.sha256}; {hint}"
             )
         os.replace(tmp, dest)
-    except OSError as exc:
-        raise DownloadError(f"could not download {spec.url} ({exc}); {hint}") from None
+    except (OSError, http.client.HTTPException) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DownloadError(f"could not download {spec.url} ({reason}); {hint}") from None
     finally:
         if fd != -1:
             os.close(fd)

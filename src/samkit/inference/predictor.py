@@ -32,8 +32,14 @@ from samkit.types import BatchMaskPrediction, ImageEmbedding, MaskPrediction
 class ImagePredictor:
     """Prompted segmentation of single images with a SAM-family model."""
 
-    def __init__(self, model: Sam) -> None:
+    def __init__(self, model: Sam, *, check_bounds: bool = True) -> None:
+        """``check_bounds``: reject points/boxes outside the image (``InvalidPrompt``).
+
+        The official predictor accepts them silently; :mod:`samkit.compat` turns the
+        check off to behave the same.
+        """
         self.model = model.eval()
+        self.check_bounds = check_bounds
         self._embedding: ImageEmbedding | None = None
 
     # ------------------------------------------------------------------ images
@@ -171,6 +177,7 @@ class ImagePredictor:
             mask_size=pe.mask_input_size,
             device=self.device,
             batched=batched,
+            check_bounds=self.check_bounds,
         )
 
     @torch.inference_mode()

@@ -64,7 +64,7 @@ def to_rgb_uint8(image: ImageLike) -> np.ndarray:
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
             raise InvalidImage("float images must hold finite values in [0, 1]")
-        arr = np.round(arr * 255.0).astype(np.uint8)
+        arr = np.round(arr.astype(np.float64) * 255.0).astype(np.uint8)
     elif arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     else:

@@ -19,6 +19,10 @@ class LayerNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_channels))
         self.eps = eps
 
+    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """Same normalisation on a channels-last ``(..., C)`` tensor (fused kernel)."""
+        return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(1, keepdim=True)
         var = (x - mean).pow(2).mean(1, keepdim=True)
@@ -85,11 +89,16 @@ class ConvTranspose2x2(nn.ConvTranspose2d):
         super().__init__(in_channels, out_channels, kernel_size=2, stride=2)
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        b, c, h, w = x.shape
+        """``(B, C_in, H, W)`` -> ``(B, C_out, 2H, 2W)``."""
+        return self.forward_channels_last(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C_in)`` -> ``(B, 2H, 2W, C_out)``, all channels-last."""
+        b, h, w, c = x.shape
         o = self.out_channels
-        weight = self.weight.reshape(c, o * 4)
-        y = x.permute(0, 2, 3, 1).reshape(b * h * w, c) @ weight  # (BHW, O*2*2)
-        y = y.reshape(b, h, w, o, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, o, 2 * h, 2 * w)
+        weight = self.weight.permute(0, 2, 3, 1).reshape(c, 4 * o)  # (C_in, dy, dx, C_out)
+        y = x.reshape(b * h * w, c) @ weight
         if self.bias is not None:
-            y = y + self.bias[:, None, None]
-        return y
+            y = (y.reshape(-1, 4, o) + self.bias).reshape(b * h * w, 4 * o)
+        y = y.reshape(b, h, w, 2, 2, o).permute(0, 1, 3, 2, 4, 5)
+        return y.reshape(b, 2 * h, 2 * w, o)

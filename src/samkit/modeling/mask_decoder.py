@@ -77,6 +77,16 @@ class MaskDecoder(nn.Module):
         sl = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sl], iou_pred[:, sl]
 
+    def _upscale(self, x: torch.Tensor) -> torch.Tensor:
+        """``output_upscaling`` on channels-last ``(B, h, w, C)`` -> ``(B, 4h, 4w, C/8)``.
+
+        Same modules and results as running the ``nn.Sequential`` on NCHW, without the
+        strided channel reductions and layout changes that dominate its CPU time.
+        """
+        dc1, ln1, act1, dc2, act2 = self.output_upscaling
+        x = act1(ln1.forward_channels_last(dc1.forward_channels_last(x)))
+        return act2(dc2.forward_channels_last(x))
+
     def predict_masks(
         self,
         image_embeddings: torch.Tensor,
@@ -100,13 +110,13 @@ class MaskDecoder(nn.Module):
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
-        src = src.transpose(1, 2).reshape(b, c, h, w)
-        upscaled = self.output_upscaling(src)
+        upscaled = self._upscale(src.reshape(b, h, w, c))  # (B, 4h, 4w, C/8) channels-last
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
-        )
-        b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        )  # (B, num_mask_tokens, C/8)
+        _, uh, uw, uc = upscaled.shape
+        masks = (upscaled.reshape(b, uh * uw, uc) @ hyper_in.transpose(1, 2)).transpose(1, 2)
+        masks = masks.reshape(b, -1, uh, uw)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred

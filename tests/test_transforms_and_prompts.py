@@ -1,0 +1,450 @@
+"""Unit tests: resize geometry and mask upsampling against the official code, prompt and
+image validation errors, and ``ImageEmbedding`` serialisation.
+
+Expected values come from the official ``segment_anything`` functions (imported through
+``reference_shims``; the tests fail if they cannot be imported) or from hand computation.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import types
+
+import helpers_sam as H
+import numpy as np
+import pytest
+import reference_shims
+import torch
+from PIL import Image
+
+import samkit
+from samkit import ImageEmbedding, InvalidImage, InvalidPrompt, NoImageSet
+from samkit.inference.transforms import (
+    postprocess_masks,
+    preprocess_shape,
+    resize_longest_side,
+    to_rgb_uint8,
+)
+
+
+@pytest.fixture(scope="module")
+def sa():
+    return reference_shims.import_segment_anything()
+
+
+# ------------------------------------------------------------------- geometry
+SIZES = sorted(
+    {1, 2, 3, 7, 16, 37, 63, 64, 100, 255, 333, 480, 511, 512, 513, 640, 767, 1000}
+    | {1023, 1024, 1025, 1365, 1500, 2047, 2048, 3000, 4095, 5000}
+)
+
+
+def test_preprocess_shape_matches_official(sa) -> None:
+    official = sa.utils.transforms.ResizeLongestSide.get_preprocess_shape
+    checked = 0
+    for long_side in (1024, 512, 256):
+        for h, w in itertools.product(SIZES, SIZES):
+            assert preprocess_shape(h, w, long_side) == official(h, w, long_side), (h, w)
+            checked += 1
+    rng = np.random.default_rng(0)
+    for h, w in rng.integers(1, 10_000, size=(2000, 2)):
+        assert preprocess_shape(int(h), int(w), 1024) == official(int(h), int(w), 1024), (h, w)
+        checked += 1
+    assert checked > 2000
+
+
+def test_preprocess_shape_by_hand() -> None:
+    assert preprocess_shape(1, 1, 1024) == (1024, 1024)
+    assert preprocess_shape(480, 640, 1024) == (768, 1024)
+    assert preprocess_shape(37, 1500, 1024) == (25, 1024)  # 37 * 1024 / 1500 = 25.26
+    assert preprocess_shape(1500, 37, 1024) == (1024, 25)
+    assert preprocess_shape(3, 2048, 1024) == (2, 1024)  # 1.5 rounds half up
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (37, 1500), (1500, 37), (480, 640), (5, 7)])
+def test_resize_matches_official_apply_image(sa, shape) -> None:
+    img = H.make_image(*shape, seed=3)
+    official = sa.utils.transforms.ResizeLongestSide(1024).apply_image(img)
+    ours = resize_longest_side(img, 1024)
+    assert ours.dtype == np.uint8 and np.array_equal(ours, official)
+
+
+def _official_postprocess(sa, low_res, input_size, original_size, img_size=1024):
+    # the official method only reads self.image_encoder.img_size
+    fake_self = types.SimpleNamespace(image_encoder=types.SimpleNamespace(img_size=img_size))
+    return sa.modeling.Sam.postprocess_masks(fake_self, low_res, input_size, original_size)
+
+
+@pytest.mark.parametrize(
+    "original",
+    [(1, 1), (37, 1500), (1500, 37), (480, 640), (1024, 1024), (768, 1024), (2000, 3), (7, 9)],
+)
+def test_postprocess_masks_matches_official(sa, original) -> None:
+    gen = torch.Generator().manual_seed(sum(original))
+    low_res = 4.0 * torch.randn(2, 3, 256, 256, generator=gen)
+    input_size = preprocess_shape(*original, 1024)
+    expected = _official_postprocess(sa, low_res, input_size, original)
+    actual = postprocess_masks(low_res, input_size, original, 1024)
+    assert actual.shape == expected.shape == (2, 3, *original)
+    diff = (actual - expected).abs().max().item()
+    print(f"postprocess {original}: max abs diff {diff:.3e}")
+    assert diff <= 1e-5
+    assert torch.equal(actual > 0, expected > 0)
+
+
+@pytest.mark.parametrize("low", [64, 200, 256])
+def test_postprocess_masks_other_grids(sa, low: int) -> None:
+    """Low-res grids that do / do not divide the model input size (both code paths)."""
+    gen = torch.Generator().manual_seed(low)
+    low_res = torch.randn(1, 1, low, low, generator=gen)
+    for original in [(300, 500), (37, 1500)]:
+        input_size = preprocess_shape(*original, 1024)
+        expected = _official_postprocess(sa, low_res, input_size, original)
+        actual = postprocess_masks(low_res, input_size, original, 1024)
+        assert actual.shape == expected.shape
+        assert (actual - expected).abs().max().item() <= 1e-5
+
+
+# --------------------------------------------------------------- predictor setup
+@pytest.fixture(scope="module")
+def model():
+    return H.reduced_pair()[1]
+
+
+@pytest.fixture(scope="module")
+def fake_embedding(model) -> ImageEmbedding:
+    """A random embedding for a 100x200 image: prompt checks need no encoder run."""
+    features = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(5))
+    return ImageEmbedding(features, (100, 200), preprocess_shape(100, 200, 1024), model.name)
+
+
+@pytest.fixture
+def predictor(model, fake_embedding) -> samkit.ImagePredictor:
+    p = samkit.ImagePredictor(model)
+    p.set_embedding(fake_embedding)
+    return p
+
+
+def test_valid_prompts_work(predictor) -> None:
+    # sanity: the base prompts of the error cases below are accepted
+    res = predictor.predict(points=[[10, 20], [199, 99]], labels=[1, 0], box=[0, 0, 200, 100])
+    assert res.masks.shape == (3, 100, 200)
+    res = predictor.predict(mask_input=np.zeros((1, 256, 256), np.float32), multimask=False)
+    assert res.masks.shape == (1, 100, 200)
+    batch = predictor.predict_batch(
+        points=np.zeros((2, 1, 2)), labels=np.ones((2, 1)), boxes=[[0, 0, 5, 5], [1, 1, 9, 9]]
+    )
+    assert batch.masks.shape == (2, 3, 100, 200)
+
+
+SINGLE_ERRORS = {
+    "point-x-outside": {"points": [[201, 50]], "labels": [1]},
+    "point-y-outside": {"points": [[50, 101]], "labels": [1]},
+    "point-negative": {"points": [[-1, 50]], "labels": [1]},
+    "labels-too-short": {"points": [[10, 10], [20, 20]], "labels": [1]},
+    "labels-too-long": {"points": [[10, 10]], "labels": [1, 0]},
+    "label-5": {"points": [[10, 10]], "labels": [5]},
+    "label-2": {"points": [[10, 10]], "labels": [2]},
+    "label-0.5": {"points": [[10, 10]], "labels": [0.5]},
+    "points-nan": {"points": [[np.nan, 10]], "labels": [1]},
+    "points-inf": {"points": [[np.inf, 10]], "labels": [1]},
+    "labels-nan": {"points": [[10, 10]], "labels": [np.nan]},
+    "points-wrong-shape": {"points": [[10, 10, 10]], "labels": [1]},
+    "points-3d": {"points": [[[10, 10]]], "labels": [[1]]},
+    "points-not-numeric": {"points": [["a", "b"]], "labels": [1]},
+    "points-without-labels": {"points": [[10, 10]]},
+    "labels-without-points": {"labels": [1]},
+    "box-x1-lt-x0": {"box": [50, 10, 40, 20]},
+    "box-y1-lt-y0": {"box": [10, 50, 20, 40]},
+    "box-nan": {"box": [0, 0, np.nan, 10]},
+    "box-outside": {"box": [0, 0, 250, 50]},
+    "box-three-values": {"box": [0, 0, 10]},
+    "box-two-boxes": {"box": [[0, 0, 10, 10], [0, 0, 20, 20]]},
+    "mask-wrong-size": {"mask_input": np.zeros((1, 128, 128), np.float32)},
+    "mask-two-channels": {"mask_input": np.zeros((2, 256, 256), np.float32)},
+    "mask-nan": {"mask_input": np.full((1, 256, 256), np.nan, np.float32)},
+}
+
+
+@pytest.mark.parametrize("case", list(SINGLE_ERRORS))
+def test_invalid_single_prompt(predictor, case: str) -> None:
+    with pytest.raises(InvalidPrompt) as info:
+        predictor.predict(**SINGLE_ERRORS[case])
+    assert str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+BATCH_ERRORS = {
+    "points-vs-boxes": {
+        "points": np.zeros((2, 1, 2)),
+        "labels": np.ones((2, 1)),
+        "boxes": np.array([[0, 0, 5, 5]] * 3),
+    },
+    "boxes-vs-masks": {
+        "boxes": np.array([[0, 0, 5, 5]] * 2),
+        "mask_input": np.zeros((3, 1, 256, 256), np.float32),
+    },
+    "labels-batch": {"points": np.zeros((2, 1, 2)), "labels": np.ones((3, 1))},
+    "points-2d": {"points": np.zeros((1, 2)), "labels": np.ones((1,))},
+    "boxes-1d": {"boxes": np.array([0, 0, 5, 5, 6])},
+    "mask-3d": {"mask_input": np.zeros((2, 256, 256), np.float32)},
+    "empty": {"boxes": np.zeros((0, 4))},
+    "box-outside": {"boxes": np.array([[0, 0, 5, 5], [0, 0, 5, 101]])},
+}
+
+
+@pytest.mark.parametrize("case", list(BATCH_ERRORS))
+def test_invalid_batch_prompt(predictor, case: str) -> None:
+    with pytest.raises(InvalidPrompt):
+        predictor.predict_batch(**BATCH_ERRORS[case])
+
+
+def test_padding_label_points_are_not_bounds_checked(predictor) -> None:
+    # label -1 marks padding; its coordinates are ignored (documented)
+    res = predictor.predict_batch(
+        points=np.array([[[10, 10], [999, 999]], [[20, 20], [30, 30]]]),
+        labels=np.array([[1, -1], [1, 0]]),
+    )
+    assert res.masks.shape == (2, 3, 100, 200)
+
+
+def test_points_on_the_border_are_inside(predictor) -> None:
+    res = predictor.predict(points=[[0, 0], [200, 100]], labels=[1, 0], box=[0, 0, 200, 100])
+    assert res.masks.shape == (3, 100, 200)
+
+
+def test_predict_before_set_image(model) -> None:
+    p = samkit.ImagePredictor(model)
+    assert p.embedding is None
+    with pytest.raises(NoImageSet):
+        p.predict(points=[[1, 1]], labels=[1])
+    with pytest.raises(NoImageSet):
+        p.predict_batch(boxes=[[0, 0, 1, 1]])
+    with pytest.raises(NoImageSet):
+        p.predict_torch(torch.zeros(1, 1, 2), torch.ones(1, 1))
+
+
+def test_reset_forgets_the_image(predictor) -> None:
+    predictor.reset()
+    with pytest.raises(NoImageSet):
+        predictor.predict(points=[[1, 1]], labels=[1])
+
+
+# ---------------------------------------------------------------------- images
+def _bad_images(tmp_path) -> dict[str, object]:
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    truncated = tmp_path / "truncated.png"
+    buf = tmp_path / "full.png"
+    Image.fromarray(H.make_image(64, 64)).save(buf)
+    truncated.write_bytes(buf.read_bytes()[:100])
+    return {
+        "4d": np.zeros((1, 8, 8, 3), np.uint8),
+        "1d": np.zeros(8, np.uint8),
+        "int64": np.zeros((8, 8, 3), np.int64),
+        "uint16": np.zeros((8, 8, 3), np.uint16),
+        "float-above-1": np.full((8, 8, 3), 1.5),
+        "float-negative": np.full((8, 8, 3), -0.1),
+        "float-nan": np.full((8, 8, 3), np.nan),
+        "empty-0x5": np.zeros((0, 5, 3), np.uint8),
+        "empty-0x5-gray": np.zeros((0, 5), np.uint8),
+        "empty-5x0": np.zeros((5, 0, 3), np.uint8),
+        "two-channels": np.zeros((8, 8, 2), np.uint8),
+        "five-channels": np.zeros((8, 8, 5), np.uint8),
+        "missing-path": str(tmp_path / "missing.jpg"),
+        "missing-pathlib": tmp_path / "missing.png",
+        "directory": tmp_path,
+        "text-file": str(text),
+        "truncated-png": truncated,
+        "torch-tensor": torch.zeros(8, 8, 3, dtype=torch.uint8),
+        "list": [[0, 0], [0, 0]],
+        "none": None,
+    }
+
+
+BAD_IMAGE_NAMES = [
+    "4d",
+    "1d",
+    "int64",
+    "uint16",
+    "float-above-1",
+    "float-negative",
+    "float-nan",
+    "empty-0x5",
+    "empty-0x5-gray",
+    "empty-5x0",
+    "two-channels",
+    "five-channels",
+    "missing-path",
+    "missing-pathlib",
+    "directory",
+    "text-file",
+    "truncated-png",
+    "torch-tensor",
+    "list",
+    "none",
+]
+
+
+@pytest.mark.parametrize("name", BAD_IMAGE_NAMES)
+def test_invalid_image(model, tmp_path, name: str) -> None:
+    image = _bad_images(tmp_path)[name]
+    p = samkit.ImagePredictor(model)
+    with pytest.raises(InvalidImage) as info:
+        p.set_image(image)
+    assert str(info.value)
+    assert p.embedding is None
+    with pytest.raises(InvalidImage):
+        p.encode(image)
+
+
+def test_image_conversion_by_hand(tmp_path) -> None:
+    rgb = H.make_image(6, 5)
+    assert np.array_equal(to_rgb_uint8(rgb), rgb)
+    gray = rgb[..., 0].copy()
+    assert np.array_equal(to_rgb_uint8(gray), np.stack([gray] * 3, -1))
+    assert np.array_equal(to_rgb_uint8(gray[..., None]), np.stack([gray] * 3, -1))
+    rgba = np.concatenate([rgb, np.full((6, 5, 1), 7, np.uint8)], -1)
+    assert np.array_equal(to_rgb_uint8(rgba), rgb)
+    f = np.array([[[0.0, 0.5, 1.0]]])  # 0.5 * 255 = 127.5 rounds to even (128)
+    assert to_rgb_uint8(f).tolist() == [[[0, 128, 255]]]
+    assert np.array_equal(to_rgb_uint8(Image.fromarray(rgb)), rgb)
+    assert np.array_equal(to_rgb_uint8(Image.fromarray(rgba)), rgb)
+    path = tmp_path / "x.png"
+    Image.fromarray(rgb).save(path)
+    assert np.array_equal(to_rgb_uint8(path), rgb)
+    assert np.array_equal(to_rgb_uint8(str(path)), rgb)
+    # non-contiguous views are accepted
+    assert np.array_equal(to_rgb_uint8(rgb[:, ::-1]), rgb[:, ::-1])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_float_image_is_rounded_exactly(dtype) -> None:
+    """round(x * 255) of the given value, without an intermediate low-precision product.
+
+    x * 255 is exact in float64 for float16/32 inputs, so that is the expected value.
+    """
+    x = np.random.default_rng(1).random((400, 500, 3)).astype(dtype)
+    expected = np.round(x.astype(np.float64) * 255.0).astype(np.uint8)
+    assert np.array_equal(to_rgb_uint8(x), expected)
+
+
+# ------------------------------------------------------------- image embedding
+@pytest.fixture(scope="module")
+def encoded(model):
+    p = samkit.ImagePredictor(model)
+    emb = p.set_image(H.make_image(120, 90, seed=8))
+    return p, emb
+
+
+PROMPT = {"points": [[30, 40], [60, 100]], "labels": [1, 0], "box": [5, 10, 80, 110]}
+
+
+def _same_prediction(a: samkit.MaskPrediction, b: samkit.MaskPrediction) -> None:
+    assert np.array_equal(a.masks, b.masks)
+    assert np.array_equal(a.scores, b.scores)
+    assert np.array_equal(a.low_res_logits, b.low_res_logits)
+
+
+def _same_embedding(a: ImageEmbedding, b: ImageEmbedding) -> None:
+    assert torch.equal(a.features, b.features)
+    assert a.features.dtype == b.features.dtype
+    assert a.original_size == b.original_size == (120, 90)
+    assert a.input_size == b.input_size == (1024, 768)
+    assert a.model_name == b.model_name
+
+
+def test_embedding_save_load_round_trip(encoded, model, tmp_path) -> None:
+    p, emb = encoded
+    expected = p.predict(**PROMPT)
+    H.assert_nontrivial(expected.masks, "embedding round trip")
+    path = tmp_path / "emb.pt"
+    emb.save(path)
+    assert [f.name for f in tmp_path.iterdir()] == ["emb.pt"]  # no temporary file left
+    loaded = ImageEmbedding.load(path)
+    _same_embedding(loaded, emb)
+    _same_prediction(p.predict(**PROMPT, embedding=loaded), expected)
+    fresh = samkit.ImagePredictor(model)
+    fresh.set_embedding(loaded)
+    _same_prediction(fresh.predict(**PROMPT), expected)
+
+
+def test_embedding_bytes_round_trip(encoded, model) -> None:
+    p, emb = encoded
+    expected = p.predict(**PROMPT, multimask=False)
+    data = emb.to_bytes()
+    assert isinstance(data, bytes)
+    loaded = ImageEmbedding.from_bytes(data)
+    _same_embedding(loaded, emb)
+    fresh = samkit.ImagePredictor(model)
+    _same_prediction(fresh.predict(**PROMPT, multimask=False, embedding=loaded), expected)
+    fresh.set_embedding(loaded)
+    _same_prediction(fresh.predict(**PROMPT, multimask=False), expected)
+    batch = fresh.predict_batch(boxes=[PROMPT["box"]], embedding=loaded)
+    _same_prediction(batch[0], p.predict(box=PROMPT["box"]))
+
+
+def test_predict_with_embedding_does_not_change_current_image(encoded, model) -> None:
+    p, emb = encoded
+    other = ImageEmbedding(torch.zeros_like(emb.features), (50, 60), (853, 1024), emb.model_name)
+    q = samkit.ImagePredictor(model)
+    q.set_embedding(other)
+    q.predict(**PROMPT, embedding=emb)
+    assert q.embedding is other
+
+
+def test_embedding_from_another_model_is_refused(encoded, model) -> None:
+    _, emb = encoded
+    foreign = ImageEmbedding(emb.features, emb.original_size, emb.input_size, "sam-vit-h")
+    assert model.name != "sam-vit-h"
+    p = samkit.ImagePredictor(model)
+    with pytest.raises(InvalidImage, match="sam-vit-h"):
+        p.set_embedding(foreign)
+    assert p.embedding is None
+    with pytest.raises(InvalidImage, match="sam-vit-h"):
+        p.predict(**PROMPT, embedding=foreign)
+    # the same refusal after a bytes round trip (the name is serialised)
+    with pytest.raises(InvalidImage, match="sam-vit-h"):
+        p.set_embedding(ImageEmbedding.from_bytes(foreign.to_bytes()))
+
+
+def test_embedding_of_wrong_grid_is_refused(model) -> None:
+    bad = ImageEmbedding(torch.zeros(1, 256, 32, 32), (10, 10), (1024, 1024), model.name)
+    with pytest.raises(InvalidImage):
+        samkit.ImagePredictor(model).set_embedding(bad)
+
+
+_UNPICKLED: list[str] = []
+
+
+def _record_unpickle(tag: str) -> str:
+    _UNPICKLED.append(tag)
+    return tag
+
+
+class _Payload:
+    def __reduce__(self):
+        return (_record_unpickle, ("executed",))
+
+
+def _saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"garbage",
+        _saved({"format": "something else", "features": torch.zeros(1)}),
+        _saved({"format": "samkit.ImageEmbedding/1", "features": _Payload()}),
+    ],
+    ids=["empty", "garbage", "other-format", "pickled-code"],
+)
+def test_not_an_embedding(data: bytes) -> None:
+    with pytest.raises(InvalidImage):
+        ImageEmbedding.from_bytes(data)
+    assert _UNPICKLED == [], "from_bytes executed pickled code"
