@@ -85,12 +85,12 @@ class Attention(nn.Module):
         h, d = self.num_heads, self.internal_dim // self.num_heads
         qh = self._separate_heads(self.q_proj(q))  # (B, H, Nq, d)
         wk = self.k_proj.weight.reshape(h, d, self.kv_in_dim)  # (H, d, C_kv)
-        q_in_k = qh @ wk  # (B, H, Nq, C_kv); the b_k term is constant per query
-        kk = k.unsqueeze(1).expand(b, h, k.shape[1], self.kv_in_dim)
-        vv = v.unsqueeze(1).expand(b, h, v.shape[1], self.kv_in_dim)
-        mixed = F.scaled_dot_product_attention(q_in_k, kk, vv, scale=d**-0.5)  # (B,H,Nq,C_kv)
+        q_in_k = (qh @ wk) * d**-0.5  # (B, H, Nq, C_kv); the b_k term is constant per query
+        scores = q_in_k.reshape(b, h * nq, self.kv_in_dim) @ k.transpose(1, 2)  # (B, H*Nq, Nk)
+        mixed = scores.softmax(dim=-1) @ v  # (B, H*Nq, C_kv): attention-weighted raw values
         wv = self.v_proj.weight.reshape(h, d, self.kv_in_dim)
-        out = mixed @ wv.transpose(1, 2) + self.v_proj.bias.reshape(h, 1, d)  # (B, H, Nq, d)
+        out = mixed.reshape(b, h, nq, self.kv_in_dim) @ wv.transpose(1, 2)
+        out = out + self.v_proj.bias.reshape(h, 1, d)  # (B, H, Nq, d)
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, h * d))
 
     def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -104,8 +104,20 @@ class Attention(nn.Module):
         scale = d**-0.5
         m = (kh @ wq) * scale  # (B, H, Nk, C): score of query x is x . m + const
         const = (kh @ self.q_proj.bias.reshape(h, d, 1)).squeeze(-1) * scale  # (B, H, Nk)
-        scores = q @ m.reshape(b, h * nk, c).transpose(1, 2) + const.reshape(b, 1, h * nk)
-        probs = scores.reshape(b, nq, h, nk).softmax(dim=-1).reshape(b, nq, h * nk)
+        scores = torch.baddbmm(
+            const.reshape(b, 1, h * nk), q, m.reshape(b, h * nk, c).transpose(1, 2)
+        )
+        probs = _softmax_small(scores.reshape(b, nq, h, nk)).reshape(b, nq, h * nk)
         wo = self.out_proj.weight.reshape(c, h, d).permute(1, 2, 0)  # (H, d, C)
         u = (vh @ wo).reshape(b, h * nk, c)  # values already through the output projection
-        return probs @ u + self.out_proj.bias
+        return torch.baddbmm(self.out_proj.bias.expand(b, 1, c), probs, u)
+
+
+def _softmax_small(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over a short last axis (a few prompt tokens).
+
+    The fused CPU kernel is slow when the reduced axis has only a handful of elements;
+    four vectorised passes over the whole tensor are several times faster.
+    """
+    x = torch.exp(x - x.amax(dim=-1, keepdim=True))
+    return x / x.sum(dim=-1, keepdim=True)

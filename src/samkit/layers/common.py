@@ -94,11 +94,22 @@ class ConvTranspose2x2(nn.ConvTranspose2d):
 
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, C_in)`` -> ``(B, 2H, 2W, C_out)``, all channels-last."""
-        b, h, w, c = x.shape
+        b, h, w, _ = x.shape
+        y = self.forward_blocked(x).reshape(b, h, w, 2, 2, self.out_channels)
+        return y.permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, self.out_channels)
+
+    def forward_blocked(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., C_in)`` -> ``(..., 2, 2, C_out)``: each pixel's 2x2 output block.
+
+        Leaves the output in "blocked" order (no pixel shuffle), for callers that only
+        apply per-pixel operations next and un-shuffle once at the end.
+        """
+        lead, c = x.shape[:-1], x.shape[-1]
         o = self.out_channels
         weight = self.weight.permute(0, 2, 3, 1).reshape(c, 4 * o)  # (C_in, dy, dx, C_out)
-        y = x.reshape(b * h * w, c) @ weight
-        if self.bias is not None:
-            y = (y.reshape(-1, 4, o) + self.bias).reshape(b * h * w, 4 * o)
-        y = y.reshape(b, h, w, 2, 2, o).permute(0, 1, 3, 2, 4, 5)
-        return y.reshape(b, 2 * h, 2 * w, o)
+        flat = x.reshape(-1, c)
+        if self.bias is None:
+            y = flat @ weight
+        else:
+            y = torch.addmm(self.bias.repeat(4), flat, weight)
+        return y.reshape(*lead, 2, 2, o)

@@ -77,15 +77,26 @@ class MaskDecoder(nn.Module):
         sl = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sl], iou_pred[:, sl]
 
-    def _upscale(self, x: torch.Tensor) -> torch.Tensor:
-        """``output_upscaling`` on channels-last ``(B, h, w, C)`` -> ``(B, 4h, 4w, C/8)``.
+    def _upscale_and_project(self, x: torch.Tensor, hyper_in: torch.Tensor) -> torch.Tensor:
+        """``output_upscaling`` then the hypernetwork dot product.
 
-        Same modules and results as running the ``nn.Sequential`` on NCHW, without the
-        strided channel reductions and layout changes that dominate its CPU time.
+        ``x``: channels-last ``(B, h, w, C)`` image tokens; ``hyper_in``: ``(B, K, C/8)``.
+        Returns mask logits ``(B, K, 4h, 4w)``.
+
+        Same modules and results as running the ``nn.Sequential`` on NCHW. Everything
+        after each 2x2 transposed convolution is per pixel (LayerNorm over channels,
+        GELU, the next 2x2 convolution, the dot product), so the pixels stay in blocked
+        order and only the K-channel logits are shuffled into place at the end.
         """
         dc1, ln1, act1, dc2, act2 = self.output_upscaling
-        x = act1(ln1.forward_channels_last(dc1.forward_channels_last(x)))
-        return act2(dc2.forward_channels_last(x))
+        b, h, w, _ = x.shape
+        y = act1(ln1.forward_channels_last(dc1.forward_blocked(x)))  # (B,h,w,2,2,C/4)
+        y = act2(dc2.forward_blocked(y))  # (B, h, w, 2, 2, 2, 2, C/8)
+        k = hyper_in.shape[1]
+        logits = y.reshape(b, -1, y.shape[-1]) @ hyper_in.transpose(1, 2)  # (B, h*w*16, K)
+        # (B, h, w, dy1, dx1, dy2, dx2, K) -> (B, K, h, dy1, dy2, w, dx1, dx2)
+        logits = logits.reshape(b, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return logits.reshape(b, k, 4 * h, 4 * w)
 
     def predict_masks(
         self,
@@ -110,13 +121,10 @@ class MaskDecoder(nn.Module):
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
-        upscaled = self._upscale(src.reshape(b, h, w, c))  # (B, 4h, 4w, C/8) channels-last
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )  # (B, num_mask_tokens, C/8)
-        _, uh, uw, uc = upscaled.shape
-        masks = (upscaled.reshape(b, uh * uw, uc) @ hyper_in.transpose(1, 2)).transpose(1, 2)
-        masks = masks.reshape(b, -1, uh, uw)
+        masks = self._upscale_and_project(src.reshape(b, h, w, c), hyper_in)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred

@@ -64,7 +64,8 @@ class PromptEncoder(nn.Module):
         when that buffer changes (new weights, another device or dtype) or in training.
         """
         matrix = self.pe_layer.positional_encoding_gaussian_matrix
-        key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype)
+        version = -1 if matrix.is_inference() else matrix._version
+        key = (matrix.data_ptr(), version, matrix.device, matrix.dtype)
         cached = self._dense_pe_cache
         if self.training or torch.is_grad_enabled() or cached is None or cached[0] != key:
             pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
