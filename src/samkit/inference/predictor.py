@@ -201,12 +201,25 @@ class ImagePredictor:
         points = None
         if point_coords is not None:
             points = (point_coords.to(self.device).float(), point_labels.to(self.device))
-        low_res, iou = self.model.decode(
-            emb.features,
+        prompts = PromptTensors(
             points=points,
             boxes=None if boxes is None else boxes.to(self.device).float(),
             mask_input=None if mask_input is None else mask_input.to(self.device).float(),
-            multimask_output=multimask_output,
+            n=0,  # unused by the decoder
+        )
+        return self._run(emb, prompts, multimask_output, return_logits)
+
+    @torch.inference_mode()
+    def _run(
+        self, emb: ImageEmbedding, prompts: PromptTensors, multimask: bool, return_logits: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode and upsample: masks (N, K, H, W), IoU (N, K), low-res (N, K, 256, 256)."""
+        low_res, iou = self.model.decode(
+            emb.features,
+            points=prompts.points,
+            boxes=prompts.boxes,
+            mask_input=prompts.mask_input,
+            multimask_output=multimask,
         )
         masks = postprocess_masks(low_res, emb.input_size, emb.original_size, self.model.image_size)
         if not return_logits:
@@ -216,17 +229,5 @@ class ImagePredictor:
     def _decode(
         self, emb: ImageEmbedding, prompts: PromptTensors, multimask: bool, return_logits: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        with torch.inference_mode():
-            low_res, iou = self.model.decode(
-                emb.features,
-                points=prompts.points,
-                boxes=prompts.boxes,
-                mask_input=prompts.mask_input,
-                multimask_output=multimask,
-            )
-            masks = postprocess_masks(
-                low_res, emb.input_size, emb.original_size, self.model.image_size
-            )
-            if not return_logits:
-                masks = masks > self.model.mask_threshold
+        masks, iou, low_res = self._run(emb, prompts, multimask, return_logits)
         return masks.cpu().numpy(), iou.float().cpu().numpy(), low_res.float().cpu().numpy()
