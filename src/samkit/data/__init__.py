@@ -1,0 +1,5 @@
+"""Datasets (SA-1B format, COCO instances, synthetic) and augmentations for training."""
+
+from samkit.data.types import Sample
+
+__all__ = ["Sample"]
