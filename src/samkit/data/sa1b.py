@@ -1,0 +1,259 @@
+"""SA-1B format I/O: one JSON of COCO-RLE instance masks next to each image.
+
+Layout (as released with Segment Anything)::
+
+    root/sa_1.jpg
+    root/sa_1.json   # {"image": {...}, "annotations": [{...}, ...]}
+
+Each annotation holds ``segmentation = {"size": [h, w], "counts": <compressed RLE str>}``
+(pycocotools encoding, column-major), ``area`` (pixels), ``bbox`` (``[x, y, w, h]`` in
+image pixels, float), ``predicted_iou``, ``stability_score``, ``point_coords``
+(``[[x, y]]``, image pixels) and ``crop_box`` (``[x, y, w, h]``). Extra per-mask fields
+may be added; the optional integer ``level`` (0 whole, 1 part, 2 subpart) written by the
+synthetic generator is read back into :attr:`Sample.levels`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from samkit.data.types import Sample
+from samkit.fileio import atomic_write_bytes
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "LEVEL_KEY",
+    "SA1BDataset",
+    "decode_rle",
+    "decode_rle_objects",
+    "encode_masks",
+    "load_rgb",
+    "read_sa1b",
+    "write_sa1b",
+]
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+"""Image suffixes :class:`SA1BDataset` pairs with a JSON of the same stem."""
+
+LEVEL_KEY = "level"
+"""Per-annotation key holding the nesting level (synthetic data); read into ``Sample.levels``."""
+
+
+def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB (alpha / palette / gray converted)."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
+    """Encode ``(M, H, W)`` bool masks as JSON-ready COCO compressed RLEs.
+
+    Returns ``M`` dicts ``{"size": [H, W], "counts": str}`` (pycocotools encoding with the
+    ``counts`` bytes decoded as ASCII).
+    """
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (M, H, W), got shape {masks.shape}")
+    if masks.shape[0] == 0:
+        return []
+    fortran = np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))  # (H, W, M)
+    rles = mask_utils.encode(fortran)
+    return [
+        {"size": [int(s) for s in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles
+    ]
+
+
+def decode_rle_objects(rles: Any) -> np.ndarray:
+    """``pycocotools.mask.decode`` (``(H, W)`` or ``(H, W, N)`` uint8), silencing its NumPy 2
+    ``__array__`` copy-keyword DeprecationWarning (harmless, raised inside pycocotools)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"__array__ implementation", category=DeprecationWarning
+        )
+        return mask_utils.decode(rles)
+
+
+def decode_rle(segmentations: Sequence[Mapping[str, Any]], height: int, width: int) -> np.ndarray:
+    """Decode compressed RLEs (``counts`` str or bytes) to ``(M, H, W)`` bool masks."""
+    if len(segmentations) == 0:
+        return np.zeros((0, height, width), dtype=bool)
+    rles = []
+    for seg in segmentations:
+        counts = seg["counts"]
+        if isinstance(counts, list):  # uncompressed RLE
+            rles.append(mask_utils.frPyObjects(dict(seg), *seg["size"]))
+        else:
+            rles.append({"size": list(seg["size"]), "counts": counts})
+    decoded = decode_rle_objects(rles)  # (H, W, M) uint8
+    masks = np.ascontiguousarray(decoded.transpose(2, 0, 1)).astype(bool)
+    if masks.shape[1:] != (height, width):
+        raise ValueError(f"RLE size {masks.shape[1:]} does not match image ({height}, {width})")
+    return masks
+
+
+def _inside_point(mask: np.ndarray) -> list[list[float]]:
+    """One ``[[x, y]]`` point on the mask (the mask pixel nearest its centroid)."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return [[0.0, 0.0]]
+    cy, cx = ys.mean(), xs.mean()
+    i = int(np.argmin((ys - cy) ** 2 + (xs - cx) ** 2))
+    return [[float(xs[i]), float(ys[i])]]
+
+
+def write_sa1b(
+    image_path: str | os.PathLike[str],
+    masks: np.ndarray,
+    out_json: str | os.PathLike[str],
+    *,
+    image_id: str | int | None = None,
+    levels: Sequence[int] | np.ndarray | None = None,
+    extra: Mapping[str, Sequence[Any]] | None = None,
+) -> dict[str, Any]:
+    """Write the SA-1B JSON for ``image_path`` and its ``(M, H, W)`` bool ``masks``.
+
+    Args:
+        image_path: existing image file; its size must equal the masks' ``(H, W)``.
+        masks: ``(M, H, W)`` bool, image frame.
+        out_json: destination, written atomically. ``image.file_name`` is stored relative
+            to the JSON's folder.
+        image_id: stored as ``image.image_id``; defaults to the image file stem.
+        levels: optional ``(M,)`` ints stored per annotation under ``"level"``.
+        extra: optional per-mask fields, ``{key: sequence of length M}``; they override the
+            defaults (``predicted_iou=1.0``, ``stability_score=1.0``, ``point_coords`` = mask
+            pixel nearest the centroid, ``crop_box`` = whole image).
+
+    Returns:
+        The JSON document written.
+    """
+    image_path = Path(image_path)
+    out_json = Path(out_json)
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (M, H, W), got shape {masks.shape}")
+    with Image.open(image_path) as im:
+        width, height = im.size
+    m = masks.shape[0]
+    if masks.shape[1:] != (height, width):
+        raise ValueError(f"masks {masks.shape[1:]} do not match image {(height, width)}")
+    if levels is not None and len(levels) != m:
+        raise ValueError(f"levels has {len(levels)} entries for {m} masks")
+    for key, values in (extra or {}).items():
+        if len(values) != m:
+            raise ValueError(f"extra field {key!r} has {len(values)} entries for {m} masks")
+
+    segs = encode_masks(masks)
+    raw = [{"size": s["size"], "counts": s["counts"].encode("ascii")} for s in segs]
+    areas = mask_utils.area(raw) if m else []
+    boxes = mask_utils.toBbox(raw) if m else []  # (M, 4) float XYWH
+    annotations = []
+    for i in range(m):
+        ann: dict[str, Any] = {
+            "id": i,
+            "segmentation": segs[i],
+            "area": int(areas[i]),
+            "bbox": [float(v) for v in boxes[i]],
+            "predicted_iou": 1.0,
+            "stability_score": 1.0,
+            "point_coords": _inside_point(masks[i]),
+            "crop_box": [0.0, 0.0, float(width), float(height)],
+        }
+        if levels is not None:
+            ann[LEVEL_KEY] = int(levels[i])
+        for key, values in (extra or {}).items():
+            value = values[i]
+            ann[key] = value.tolist() if isinstance(value, np.ndarray | np.generic) else value
+        annotations.append(ann)
+
+    rel = os.path.relpath(image_path.resolve(), out_json.resolve().parent)
+    doc = {
+        "image": {
+            "image_id": image_id if image_id is not None else image_path.stem,
+            "width": int(width),
+            "height": int(height),
+            "file_name": Path(rel).as_posix(),
+        },
+        "annotations": annotations,
+    }
+    atomic_write_bytes(out_json, json.dumps(doc).encode("utf-8"))
+    return doc
+
+
+def _find_image(json_path: Path, file_name: str | None) -> Path:
+    if file_name:
+        candidate = json_path.parent / file_name
+        if candidate.is_file():
+            return candidate
+    for ext in IMAGE_EXTENSIONS:
+        candidate = json_path.with_suffix(ext)
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no image found for {json_path} (file_name={file_name!r})")
+
+
+def read_sa1b(json_path: str | os.PathLike[str]) -> Sample:
+    """Read one SA-1B JSON and its image into a :class:`Sample`.
+
+    The image is ``image.file_name`` relative to the JSON's folder, else the file with the
+    JSON's stem and an image suffix. ``image_id`` is ``str(image.image_id)`` (the JSON stem
+    when absent). ``levels`` is filled only when every annotation has a ``"level"``.
+    """
+    json_path = Path(json_path)
+    doc = json.loads(json_path.read_text(encoding="utf-8"))
+    info = doc.get("image", {})
+    image = load_rgb(_find_image(json_path, info.get("file_name")))
+    height, width = image.shape[:2]
+    anns = doc.get("annotations", [])
+    masks = decode_rle([a["segmentation"] for a in anns], height, width)
+    levels = None
+    if anns and all(LEVEL_KEY in a for a in anns):
+        levels = np.asarray([int(a[LEVEL_KEY]) for a in anns], dtype=np.int64)
+    image_id = str(info.get("image_id", json_path.stem))
+    return Sample(image=image, masks=masks, image_id=image_id, levels=levels)
+
+
+class SA1BDataset:
+    """Torch-free sequence of :class:`Sample` over a folder in SA-1B layout.
+
+    Discovers ``*.json`` files (``recursive=True``: in subfolders too) that have an image
+    with the same stem next to them, in sorted path order. ``transform`` (e.g. an
+    :class:`~samkit.data.augment.Augment`) is applied to each sample read.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        recursive: bool = False,
+        transform: Callable[[Sample], Sample] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset folder not found: {self.root}")
+        pattern = "**/*.json" if recursive else "*.json"
+        self.json_paths: list[Path] = sorted(
+            p
+            for p in self.root.glob(pattern)
+            if any(p.with_suffix(ext).is_file() for ext in IMAGE_EXTENSIONS)
+        )
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.json_paths)
+
+    def __getitem__(self, index: int) -> Sample:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        sample = read_sa1b(self.json_paths[index])
+        return self.transform(sample) if self.transform is not None else sample

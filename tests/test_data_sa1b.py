@@ -1,0 +1,109 @@
+"""SA-1B JSON I/O: RLE round trip, bbox/area, dataset discovery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from samkit.data import SA1BDataset, read_sa1b, write_sa1b
+
+
+def _write_image(path: Path, h: int, w: int, seed: int = 0) -> np.ndarray:
+    img = np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    Image.fromarray(img).save(path)
+    return img
+
+
+def _hand_masks(h: int = 20, w: int = 30) -> np.ndarray:
+    masks = np.zeros((3, h, w), dtype=bool)
+    masks[0, 2:5, 3:8] = True  # 3 x 5 block: bbox [3, 2, 5, 3], area 15
+    masks[1, 10:20, 25:30] = True  # touches the bottom-right corner
+    masks[1, 0, 0] = True  # plus one isolated pixel: bbox spans everything
+    masks[2, 7, 11] = True
+    return masks
+
+
+def test_round_trip_and_rle_matches_pycocotools(tmp_path: Path) -> None:
+    img = _write_image(tmp_path / "sa_1.png", 20, 30)
+    masks = _hand_masks()
+    write_sa1b(tmp_path / "sa_1.png", masks, tmp_path / "sa_1.json")
+
+    doc = json.loads((tmp_path / "sa_1.json").read_text())
+    assert doc["image"] == {"image_id": "sa_1", "width": 30, "height": 20, "file_name": "sa_1.png"}
+    for m, ann in zip(masks, doc["annotations"], strict=True):
+        ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        assert ann["segmentation"]["counts"] == ref["counts"].decode()
+        assert ann["segmentation"]["size"] == [20, 30]
+        x, y = ann["point_coords"][0]
+        assert m[int(y), int(x)]
+        assert ann["crop_box"] == [0.0, 0.0, 30.0, 20.0]
+
+    sample = read_sa1b(tmp_path / "sa_1.json")
+    assert sample.image_id == "sa_1"
+    np.testing.assert_array_equal(sample.image, img)
+    assert sample.masks.dtype == bool and sample.masks.shape == (3, 20, 30)
+    np.testing.assert_array_equal(sample.masks, masks)
+    assert sample.levels is None
+
+
+def test_bbox_and_area(tmp_path: Path) -> None:
+    _write_image(tmp_path / "a.png", 20, 30)
+    doc = write_sa1b(tmp_path / "a.png", _hand_masks(), tmp_path / "a.json")
+    anns = doc["annotations"]
+    assert [a["area"] for a in anns] == [15, 51, 1]
+    assert anns[0]["bbox"] == [3.0, 2.0, 5.0, 3.0]
+    assert anns[1]["bbox"] == [0.0, 0.0, 30.0, 20.0]
+    assert anns[2]["bbox"] == [11.0, 7.0, 1.0, 1.0]
+    assert [a["id"] for a in anns] == [0, 1, 2]
+
+
+def test_levels_and_extra_fields(tmp_path: Path) -> None:
+    _write_image(tmp_path / "b.jpg", 20, 30)
+    masks = _hand_masks()
+    write_sa1b(
+        tmp_path / "b.jpg",
+        masks,
+        tmp_path / "b.json",
+        image_id=7,
+        levels=[0, 1, 2],
+        extra={"predicted_iou": np.array([0.9, 0.8, 0.7]), "tag": ["x", "y", "z"]},
+    )
+    anns = json.loads((tmp_path / "b.json").read_text())["annotations"]
+    assert [a["predicted_iou"] for a in anns] == [0.9, 0.8, 0.7]
+    assert [a["tag"] for a in anns] == ["x", "y", "z"]
+    sample = read_sa1b(tmp_path / "b.json")
+    assert sample.image_id == "7"
+    np.testing.assert_array_equal(sample.levels, [0, 1, 2])
+    np.testing.assert_array_equal(sample.masks, masks)  # JPEG is lossy; masks are not
+
+
+def test_empty_masks_and_errors(tmp_path: Path) -> None:
+    _write_image(tmp_path / "c.png", 8, 9)
+    write_sa1b(tmp_path / "c.png", np.zeros((0, 8, 9), bool), tmp_path / "c.json")
+    sample = read_sa1b(tmp_path / "c.json")
+    assert sample.masks.shape == (0, 8, 9)
+    with pytest.raises(ValueError):
+        write_sa1b(tmp_path / "c.png", np.zeros((1, 9, 8), bool), tmp_path / "c.json")
+    with pytest.raises(ValueError):
+        write_sa1b(tmp_path / "c.png", np.zeros((2, 8, 9), bool), tmp_path / "c.json", levels=[0])
+
+
+def test_dataset_discovers_sorted_pairs(tmp_path: Path) -> None:
+    masks = _hand_masks()
+    for stem in ("sa_2", "sa_10", "sa_1"):
+        _write_image(tmp_path / f"{stem}.png", 20, 30)
+        write_sa1b(tmp_path / f"{stem}.png", masks, tmp_path / f"{stem}.json")
+    (tmp_path / "orphan.json").write_text("{}")  # no image: ignored
+    (tmp_path / "sa_3.png").write_bytes(b"")  # no JSON: ignored
+    ds = SA1BDataset(tmp_path)
+    assert len(ds) == 3
+    assert [p.stem for p in ds.json_paths] == ["sa_1", "sa_10", "sa_2"]
+    assert ds[-1].image_id == "sa_2"
+    np.testing.assert_array_equal(ds[0].masks, masks)
+    with pytest.raises(IndexError):
+        ds[3]
