@@ -4,6 +4,8 @@ Inference code must never import this package; it may import :mod:`samkit.infere
 :mod:`samkit.modeling`.
 """
 
+from samkit.train.config import TrainConfig, lr_factor
+from samkit.train.embedding_cache import EmbeddingCache
 from samkit.train.losses import (
     LossOutput,
     dice_loss,
@@ -19,13 +21,19 @@ from samkit.train.prompts import (
     make_schedule,
     run_interaction,
 )
+from samkit.train.trainer import Trainer, build_param_groups
 
 __all__ = [
+    "EmbeddingCache",
     "InteractiveSimulator",
     "LossOutput",
     "Prompt",
     "RoundRecord",
+    "TrainConfig",
+    "Trainer",
+    "build_param_groups",
     "dice_loss",
+    "lr_factor",
     "make_schedule",
     "mask_iou",
     "resize_targets",

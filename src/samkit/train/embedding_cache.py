@@ -1,0 +1,143 @@
+"""On-disk cache of image embeddings for training with a frozen image encoder.
+
+With ``freeze_image_encoder`` the encoder output of an image never changes, and it is by
+far the most expensive part of a step, so it is computed once and stored as
+``<cache_dir>/<image_id>.pt`` (``torch.save`` written atomically, read back with
+``weights_only=True``). Each file records a key: the sha256 of a fingerprint of the
+encoder weights (and preprocessing constants) plus the image's pixels and shape. A file
+whose key differs (another model, fine-tuned encoder, edited image) is recomputed and
+overwritten.
+
+Augmentation caveat: cached mode trains on the *fixed, non-augmented* images -- any pixel
+augmentation (flips, colour jitter, crops) would change the embedding every step and
+defeat the cache. Augment the dataset offline (distinct ``image_id`` per variant) or
+train with ``cache_embeddings=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from samkit.fileio import atomic_write_bytes
+from samkit.inference.transforms import image_to_tensor, resize_longest_side, to_rgb_uint8
+from samkit.modeling.sam import Sam
+
+__all__ = ["EmbeddingCache", "encoder_fingerprint", "preprocess_image"]
+
+_FORMAT = "samkit.train.EmbeddingCache/1"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def encoder_fingerprint(model: Sam) -> str:
+    """sha256 over the image encoder's tensors (names, dtypes, shapes, bytes) and the
+    preprocessing constants (input size, pixel mean/std)."""
+    digest = hashlib.sha256()
+    digest.update(f"{model.image_size}|{model._pixel_stats}".encode())
+    state = model.image_encoder.state_dict()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def preprocess_image(
+    model: Sam, image: np.ndarray
+) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    """``(H, W, 3)`` image -> padded normalised ``(1, 3, S, S)``, original and input sizes.
+
+    Identical to :meth:`samkit.inference.predictor.ImagePredictor.preprocess`.
+    """
+    rgb = to_rgb_uint8(image)
+    original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    resized = resize_longest_side(rgb, model.image_size)
+    x = image_to_tensor(resized, model.device)
+    input_size = (int(x.shape[-2]), int(x.shape[-1]))
+    return model.preprocess(x), original_size, input_size
+
+
+class EmbeddingCache:
+    """Compute-once image embeddings, persisted under ``cache_dir``.
+
+    Args:
+        model: the model whose (frozen) image encoder produces the embeddings. If the
+            encoder weights change, build a new cache object (the fingerprint is taken
+            once, at construction).
+        cache_dir: folder for the ``.pt`` files (created if missing).
+        max_memory_items: embeddings also kept in memory (LRU), 0 = disk only.
+
+    Attributes:
+        hits, misses: lookups served from memory/disk vs computed by the encoder.
+    """
+
+    def __init__(self, model: Sam, cache_dir: str | Path, max_memory_items: int = 32) -> None:
+        self.model = model
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.fingerprint = encoder_fingerprint(model)
+        self.hits = 0
+        self.misses = 0
+        self.max_memory_items = max_memory_items
+        self._memory: OrderedDict[str, tuple[str, torch.Tensor]] = OrderedDict()
+
+    def path_for(self, image_id: str) -> Path:
+        """Cache file of ``image_id`` (unsafe characters replaced, plus a short hash when
+        that changed the name, so distinct ids never collide)."""
+        safe = _SAFE.sub("_", str(image_id)) or "_"
+        if safe != image_id:
+            safe += "-" + hashlib.sha256(str(image_id).encode()).hexdigest()[:8]
+        return self.cache_dir / f"{safe}.pt"
+
+    def key_for(self, image: np.ndarray) -> str:
+        """The validity key of an image's embedding under this cache's encoder."""
+        arr = np.ascontiguousarray(image)
+        digest = hashlib.sha256(self.fingerprint.encode())
+        digest.update(f"|{arr.dtype}|{arr.shape}|".encode())
+        digest.update(arr.tobytes())
+        return digest.hexdigest()
+
+    def _load(self, path: Path, key: str) -> torch.Tensor | None:
+        if not path.is_file():
+            return None
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # corrupt/foreign file: recompute and overwrite
+            return None
+        if not isinstance(obj, dict) or obj.get("format") != _FORMAT or obj.get("key") != key:
+            return None
+        features = obj.get("features")
+        return features if isinstance(features, torch.Tensor) else None
+
+    @torch.no_grad()
+    def get(self, image_id: str, image: np.ndarray) -> torch.Tensor:
+        """``(1, C, h, w)`` float32 embedding of ``image`` on the model's device."""
+        key = self.key_for(image)
+        cached = self._memory.get(image_id)
+        if cached is not None and cached[0] == key:
+            self.hits += 1
+            self._memory.move_to_end(image_id)
+            return cached[1]
+        path = self.path_for(image_id)
+        features = self._load(path, key)
+        if features is None:
+            self.misses += 1
+            x, _, _ = preprocess_image(self.model, image)
+            features = self.model.encode_image(x).detach().float().cpu()
+            buf = io.BytesIO()
+            torch.save({"format": _FORMAT, "key": key, "features": features}, buf)
+            atomic_write_bytes(path, buf.getvalue())
+        else:
+            self.hits += 1
+        features = features.to(self.model.device)
+        if self.max_memory_items > 0:
+            self._memory[image_id] = (key, features)
+            while len(self._memory) > self.max_memory_items:
+                self._memory.popitem(last=False)
+        return features

@@ -1,0 +1,467 @@
+"""Fine-tuning loop for SAM 1-family models with the paper's simulated interaction.
+
+One training step (``grad_accum_steps`` micro-batches of ``batch_size`` images):
+
+1. per image, ``masks_per_image`` non-empty masks are drawn without replacement;
+2. the image embedding comes from the :class:`EmbeddingCache` (frozen encoder) or from
+   the encoder with gradient (trainable encoder);
+3. the masks of one image are prompted together: round 0 gives each mask a random
+   foreground point or a noisy box (:class:`InteractiveSimulator`), later rounds add one
+   error-region click per mask (or nothing, per :func:`make_schedule`) and feed back the
+   previous round's chosen low-res logits (detached) as ``mask_input``. Each round runs
+   one decoder call per *prompt kind* (masks with a box / with a single point / with
+   several points), batching the masks of that kind; a single-point prompt asks for the
+   3 ambiguity-aware outputs, any other prompt for one. Masks whose click round found
+   no error get a padding point (label ``-1``) so the batch stays rectangular;
+4. :func:`sam_loss` against the ground truth mapped to the padded model-input frame at
+   the logits' 256x256 resolution is summed over rounds and averaged over masks and
+   images; the candidate with the highest predicted IoU is the one fed back.
+
+All randomness of a step (image order, mask choice, prompts) comes from numpy
+generators seeded by ``(seed, step, micro_batch)``, so a resumed run replays exactly the
+same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samkit.data.types import Sample
+from samkit.fileio import atomic_write_bytes
+from samkit.inference.transforms import postprocess_masks, preprocess_shape
+from samkit.layers.common import LayerNorm2d
+from samkit.modeling.sam import Sam
+from samkit.train.config import TrainConfig, lr_factor
+from samkit.train.embedding_cache import EmbeddingCache, preprocess_image
+from samkit.train.losses import mask_iou, resize_targets, sam_loss
+from samkit.train.prompts import InteractiveSimulator, Prompt
+
+__all__ = ["Trainer", "build_param_groups", "load_initial_model"]
+
+_STATE_FORMAT = "samkit.train.TrainerState/1"
+_NORMS = (nn.LayerNorm, LayerNorm2d, nn.GroupNorm, nn.BatchNorm2d, nn.Embedding)
+_METRICS = ("loss", "focal", "dice", "iou_loss", "iou")
+
+
+def load_initial_model(config: TrainConfig) -> Sam:
+    """The model a run starts from: ``init_checkpoint``, else the published weights of
+    ``config.model`` (``pretrained``), else random weights."""
+    from samkit.build import build_model, load_model
+
+    if config.init_checkpoint:
+        return load_model(config.model, checkpoint=config.init_checkpoint, progress=False)
+    if config.pretrained:
+        return load_model(config.model, progress=False)
+    return build_model(config.model)
+
+
+def _encoder_layer_scale(name: str, model: Sam, layer_decay: float) -> float:
+    """Layer-wise lr scale of an ``image_encoder.*`` parameter of a ViT encoder."""
+    blocks = getattr(model.image_encoder, "blocks", None)
+    if layer_decay >= 1.0 or blocks is None:
+        return 1.0
+    depth = len(blocks)
+    rest = name[len("image_encoder.") :]
+    if rest.startswith(("patch_embed.", "pos_embed")):
+        layer = 0
+    elif rest.startswith("blocks."):
+        layer = int(rest.split(".")[1]) + 1
+    else:  # neck
+        layer = depth + 1
+    return layer_decay ** (depth + 1 - layer)
+
+
+def build_param_groups(model: Sam, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW parameter groups over the trainable parameters of ``model``.
+
+    Norm weights, biases, embedding tables, tokens, positional embeddings and all other
+    ≤1-D parameters get no weight decay. With a trainable ViT encoder and
+    ``layer_decay < 1`` each encoder depth gets its own lr (see :class:`TrainConfig`).
+    Every group carries ``lr = config.lr * lr_scale``.
+    """
+    no_decay: set[str] = set()
+    for mod_name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            full = f"{mod_name}.{p_name}" if mod_name else p_name
+            if (
+                p.ndim <= 1
+                or isinstance(module, _NORMS)
+                or p_name == "bias"
+                or "pos_embed" in p_name
+                or "rel_pos" in p_name
+            ):
+                no_decay.add(full)
+    if (
+        config.layer_decay < 1.0
+        and not config.freeze_image_encoder
+        and getattr(model.image_encoder, "blocks", None) is None
+    ):
+        warnings.warn(
+            "layer_decay is implemented for ViT encoders only; using a uniform lr",
+            stacklevel=2,
+        )
+    groups: dict[tuple[float, bool], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        scale = 1.0
+        if name.startswith("image_encoder."):
+            scale = _encoder_layer_scale(name, model, config.layer_decay)
+        decay = name not in no_decay
+        key = (scale, decay)
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "names": [],
+                "lr": config.lr * scale,
+                "lr_scale": scale,
+                "weight_decay": config.weight_decay if decay else 0.0,
+            }
+        groups[key]["params"].append(p)
+        groups[key]["names"].append(name)
+    return [groups[k] for k in sorted(groups, key=lambda k: (-k[0], not k[1]))]
+
+
+def _pad_points(prompts: list[Prompt]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Stack per-mask points to ``(B, P, 2)`` / ``(B, P)``, padding with label -1."""
+    p_max = max(p.num_points for p in prompts)
+    if p_max == 0:
+        return None
+    coords = np.zeros((len(prompts), p_max, 2), np.float32)
+    labels = np.full((len(prompts), p_max), -1, np.int64)
+    for i, p in enumerate(prompts):
+        coords[i, : p.num_points] = p.points
+        labels[i, : p.num_points] = p.labels
+    return torch.from_numpy(coords), torch.from_numpy(labels)
+
+
+class Trainer:
+    """Fine-tune a :class:`Sam` on a sequence of :class:`Sample`.
+
+    Args:
+        config: the run's :class:`TrainConfig`.
+        model: the model to train (moved to ``config.device``); ``None`` loads it with
+            :func:`load_initial_model`.
+        train_data: any ``Sequence[Sample]``.
+
+    The image encoder is frozen (``requires_grad=False``, eval mode) when
+    ``config.freeze_image_encoder``; its embeddings are then cached on disk (see
+    :mod:`samkit.train.embedding_cache`; images are used without augmentation).
+    Construction calls ``torch.manual_seed(config.seed)`` (so a model built by
+    :func:`load_initial_model` with random weights is reproducible).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: Sam | None = None,
+        train_data: Sequence[Sample] = (),
+    ) -> None:
+        if len(train_data) == 0:
+            raise ValueError("train_data is empty")
+        self.config = config
+        self.device = torch.device(config.device)
+        torch.manual_seed(config.seed)
+        self.model = (model if model is not None else load_initial_model(config)).to(self.device)
+        self.train_data = train_data
+        self.out_dir = Path(config.out_dir)
+        self.step = 0
+        if config.freeze_image_encoder:
+            self.model.image_encoder.requires_grad_(False)
+        self.param_groups = build_param_groups(self.model, config)
+        if not self.param_groups:
+            raise ValueError("the model has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(
+            self.param_groups, lr=config.lr, betas=tuple(config.betas), weight_decay=0.0
+        )
+
+        def factor(step: int) -> float:
+            return lr_factor(config, step)
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.embedding_cache: EmbeddingCache | None = None
+        if config.freeze_image_encoder and config.cache_embeddings:
+            self.embedding_cache = EmbeddingCache(self.model, self.out_dir / "embeddings")
+        self._perm_cache: tuple[int, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------- data
+    def _image_index(self, position: int) -> int:
+        """Dataset index of the ``position``-th image drawn (reshuffled every epoch)."""
+        n = len(self.train_data)
+        epoch, offset = divmod(position, n)
+        if self._perm_cache is None or self._perm_cache[0] != epoch:
+            perm = np.random.default_rng([self.config.seed, epoch, 0x5A]).permutation(n)
+            self._perm_cache = (epoch, perm)
+        return int(self._perm_cache[1][offset])
+
+    def _autocast(self) -> Any:
+        if not self.config.bf16:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _set_train_mode(self) -> None:
+        self.model.train()
+        if self.config.freeze_image_encoder:
+            self.model.image_encoder.eval()
+
+    def image_embedding(self, sample: Sample) -> torch.Tensor:
+        """``(1, C, h, w)`` embedding of ``sample.image`` (cached, no-grad or with grad)."""
+        if self.embedding_cache is not None:
+            return self.embedding_cache.get(sample.image_id, sample.image)
+        x, _, _ = preprocess_image(self.model, sample.image)
+        if self.config.freeze_image_encoder:
+            with torch.no_grad():
+                return self.model.encode_image(x)
+        with self._autocast():
+            return self.model.encode_image(x)
+
+    def targets(self, masks: np.ndarray, input_size: tuple[int, int]) -> torch.Tensor:
+        """``(B, H, W)`` bool masks -> ``(B, 1, 256, 256)`` float targets in the padded
+        model-input frame (bilinear resize to ``input_size``, threshold 0.5, zero-pad to
+        ``image_size``, then :func:`resize_targets` to the low-res logits' size)."""
+        m = torch.from_numpy(np.ascontiguousarray(masks)).to(self.device)[:, None].float()
+        if tuple(m.shape[-2:]) != tuple(input_size):
+            m = F.interpolate(m, size=input_size, mode="bilinear", align_corners=False)
+            m = (m > 0.5).float()
+        s = self.model.image_size
+        m = F.pad(m, (0, s - input_size[1], 0, s - input_size[0]))
+        low_res = 4 * self.model.prompt_encoder.image_embedding_size[0]
+        return resize_targets(m, low_res)
+
+    # ------------------------------------------------------------------- step
+    def image_loss(
+        self, sample: Sample, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor] | None:
+        """Simulated-interaction loss of one image (``None`` if it has no usable mask).
+
+        Returns ``loss`` (with gradient: round losses summed, masks averaged) and the
+        detached ``focal``, ``dice``, ``iou_loss`` (per-round means) and ``iou`` (mean
+        true IoU of the fed-back candidate at the last round, 256x256 frame).
+        """
+        cfg = self.config
+        masks = np.asarray(sample.masks).astype(bool, copy=False)
+        usable = [i for i in range(masks.shape[0]) if masks[i].any()]
+        if not usable:
+            return None
+        k = min(cfg.masks_per_image, len(usable))
+        chosen = np.sort(rng.choice(np.asarray(usable), size=k, replace=False))
+        gt = masks[chosen]
+        original_size = (int(gt.shape[1]), int(gt.shape[2]))
+        embedding = self.image_embedding(sample)
+        input_size = preprocess_shape(*original_size, self.model.image_size)
+        target = self.targets(gt, input_size)
+
+        sim = InteractiveSimulator(cfg.num_rounds, rng=rng)
+        plan = sim.schedule()
+        prompts = [sim.first_prompt(g) for g in gt]
+        prev: torch.Tensor | None = None  # (B, 1, h, w) detached fed-back logits
+        pred: np.ndarray | None = None  # (B, H, W) bool, original frame
+        total = torch.zeros((), device=self.device)
+        sums = {"focal": 0.0, "dice": 0.0, "iou_loss": 0.0}
+        last_iou = torch.zeros(k, device=self.device)
+        for r, adds in enumerate(plan):
+            if r > 0 and adds and pred is not None:
+                for i in range(k):
+                    click = sim.next_point(gt[i], pred[i])
+                    if click is not None:
+                        prompts[i] = prompts[i].add_point(*click)
+            frame = [p.to_input_frame(original_size, input_size) for p in prompts]
+            groups: dict[tuple[bool, bool], list[int]] = {}
+            for i, p in enumerate(frame):
+                single = p.box is None and p.num_points == 1
+                groups.setdefault((p.box is not None, single), []).append(i)
+            new_prev = torch.empty(k, 1, *target.shape[-2:], device=self.device)
+            for (has_box, single), members in sorted(groups.items()):
+                idx = torch.as_tensor(members, device=self.device)
+                pts = _pad_points([frame[i] for i in members])
+                if pts is not None:
+                    pts = (pts[0].to(self.device), pts[1].to(self.device))
+                boxes = None
+                if has_box:
+                    boxes = torch.from_numpy(np.stack([frame[i].box for i in members]))
+                    boxes = boxes.to(self.device)
+                with self._autocast():
+                    logits, iou_pred = self.model.decode(
+                        embedding,
+                        points=pts,
+                        boxes=boxes,
+                        mask_input=None if prev is None else prev[idx],
+                        multimask_output=single,
+                    )
+                logits, iou_pred = logits.float(), iou_pred.float()
+                out = sam_loss(logits, iou_pred, target[idx])
+                weight = len(members) / k
+                total = total + weight * out.total
+                sums["focal"] += weight * float(out.focal.detach())
+                sums["dice"] += weight * float(out.dice.detach())
+                sums["iou_loss"] += weight * float(out.iou.detach())
+                pick = iou_pred.detach().argmax(dim=1)
+                rows = torch.arange(len(members), device=self.device)
+                sel = logits.detach()[rows, pick][:, None]
+                new_prev[idx] = sel
+                if r == len(plan) - 1:
+                    last_iou[idx] = mask_iou(sel, target[idx])[:, 0]
+            prev = new_prev
+            if r + 1 < len(plan) and plan[r + 1]:
+                full = postprocess_masks(prev, input_size, original_size, self.model.image_size)
+                pred = (full[:, 0] > self.model.mask_threshold).cpu().numpy()
+        n = len(plan)
+        return {
+            "loss": total,
+            "focal": torch.tensor(sums["focal"] / n),
+            "dice": torch.tensor(sums["dice"] / n),
+            "iou_loss": torch.tensor(sums["iou_loss"] / n),
+            "iou": last_iou.mean().cpu(),
+        }
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step; returns its metrics (``step`` is the 1-based step count).
+
+        ``loss`` is the mean over images of the round-summed loss, ``focal``/``dice``/
+        ``iou_loss`` per-round means, ``iou`` the mean true IoU at the last round,
+        ``grad_norm`` the global gradient norm before clipping.
+        """
+        cfg = self.config
+        self._set_train_mode()
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = cfg.lr * lr_factor(cfg, self.step)
+        acc = dict.fromkeys(_METRICS, 0.0)
+        count = 0
+        for micro in range(cfg.grad_accum_steps):
+            rng = np.random.default_rng([cfg.seed, self.step, micro])
+            base = (self.step * cfg.grad_accum_steps + micro) * cfg.batch_size
+            outs = []
+            for j in range(cfg.batch_size):
+                out = self.image_loss(self.train_data[self._image_index(base + j)], rng)
+                if out is not None:
+                    outs.append(out)
+            if not outs:
+                continue
+            loss = torch.stack([o["loss"] for o in outs]).mean() / cfg.grad_accum_steps
+            loss.backward()
+            for o in outs:
+                for name in _METRICS:
+                    acc[name] += float(o[name].detach())
+            count += len(outs)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if count else 0.0
+        self.optimizer.step()  # parameters without a gradient (empty batch) are skipped
+        self.scheduler.step()
+        self.step += 1
+        metrics = {name: acc[name] / max(count, 1) for name in _METRICS}
+        return {"step": self.step, "lr": lr, **metrics, "grad_norm": grad_norm}
+
+    # -------------------------------------------------------------------- fit
+    def fit(self) -> list[dict[str, float]]:
+        """Train until ``max_steps``; returns the logged records.
+
+        Appends averaged metrics to ``out_dir/metrics.jsonl`` every ``log_every`` steps,
+        saves ``out_dir/checkpoints/step_XXXXXXX.pt`` (model) and
+        ``out_dir/trainer_state.pt`` every ``save_every`` steps, and
+        ``out_dir/model_final.pt`` plus the state at the end.
+        """
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        cfg = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        records: list[dict[str, float]] = []
+        window: list[dict[str, float]] = []
+        progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            disable=not cfg.progress,
+        )
+        with progress:
+            task = progress.add_task("train", total=cfg.max_steps, completed=self.step, info="")
+            while self.step < cfg.max_steps:
+                t0 = time.perf_counter()
+                metrics = self.train_step()
+                metrics["time_s"] = time.perf_counter() - t0
+                window.append(metrics)
+                progress.update(
+                    task,
+                    completed=self.step,
+                    info=f"loss {metrics['loss']:.4f} iou {metrics['iou']:.3f}",
+                )
+                if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
+                    record = {"step": self.step, "lr": window[-1]["lr"]}
+                    for name in (*_METRICS, "grad_norm", "time_s"):
+                        record[name] = float(np.mean([w[name] for w in window]))
+                    self._log(record)
+                    records.append(record)
+                    window = []
+                if cfg.save_every and self.step % cfg.save_every == 0:
+                    self.save_checkpoint(self.out_dir / "checkpoints" / f"step_{self.step:07d}.pt")
+                    self.save_state(self.out_dir / "trainer_state.pt")
+        self.save_checkpoint(self.out_dir / "model_final.pt")
+        self.save_state(self.out_dir / "trainer_state.pt")
+        return records
+
+    def _log(self, record: dict[str, float]) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------ persistence
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write the model weights as a plain official-format state dict (atomic).
+
+        The keys are exactly ``model.state_dict()``'s, so
+        ``samkit.load_model(name_or_config, checkpoint=path)`` loads it strictly.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    def save_state(self, path: str | Path) -> Path:
+        """Write everything needed to resume: model, optimizer, scheduler, step, RNGs."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state: dict[str, Any] = {
+            "format": _STATE_FORMAT,
+            "step": self.step,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "config": self.config.to_dict(),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    def resume(self, path: str | Path) -> None:
+        """Restore a :meth:`save_state` file; training then continues identically."""
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"{path} is not a samkit trainer state file")
+        self.model.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
