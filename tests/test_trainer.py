@@ -453,3 +453,15 @@ def test_yaml_without_pyyaml_is_a_clear_error(tmp_path, monkeypatch):
     path.write_text("lr: 0.001\n")
     with pytest.raises(ValueError, match="PyYAML"):
         TrainConfig.from_file(path)
+
+
+def test_encoder_fingerprint_handles_zero_dim_buffers() -> None:
+    """MobileSAM's TinyViT has 0-d BatchNorm ``num_batches_tracked`` buffers."""
+    from samkit.train.embedding_cache import encoder_fingerprint
+
+    model = samkit.build_model("mobile-sam")
+    first = encoder_fingerprint(model)
+    assert first == encoder_fingerprint(model)
+    with torch.no_grad():
+        model.image_encoder.patch_embed.seq[0].bn.num_batches_tracked += 1
+    assert encoder_fingerprint(model) != first
