@@ -40,5 +40,6 @@ def test_import_has_no_side_effects() -> None:
         "assert before == after, (before, after)\n"
         "assert 'torchvision' not in sys.modules and 'timm' not in sys.modules\n"
         "assert 'samkit.cli.main' not in sys.modules\n"
+        "assert not any(m.startswith(('samkit.train', 'samkit.eval')) for m in sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

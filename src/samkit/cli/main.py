@@ -14,7 +14,8 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from samkit.cli import models, segment
+from samkit.cli import eval as eval_cmd
+from samkit.cli import models, segment, synth, train
 from samkit.cli.common import DEBUG_ENV, EXIT_ERROR, debug_enabled, one_line
 from samkit.errors import SamkitError
 
@@ -50,6 +51,9 @@ app = typer.Typer(
 app.command("models")(models.list_models_command)
 app.command("download")(models.download_command)
 app.command("segment")(segment.segment_command)
+app.command("eval")(eval_cmd.eval_command)
+app.command("train")(train.train_command)
+app.command("synth")(synth.synth_command)
 
 
 def _version_callback(value: bool) -> None:

@@ -1,4 +1,4 @@
-"""Evaluation utilities: pure-numpy metrics (IoU, clicks, NoC, DAVIS J&F)."""
+"""Evaluation: pure-numpy metrics (IoU, clicks, NoC, DAVIS J&F) and the paper protocols."""
 
 from __future__ import annotations
 
@@ -16,8 +16,22 @@ from samkit.eval.metrics import (
     noc,
     seg2bmap,
 )
+from samkit.eval.protocols import (
+    BoxResult,
+    InteractiveResult,
+    SinglePointResult,
+    box_prompt,
+    interactive,
+    single_point,
+)
 
 __all__ = [
+    "BoxResult",
+    "InteractiveResult",
+    "SinglePointResult",
+    "box_prompt",
+    "interactive",
+    "single_point",
     "JFResult",
     "batch_iou",
     "boundary_f_measure",

@@ -1,0 +1,217 @@
+"""``samkit train``: fine-tune a SAM 1-family model on an SA-1B-layout or COCO dataset.
+
+The run's settings are a :class:`~samkit.train.config.TrainConfig`: the defaults, then
+the ``--config`` file (JSON or YAML), then the command-line options given (each option
+left out keeps the file's / default value).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import samkit
+from samkit.cli.common import CliError
+from samkit.errors import CheckpointError, SamkitError
+
+
+def _load_config(config_file: Path | None, overrides: dict[str, Any]) -> Any:
+    """Defaults <- ``config_file`` <- the options actually given; validated."""
+    from samkit.train.config import TrainConfig
+
+    base: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            base = TrainConfig.from_file(config_file).to_dict()
+        except (ValueError, TypeError) as exc:
+            message = str(exc)
+            if str(config_file) not in message:
+                message = f"{message} (in {config_file})"
+            raise CliError(message) from exc
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig.from_dict(base)
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _load_dataset(data: Path, coco_annotations: Path | None) -> Any:
+    """The training samples of ``data`` (SA-1B layout, or images + COCO annotations)."""
+    from samkit.data import CocoInstancesDataset, SA1BDataset
+
+    if not data.exists():
+        raise CliError(f"dataset folder not found: {data}")
+    if not data.is_dir():
+        raise CliError(f"DATA must be a folder, got the file {data}")
+    try:
+        if coco_annotations is not None:
+            if not coco_annotations.is_file():
+                raise CliError(f"--coco-annotations file not found: {coco_annotations}")
+            dataset = CocoInstancesDataset(data, coco_annotations)
+            what = f"images with annotations in {coco_annotations}"
+        else:
+            dataset = SA1BDataset(data)
+            what = "*.json files with an image of the same name (SA-1B layout)"
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise CliError(f"cannot read the dataset {data}: {exc}") from exc
+    if len(dataset) == 0:
+        raise CliError(f"empty dataset: no {what} in {data}")
+    return dataset
+
+
+def train_command(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Dataset folder: SA-1B layout (image + same-name .json per image), or "
+            "the images folder of a COCO dataset with --coco-annotations."
+        ),
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TrainConfig file (.json, or .yaml with PyYAML); options given here override it.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model name or alias to fine-tune (default sam-vit-b)."),
+    ] = None,
+    init_checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-checkpoint",
+            help="Weights to start from (default: the model's published weights).",
+        ),
+    ] = None,
+    pretrained: Annotated[
+        bool | None,
+        typer.Option(
+            "--pretrained/--no-pretrained",
+            help="Without --init-checkpoint, start from the published weights (default) "
+            "or from random weights.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Run folder: metrics, checkpoints, embedding cache."),
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="Number of optimizer steps.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    log_every: Annotated[
+        int | None,
+        typer.Option("--log-every", help="Append averaged metrics every N steps (0 = never)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Images per micro-batch.")
+    ] = None,
+    masks_per_image: Annotated[
+        int | None, typer.Option("--masks-per-image", help="Masks sampled per image and step.")
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option("--rounds", help="Simulated interaction rounds per mask (>= 3)."),
+    ] = None,
+    freeze_encoder: Annotated[
+        bool | None,
+        typer.Option(
+            "--freeze-encoder/--train-encoder",
+            help="Train only the prompt encoder and mask decoder (default), or everything.",
+        ),
+    ] = None,
+    bf16: Annotated[
+        bool | None,
+        typer.Option("--bf16/--no-bf16", help="Run forward passes under bf16 autocast."),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue from a trainer state file (OUT/trainer_state.pt)."),
+    ] = None,
+    coco_annotations: Annotated[
+        Path | None,
+        typer.Option(
+            "--coco-annotations", help="COCO instances JSON; DATA is then its images folder."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Where training runs: cpu, cuda, cuda:1.")
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Show a progress bar."),
+    ] = None,
+) -> None:
+    """Fine-tune a model with simulated interactive prompts and save its weights.
+
+    Writes OUT/metrics.jsonl, OUT/model_final.pt (loadable with `--checkpoint`) and
+    OUT/trainer_state.pt (for --resume).
+    """
+    from samkit.build import build_model
+    from samkit.cli.segment import parse_device
+    from samkit.train.trainer import Trainer
+
+    cfg = _load_config(
+        config,
+        {
+            "model": model,
+            "init_checkpoint": str(init_checkpoint) if init_checkpoint is not None else None,
+            "pretrained": pretrained,
+            "out_dir": str(out) if out is not None else None,
+            "max_steps": max_steps,
+            "lr": lr,
+            "log_every": log_every,
+            "batch_size": batch_size,
+            "masks_per_image": masks_per_image,
+            "num_rounds": rounds,
+            "freeze_image_encoder": freeze_encoder,
+            "bf16": bf16,
+            "device": device,
+            "progress": progress,
+        },
+    )
+    samkit.get_preset(cfg.model)  # UnknownModel before any data is read
+    parse_device(cfg.device)
+    if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_file():
+        raise CheckpointError(f"--init-checkpoint file not found: {cfg.init_checkpoint}")
+    if resume is not None and not resume.is_file():
+        raise CheckpointError(f"--resume file not found: {resume}")
+    dataset = _load_dataset(data, coco_annotations)
+
+    # A resumed run gets its weights from the state file: skip downloading the published ones.
+    initial = build_model(cfg.model) if resume is not None and not cfg.init_checkpoint else None
+    try:
+        trainer = Trainer(cfg, model=initial, train_data=dataset)
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from exc
+    if resume is not None:
+        try:
+            trainer.resume(resume)
+        except SamkitError:
+            raise
+        except Exception as exc:  # unpickling / shape mismatch / wrong file
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"cannot resume from {resume}: {first}") from exc
+        if trainer.step >= cfg.max_steps:
+            typer.echo(
+                f"note: {resume} is already at step {trainer.step} >= max_steps "
+                f"{cfg.max_steps}; saving it as the final model",
+                err=True,
+            )
+    try:
+        trainer.fit()
+    except SamkitError:
+        raise
+    except (ValueError, OSError) as exc:  # unreadable image / JSON met during training
+        raise CliError(f"training failed at step {trainer.step + 1}: {exc}") from exc
+
+    out_dir = Path(cfg.out_dir)
+    typer.echo(f"trained {cfg.model} for {trainer.step} steps on {len(dataset)} images")
+    typer.echo(f"final checkpoint: {out_dir / 'model_final.pt'}")
+    if (out_dir / "metrics.jsonl").is_file():
+        typer.echo(f"metrics: {out_dir / 'metrics.jsonl'}")
+    typer.echo(f"trainer state: {out_dir / 'trainer_state.pt'}")

@@ -1,0 +1,415 @@
+"""Prompted-segmentation evaluation protocols (SAM paper / RITM style).
+
+Three protocols run a predictor over a dataset of :class:`~samkit.data.Sample` objects:
+
+* :func:`single_point`: one click per object at the point farthest from the object's
+  boundary (:func:`~samkit.eval.metrics.click_point_farthest_from_boundary`), three
+  candidate masks (``multimask=True``). Two numbers are reported: the IoU of the mask the
+  model ranks first (highest predicted IoU, "top") and the best IoU of the three
+  candidates ("oracle", as in the SAM paper's ambiguity-aware evaluation).
+* :func:`interactive`: the SAM paper's interactive evaluation (after RITM). Click 1 as
+  above with ``multimask=True``, keeping the top-scored candidate; every further click is
+  placed by :func:`~samkit.eval.metrics.next_click` at the centre of the largest error of
+  the current prediction (positive on missed object, negative on spurious prediction),
+  and decoded with *all* clicks so far, ``multimask=False`` and the previous chosen
+  mask's low-resolution logits fed back as ``mask_input``. The IoU after each click is
+  recorded; NoC@threshold and mIoU-per-click are derived from them. When the prediction
+  matches the ground truth exactly (no error left to click on), the remaining clicks
+  keep that IoU (``1.0``).
+* :func:`box_prompt`: one box per object, the tight box of the ground-truth mask, single
+  mask output.
+
+Box convention: boxes are ``(x0, y0, x1, y1)`` in the *pixel-corner* frame with an
+exclusive max, i.e. ``x0 = min column``, ``x1 = max column + 1`` (same for rows). Pixel
+``(x, y)`` covers ``[x, x + 1) x [y, y + 1)``, so this is the box that exactly encloses
+the mask's pixels — the same extent as an SA-1B / COCO ``bbox`` ``[x, y, w, h]`` with
+``w = max - min + 1`` converted to XYXY. A mask touching the right edge yields
+``x1 = W``, which the predictor accepts.
+
+Every image is encoded once (``predictor.set_image``) and all its objects are evaluated
+against that embedding. Objects whose mask has fewer than ``min_area`` pixels are skipped
+(an empty mask cannot be clicked). ``max_objects`` caps the number of objects evaluated
+*per image* (the first ones in dataset order); ``max_images`` caps the number of images.
+
+The predictor only needs ``set_image(image)`` and ``predict(points=, labels=, box=,
+mask_input=, multimask=)`` returning an object with ``masks (K, H, W)`` bool, ``scores
+(K,)`` and ``low_res_logits (K, h, w)`` — :class:`samkit.ImagePredictor` or a test stub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from samkit.data.types import Sample
+from samkit.eval.metrics import click_point_farthest_from_boundary, iou, mean_noc, next_click
+
+__all__ = [
+    "BoxResult",
+    "InteractiveResult",
+    "PredictorLike",
+    "SinglePointResult",
+    "box_prompt",
+    "interactive",
+    "mask_to_box",
+    "single_point",
+]
+
+
+class PredictionLike(Protocol):
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+
+
+class PredictorLike(Protocol):
+    """What the protocols need from a predictor (:class:`samkit.ImagePredictor` fits)."""
+
+    def set_image(self, image: np.ndarray) -> Any: ...
+
+    def predict(
+        self,
+        points: Any = None,
+        labels: Any = None,
+        box: Any = None,
+        mask_input: Any = None,
+        multimask: bool = True,
+    ) -> PredictionLike: ...
+
+
+# ------------------------------------------------------------------------ results
+@dataclass(frozen=True, eq=False)
+class SinglePointResult:
+    """Single-point protocol result.
+
+    Attributes:
+        miou_top: mean IoU of the top-scored of the three candidates.
+        miou_oracle: mean IoU of the best of the three candidates.
+        count: number of objects evaluated.
+        iou_top: ``(count,)`` per-object IoU of the top-scored candidate.
+        iou_oracle: ``(count,)`` per-object best-candidate IoU.
+        image_ids: ``(count,)`` image id of each object.
+        object_indices: ``(count,)`` index of each object's mask in its sample.
+    """
+
+    miou_top: float
+    miou_oracle: float
+    count: int
+    iou_top: NDArray[np.float64]
+    iou_oracle: NDArray[np.float64]
+    image_ids: tuple[str, ...]
+    object_indices: NDArray[np.int64]
+
+    protocol = "single-point"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "count": self.count,
+            "miou_top": self.miou_top,
+            "miou_oracle": self.miou_oracle,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "per_object": {
+                "image_id": list(self.image_ids),
+                "object_index": [int(i) for i in self.object_indices],
+                "iou_top": [float(v) for v in self.iou_top],
+                "iou_oracle": [float(v) for v in self.iou_oracle],
+            },
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class InteractiveResult:
+    """Interactive protocol result.
+
+    Attributes:
+        thresholds: IoU thresholds, e.g. ``(0.85, 0.9)``.
+        noc: mean number of clicks to reach each threshold (aligned with ``thresholds``;
+            an object that never reaches it counts ``max_clicks``, as in RITM).
+        max_clicks: click budget.
+        count: number of objects evaluated.
+        miou_per_click: ``(max_clicks,)`` mean IoU after click ``1..max_clicks``.
+        ious: ``(count, max_clicks)`` per-object IoU after each click.
+        image_ids: ``(count,)`` image id of each object.
+        object_indices: ``(count,)`` index of each object's mask in its sample.
+    """
+
+    thresholds: tuple[float, ...]
+    noc: tuple[float, ...]
+    max_clicks: int
+    count: int
+    miou_per_click: NDArray[np.float64]
+    ious: NDArray[np.float64]
+    image_ids: tuple[str, ...]
+    object_indices: NDArray[np.int64]
+
+    protocol = "interactive"
+
+    def noc_at(self, threshold: float) -> float:
+        """Mean NoC at ``threshold`` (must be one of :attr:`thresholds`)."""
+        for t, v in zip(self.thresholds, self.noc, strict=True):
+            if abs(t - threshold) < 1e-9:
+                return v
+        raise KeyError(f"threshold {threshold} was not evaluated (have {self.thresholds})")
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "protocol": self.protocol,
+            "count": self.count,
+            "max_clicks": self.max_clicks,
+        }
+        for t, v in zip(self.thresholds, self.noc, strict=True):
+            out[f"noc@{round(t * 100):d}"] = v
+        out["miou_per_click"] = [float(v) for v in self.miou_per_click]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "thresholds": list(self.thresholds),
+            "per_object": {
+                "image_id": list(self.image_ids),
+                "object_index": [int(i) for i in self.object_indices],
+                "ious": [[float(v) for v in row] for row in self.ious],
+            },
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class BoxResult:
+    """Box-prompt protocol result.
+
+    Attributes:
+        miou: mean IoU of the single-output mask.
+        count: number of objects evaluated.
+        ious: ``(count,)`` per-object IoU.
+        image_ids: ``(count,)`` image id of each object.
+        object_indices: ``(count,)`` index of each object's mask in its sample.
+    """
+
+    miou: float
+    count: int
+    ious: NDArray[np.float64]
+    image_ids: tuple[str, ...]
+    object_indices: NDArray[np.int64]
+
+    protocol = "box"
+
+    def summary(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "count": self.count, "miou": self.miou}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "per_object": {
+                "image_id": list(self.image_ids),
+                "object_index": [int(i) for i in self.object_indices],
+                "iou": [float(v) for v in self.ious],
+            },
+        }
+
+
+# ------------------------------------------------------------------------ helpers
+def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Tight ``(x0, y0, x1, y1)`` box of a non-empty mask, exclusive max (see module doc).
+
+    Raises:
+        ValueError: if the mask is empty.
+    """
+    m = np.asarray(mask) != 0
+    rows = np.flatnonzero(m.any(axis=1))
+    cols = np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("cannot take the box of an empty mask")
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _objects(
+    dataset: Sequence[Sample],
+    max_objects: int | None,
+    min_area: int,
+    max_images: int | None,
+) -> Iterator[tuple[Sample, list[int]]]:
+    """Yield each sample with the indices of the masks to evaluate (images without any
+    evaluable object are skipped, so they are never encoded)."""
+    if max_objects is not None and max_objects < 1:
+        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
+    if max_images is not None and max_images < 0:
+        raise ValueError(f"max_images must be >= 0, got {max_images}")
+    n = len(dataset) if max_images is None else min(len(dataset), max_images)
+    for i in range(n):
+        sample = dataset[i]
+        masks = np.asarray(sample.masks)
+        if masks.ndim != 3:
+            raise ValueError(
+                f"sample {sample.image_id}: masks must be (M, H, W), got {masks.shape}"
+            )
+        areas = np.count_nonzero(masks.reshape(masks.shape[0], -1), axis=1)
+        keep = [j for j in range(masks.shape[0]) if areas[j] >= max(min_area, 1)]
+        if max_objects is not None:
+            keep = keep[:max_objects]
+        if keep:
+            yield sample, keep
+
+
+def _gt(sample: Sample, j: int) -> NDArray[np.bool_]:
+    m = np.asarray(sample.masks[j])
+    return m if m.dtype == np.bool_ else m != 0
+
+
+def _empty_check(count: int) -> None:
+    if count == 0:
+        raise ValueError("no object to evaluate (empty dataset or every mask below min_area)")
+
+
+# ---------------------------------------------------------------------- protocols
+def single_point(
+    predictor: PredictorLike,
+    dataset: Sequence[Sample],
+    max_objects: int | None = None,
+    min_area: int = 1,
+    *,
+    max_images: int | None = None,
+) -> SinglePointResult:
+    """Single-click mIoU, top-scored candidate and best-of-3 oracle (see module doc).
+
+    Raises:
+        ValueError: if there is no object to evaluate.
+    """
+    top: list[float] = []
+    oracle: list[float] = []
+    ids: list[str] = []
+    idx: list[int] = []
+    for sample, keep in _objects(dataset, max_objects, min_area, max_images):
+        predictor.set_image(sample.image)
+        for j in keep:
+            gt = _gt(sample, j)
+            x, y = click_point_farthest_from_boundary(gt)
+            pred = predictor.predict(points=[[x, y]], labels=[1], multimask=True)
+            ious = [iou(m, gt) for m in pred.masks]
+            top.append(ious[int(np.argmax(pred.scores))])
+            oracle.append(max(ious))
+            ids.append(sample.image_id)
+            idx.append(j)
+    _empty_check(len(top))
+    return SinglePointResult(
+        miou_top=float(np.mean(top)),
+        miou_oracle=float(np.mean(oracle)),
+        count=len(top),
+        iou_top=np.asarray(top, dtype=np.float64),
+        iou_oracle=np.asarray(oracle, dtype=np.float64),
+        image_ids=tuple(ids),
+        object_indices=np.asarray(idx, dtype=np.int64),
+    )
+
+
+def _interactive_object(
+    predictor: PredictorLike, gt: NDArray[np.bool_], max_clicks: int
+) -> list[float]:
+    """IoU after each of ``max_clicks`` simulated clicks on one object."""
+    x, y = click_point_farthest_from_boundary(gt)
+    points: list[list[float]] = [[x, y]]
+    labels: list[int] = [1]
+    pred = predictor.predict(points=points, labels=labels, multimask=True)
+    k = int(np.argmax(pred.scores))
+    mask = np.asarray(pred.masks[k]) != 0
+    logits = np.asarray(pred.low_res_logits[k])
+    ious = [iou(mask, gt)]
+    while len(ious) < max_clicks:
+        click = next_click(gt, mask)
+        if click is None:  # perfect prediction: nothing left to correct
+            ious.extend([ious[-1]] * (max_clicks - len(ious)))
+            break
+        cx, cy, positive = click
+        points.append([cx, cy])
+        labels.append(1 if positive else 0)
+        pred = predictor.predict(
+            points=points, labels=labels, mask_input=logits[None], multimask=False
+        )
+        mask = np.asarray(pred.masks[0]) != 0
+        logits = np.asarray(pred.low_res_logits[0])
+        ious.append(iou(mask, gt))
+    return ious
+
+
+def interactive(
+    predictor: PredictorLike,
+    dataset: Sequence[Sample],
+    max_clicks: int = 20,
+    thresholds: Sequence[float] = (0.85, 0.9),
+    *,
+    max_objects: int | None = None,
+    min_area: int = 1,
+    max_images: int | None = None,
+) -> InteractiveResult:
+    """Interactive NoC and mIoU-per-click (see module doc).
+
+    Raises:
+        ValueError: if ``max_clicks < 1`` or there is no object to evaluate.
+    """
+    if max_clicks < 1:
+        raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
+    rows: list[list[float]] = []
+    ids: list[str] = []
+    idx: list[int] = []
+    for sample, keep in _objects(dataset, max_objects, min_area, max_images):
+        predictor.set_image(sample.image)
+        for j in keep:
+            rows.append(_interactive_object(predictor, _gt(sample, j), max_clicks))
+            ids.append(sample.image_id)
+            idx.append(j)
+    _empty_check(len(rows))
+    ious = np.asarray(rows, dtype=np.float64).reshape(len(rows), max_clicks)
+    ts = tuple(float(t) for t in thresholds)
+    return InteractiveResult(
+        thresholds=ts,
+        noc=tuple(mean_noc(list(ious), t, max_clicks) for t in ts),
+        max_clicks=max_clicks,
+        count=len(rows),
+        miou_per_click=ious.mean(axis=0),
+        ious=ious,
+        image_ids=tuple(ids),
+        object_indices=np.asarray(idx, dtype=np.int64),
+    )
+
+
+def box_prompt(
+    predictor: PredictorLike,
+    dataset: Sequence[Sample],
+    max_objects: int | None = None,
+    min_area: int = 1,
+    *,
+    max_images: int | None = None,
+) -> BoxResult:
+    """mIoU from the tight ground-truth box, single-mask output (see module doc).
+
+    Raises:
+        ValueError: if there is no object to evaluate.
+    """
+    vals: list[float] = []
+    ids: list[str] = []
+    idx: list[int] = []
+    for sample, keep in _objects(dataset, max_objects, min_area, max_images):
+        predictor.set_image(sample.image)
+        for j in keep:
+            gt = _gt(sample, j)
+            pred = predictor.predict(box=list(mask_to_box(gt)), multimask=False)
+            vals.append(iou(pred.masks[0], gt))
+            ids.append(sample.image_id)
+            idx.append(j)
+    _empty_check(len(vals))
+    return BoxResult(
+        miou=float(np.mean(vals)),
+        count=len(vals),
+        ious=np.asarray(vals, dtype=np.float64),
+        image_ids=tuple(ids),
+        object_indices=np.asarray(idx, dtype=np.int64),
+    )

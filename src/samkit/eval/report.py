@@ -1,0 +1,69 @@
+"""Show evaluation results as rich tables and save them as JSON (atomically)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from samkit.eval.protocols import BoxResult, InteractiveResult, SinglePointResult
+from samkit.fileio import atomic_write_bytes
+
+__all__ = ["EvalResult", "result_table", "print_results", "results_to_dict", "write_json"]
+
+EvalResult = SinglePointResult | InteractiveResult | BoxResult
+
+#: Clicks shown in the mIoU-per-click row of the interactive table.
+_SHOWN_CLICKS = (1, 2, 3, 5, 10, 20)
+
+
+def result_table(result: EvalResult) -> Table:
+    """One rich table summarising ``result``."""
+    table = Table(title=f"{result.protocol} ({result.count} objects)", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    if isinstance(result, SinglePointResult):
+        table.add_row("mIoU (top-scored mask)", f"{result.miou_top:.4f}")
+        table.add_row("mIoU (oracle, best of 3)", f"{result.miou_oracle:.4f}")
+    elif isinstance(result, InteractiveResult):
+        for t, v in zip(result.thresholds, result.noc, strict=True):
+            table.add_row(f"NoC@{round(t * 100):d}", f"{v:.2f}")
+        for c in _SHOWN_CLICKS:
+            if c <= result.max_clicks:
+                table.add_row(
+                    f"mIoU @ {c} click{'s' if c > 1 else ''}", f"{result.miou_per_click[c - 1]:.4f}"
+                )
+        if result.max_clicks not in _SHOWN_CLICKS:
+            c = result.max_clicks
+            table.add_row(f"mIoU @ {c} clicks", f"{result.miou_per_click[c - 1]:.4f}")
+    elif isinstance(result, BoxResult):
+        table.add_row("mIoU (box prompt)", f"{result.miou:.4f}")
+    else:  # pragma: no cover - guarded by the type
+        raise TypeError(f"not an evaluation result: {type(result).__name__}")
+    return table
+
+
+def print_results(results: Sequence[EvalResult], console: Console | None = None) -> None:
+    """Print one table per result to ``console`` (default: stdout)."""
+    console = console or Console()
+    for result in results:
+        console.print(result_table(result))
+
+
+def results_to_dict(
+    results: Sequence[EvalResult], meta: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """JSON-ready dict: ``{**meta, "results": {protocol: result.to_dict()}}``."""
+    return {**(meta or {}), "results": {r.protocol: r.to_dict() for r in results}}
+
+
+def write_json(
+    path: str | Path, results: Sequence[EvalResult], meta: Mapping[str, Any] | None = None
+) -> None:
+    """Write :func:`results_to_dict` to ``path`` atomically (raises ``OutputError``)."""
+    data = json.dumps(results_to_dict(results, meta), indent=2) + "\n"
+    atomic_write_bytes(Path(path), data.encode("utf-8"))

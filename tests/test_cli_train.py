@@ -1,0 +1,253 @@
+"""``samkit synth`` and ``samkit train`` through the Typer app, in-process.
+
+Training uses a tiny random architecture registered (in this process only) as the preset
+``cli-train-tiny`` with a 256-pixel model input, so a step takes well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import samkit
+from samkit.cli.main import app
+from samkit.configs import (
+    MaskDecoderConfig,
+    ModelPreset,
+    PromptEncoderConfig,
+    SamConfig,
+    ViTConfig,
+)
+from samkit.data import SA1BDataset
+
+TINY = "cli-train-tiny"
+
+runner = CliRunner()
+
+# pycocotools' decode trips a numpy 2 deprecation warning inside pycocotools itself.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_preset() -> str:
+    """Register a tiny 256-input architecture (no published weights)."""
+    cfg = SamConfig(
+        encoder=ViTConfig(
+            embed_dim=32,
+            depth=1,
+            num_heads=1,
+            global_attn_indexes=(0,),
+            out_chans=32,
+            img_size=256,
+        ),
+        prompt_encoder=PromptEncoderConfig(
+            embed_dim=32, mask_in_chans=4, image_embedding_size=16, input_image_size=256
+        ),
+        mask_decoder=MaskDecoderConfig(
+            transformer_dim=32, transformer_heads=2, transformer_mlp_dim=64, iou_head_hidden_dim=32
+        ),
+        image_size=256,
+    )
+    if TINY not in samkit.list_models():
+        samkit.configs.register(
+            ModelPreset(name=TINY, config=cfg, weights=None, description="CLI train tests")
+        )
+    return TINY
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def run(*args: str | os.PathLike[str]):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("samkit: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    result = run("synth", out, "--n", "2", "--size", "64,80", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+# -------------------------------------------------------------------- synth
+def test_synth_writes_sa1b_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    result = run("synth", out, "--n", "3", "--size", "48,64", "--format", "jpg", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert "3" in result.stdout and str(out) in result.stdout
+    assert len(list(out.glob("*.jpg"))) == 3
+    assert len(list(out.glob("*.json"))) == 3
+    ds = SA1BDataset(out)
+    assert len(ds) == 3
+    sample = ds[0]
+    assert sample.image.shape == (48, 64, 3)
+    assert sample.masks.shape[1:] == (48, 64) and sample.masks.shape[0] >= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--n", "0"), "--n"),
+        (("--n", "2", "--size", "8,8"), "--size"),
+        (("--n", "2", "--size", "abc"), "--size"),
+    ],
+)
+def test_synth_errors(tmp_path: Path, args: tuple[str, ...], fragment: str) -> None:
+    assert_one_line_error(run("synth", tmp_path / "d", *args), fragment)
+
+
+# -------------------------------------------------------------------- train
+def test_train_writes_loadable_checkpoint_and_metrics(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run(
+        "train", dataset, "--model", TINY, "--no-pretrained", "--out", out,
+        "--max-steps", "3", "--rounds", "3", "--masks-per-image", "2", "--lr", "1e-3",
+        "--log-every", "1", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    final = out / "model_final.pt"
+    assert str(final) in result.stdout
+    assert str(out / "metrics.jsonl") in result.stdout
+    model = samkit.load_model(TINY, checkpoint=final)
+    state = torch.load(out / "trainer_state.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 3
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state["model"][key]), key
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert all(r["loss"] == r["loss"] for r in records)  # finite, not NaN
+
+
+def test_train_config_file_with_cli_override(dataset: Path, tmp_path: Path) -> None:
+    cfg = {
+        "model": TINY,
+        "pretrained": False,
+        "max_steps": 5,
+        "lr": 0.5,
+        "warmup_steps": 0,
+        "schedule": "step",
+        "num_rounds": 3,
+        "masks_per_image": 1,
+        "log_every": 1,
+        "out_dir": str(tmp_path / "from_config"),
+        "progress": False,
+    }
+    cfg_path = tmp_path / "train.json"
+    cfg_path.write_text(json.dumps(cfg))
+    result = run("train", dataset, "--config", cfg_path, "--max-steps", "2", "--lr", "0.001")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "from_config"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["lr"] == pytest.approx(0.001) for r in records)
+    state = torch.load(out / "trainer_state.pt", map_location="cpu", weights_only=True)
+    assert state["config"]["lr"] == pytest.approx(0.001)
+    assert state["config"]["max_steps"] == 2
+    assert state["config"]["warmup_steps"] == 0  # from the file
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (("--lr", "-1"), "lr"),
+        (("--model", "no-such-model"), "no-such-model"),
+        (("--rounds", "2"), "num_rounds"),
+        (("--init-checkpoint", "missing.pt"), "missing.pt"),
+        (("--resume", "missing_state.pt"), "missing_state.pt"),
+        (("--device", "nonsense"), "--device"),
+    ],
+)
+def test_train_option_errors(dataset: Path, extra: tuple[str, ...], fragment: str) -> None:
+    result = run("train", dataset, "--model", TINY, "--no-pretrained", *extra)
+    assert_one_line_error(result, fragment)
+
+
+def test_train_missing_and_empty_data(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run("train", tmp_path / "nope", "--model", TINY, "--no-pretrained"), "not found"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(run("train", empty, "--model", TINY, "--no-pretrained"), "empty")
+
+
+def test_train_bad_config_file(dataset: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": TINY, "learning_rate": 1}))
+    assert_one_line_error(run("train", dataset, "--config", bad), "learning_rate")
+    assert_one_line_error(run("train", dataset, "--config", tmp_path / "none.json"), "none.json")
+
+
+def test_train_bad_init_checkpoint(dataset: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    result = run("train", dataset, "--model", TINY, "--init-checkpoint", junk, "--max-steps", "1")
+    assert_one_line_error(result, "junk.pt")
+
+
+def test_train_resume_continues(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    common = ("--model", TINY, "--no-pretrained", "--out", out, "--rounds", "3", "--no-progress")
+    assert run("train", dataset, *common, "--max-steps", "1").exit_code == 0
+    state = out / "trainer_state.pt"
+    result = run("train", dataset, *common, "--max-steps", "2", "--resume", state)
+    assert result.exit_code == 0, result.output
+    saved = torch.load(state, map_location="cpu", weights_only=True)
+    assert saved["step"] == 2
+    bad = tmp_path / "bad_state.pt"
+    torch.save({"format": "other"}, bad)
+    assert_one_line_error(run("train", dataset, *common, "--resume", bad), "bad_state.pt")
+
+
+def test_train_on_coco_annotations(dataset: Path, tmp_path: Path) -> None:
+    """DATA as an images folder plus --coco-annotations (built from the synthetic JSONs)."""
+    images, annotations = [], []
+    for i, json_path in enumerate(sorted(dataset.glob("*.json")), start=1):
+        doc = json.loads(json_path.read_text())
+        info = doc["image"]
+        images.append(
+            {
+                "id": i,
+                "file_name": info["file_name"],
+                "height": info["height"],
+                "width": info["width"],
+            }
+        )
+        for a in doc["annotations"]:
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": i, "segmentation": a["segmentation"],
+                 "iscrowd": 0, "category_id": 1}
+            )  # fmt: skip
+    coco = tmp_path / "instances.json"
+    coco.write_text(json.dumps({"images": images, "annotations": annotations}))
+    out = tmp_path / "coco_run"
+    result = run(
+        "train", dataset, "--coco-annotations", coco, "--model", TINY, "--no-pretrained",
+        "--out", out, "--max-steps", "1", "--rounds", "3", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (out / "model_final.pt").is_file()
+    assert_one_line_error(
+        run("train", dataset, "--coco-annotations", tmp_path / "nope.json", "--model", TINY),
+        "nope.json",
+    )

@@ -1,0 +1,402 @@
+"""Tests of the evaluation protocols (stub predictors), the report and ``samkit eval``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import samkit
+from samkit.cli.main import app
+from samkit.configs import (
+    MaskDecoderConfig,
+    ModelPreset,
+    PromptEncoderConfig,
+    SamConfig,
+    ViTConfig,
+    WeightSpec,
+)
+from samkit.data import Sample, SyntheticConfig, write_synthetic_dataset
+from samkit.eval.protocols import (
+    BoxResult,
+    InteractiveResult,
+    SinglePointResult,
+    box_prompt,
+    interactive,
+    mask_to_box,
+    single_point,
+)
+from samkit.eval.report import result_table, results_to_dict, write_json
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+H, W = 40, 50
+
+
+# ------------------------------------------------------------------ fixtures
+def _rect(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    m = np.zeros((H, W), dtype=bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def _sample(image_id: str = "img0") -> Sample:
+    masks = np.stack([_rect(2, 12, 3, 20), _rect(20, 36, 25, 45), _rect(15, 18, 5, 9)])
+    image = np.zeros((H, W, 3), dtype=np.uint8)
+    return Sample(image=image, masks=masks, image_id=image_id)
+
+
+@dataclass
+class Pred:
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+
+
+class StubPredictor:
+    """Returns masks derived from the GT of the current sample, records every call."""
+
+    def __init__(self, samples: list[Sample]) -> None:
+        self._by_image = {id(s.image): s for s in samples}
+        self.gts: np.ndarray | None = None
+        self.set_image_calls = 0
+        self.calls: list[dict] = []
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.gts = self._by_image[id(image)].masks
+        self.set_image_calls += 1
+
+    def gt_at(self, x: float, y: float) -> np.ndarray:
+        """Smallest GT mask containing pixel (x, y) (empty if none)."""
+        hits = [m for m in self.gts if m[int(y), int(x)]]
+        if not hits:
+            return np.zeros((H, W), dtype=bool)
+        return min(hits, key=lambda m: m.sum())
+
+    def gt_in_box(self, box) -> np.ndarray:
+        for m in self.gts:
+            if tuple(mask_to_box(m)) == tuple(int(v) for v in box):
+                return m
+        return np.zeros((H, W), dtype=bool)
+
+    def respond(self, target: np.ndarray, n_clicks: int, multimask: bool) -> Pred:
+        raise NotImplementedError
+
+    def predict(self, points=None, labels=None, box=None, mask_input=None, multimask=True):
+        self.calls.append(
+            {
+                "points": None if points is None else [list(p) for p in points],
+                "labels": None if labels is None else list(labels),
+                "box": box,
+                "mask_input": mask_input,
+                "multimask": multimask,
+            }
+        )
+        if box is not None:
+            target = self.gt_in_box(box)
+            n = 1
+        else:
+            target = self.gt_at(*points[0])
+            n = len(points)
+        return self.respond(target, n, multimask)
+
+
+def _logits(m: np.ndarray, tag: float) -> np.ndarray:
+    return np.full((1, 8, 8), tag, dtype=np.float32)
+
+
+class Oracle(StubPredictor):
+    """Exactly the clicked object, ranked first among the three candidates."""
+
+    def respond(self, target, n, multimask):
+        if not multimask:
+            return Pred(target[None], np.array([0.9]), _logits(target, n))
+        empty = np.zeros_like(target)
+        return Pred(
+            np.stack([empty, target, ~target]),
+            np.array([0.1, 0.9, 0.2]),
+            np.concatenate([_logits(empty, -1), _logits(target, 1), _logits(target, -2)]),
+        )
+
+
+class WrongTop(StubPredictor):
+    """Right mask among the candidates, but the top-scored one is its complement."""
+
+    def respond(self, target, n, multimask):
+        eroded = target.copy()
+        eroded[np.argwhere(target)[0][0]] = False  # drop the first row: IoU < 1
+        return Pred(
+            np.stack([~target, target, eroded]),
+            np.array([0.8, 0.5, 0.1]),
+            np.zeros((3, 8, 8), dtype=np.float32),
+        )
+
+
+class ThreeClicks(StubPredictor):
+    """Half the object for clicks 1-2 (IoU 0.5), the exact object from click 3 on."""
+
+    def respond(self, target, n, multimask):
+        if n >= 3:
+            mask = target
+        else:
+            ys, xs = np.nonzero(target)
+            mask = target.copy()
+            mask[:, : (xs.min() + xs.max() + 1) // 2] = False
+        k = 3 if multimask else 1
+        return Pred(
+            np.stack([mask] * k), np.linspace(1.0, 0.5, k), np.full((k, 8, 8), n, np.float32)
+        )
+
+
+# ---------------------------------------------------------------- protocols
+def test_mask_to_box_exclusive_max() -> None:
+    assert mask_to_box(_rect(2, 12, 3, 20)) == (3, 2, 20, 12)
+    full = np.ones((H, W), dtype=bool)
+    assert mask_to_box(full) == (0, 0, W, H)
+    with pytest.raises(ValueError):
+        mask_to_box(np.zeros((H, W), dtype=bool))
+
+
+def test_single_point_oracle_is_perfect_and_encodes_once() -> None:
+    samples = [_sample("a"), _sample("b")]
+    pred = Oracle(samples)
+    res = single_point(pred, samples)
+    assert isinstance(res, SinglePointResult)
+    assert res.count == 6
+    assert res.miou_top == 1.0 and res.miou_oracle == 1.0
+    np.testing.assert_array_equal(res.iou_top, np.ones(6))
+    assert res.image_ids == ("a", "a", "a", "b", "b", "b")
+    assert list(res.object_indices) == [0, 1, 2, 0, 1, 2]
+    assert pred.set_image_calls == 2
+    assert all(c["multimask"] and c["labels"] == [1] for c in pred.calls)
+    # The click is the point farthest from the boundary of object 0: inside it.
+    x, y = pred.calls[0]["points"][0]
+    assert samples[0].masks[0][y, x]
+
+
+def test_single_point_top_vs_oracle() -> None:
+    samples = [_sample()]
+    res = single_point(WrongTop(samples), samples)
+    assert res.miou_oracle == 1.0
+    assert res.miou_top < 0.2  # complement of the object
+    gt = samples[0].masks
+    expect_top = [np.sum(~m & m) / np.sum(~m | m) for m in gt]
+    np.testing.assert_allclose(res.iou_top, expect_top)
+
+
+def test_max_objects_min_area_max_images() -> None:
+    samples = [_sample("a"), _sample("b"), _sample("c")]
+    pred = Oracle(samples)
+    res = single_point(pred, samples, max_objects=1, max_images=2)
+    assert res.count == 2 and res.image_ids == ("a", "b")
+    assert pred.set_image_calls == 2
+    res = single_point(Oracle(samples), samples, min_area=13)  # drops the 12-px object
+    assert res.count == 6 and 2 not in res.object_indices
+    with pytest.raises(ValueError, match="no object"):
+        single_point(Oracle(samples), samples, min_area=10_000)
+    with pytest.raises(ValueError, match="no object"):
+        single_point(Oracle(samples), [])
+
+
+def test_interactive_oracle_noc_is_one() -> None:
+    samples = [_sample()]
+    pred = Oracle(samples)
+    res = interactive(pred, samples, max_clicks=5)
+    assert isinstance(res, InteractiveResult)
+    assert res.count == 3
+    assert res.noc == (1.0, 1.0)
+    assert res.noc_at(0.85) == 1.0 and res.noc_at(0.9) == 1.0
+    np.testing.assert_array_equal(res.miou_per_click, np.ones(5))
+    assert res.ious.shape == (3, 5)
+    # Perfect after click 1: no further decoder call (nothing left to click on).
+    assert len(pred.calls) == 3
+
+
+def test_interactive_three_clicks() -> None:
+    samples = [_sample()]
+    pred = ThreeClicks(samples)
+    res = interactive(pred, samples, max_clicks=6, thresholds=(0.85, 0.9, 0.4))
+    assert res.noc == (3.0, 3.0, 1.0)
+    np.testing.assert_allclose(res.miou_per_click[2:], 1.0)
+    assert np.all(res.miou_per_click[:2] < 0.85)
+    obj0 = [c for c in pred.calls[:3]]
+    # Click 1: multimask, no mask input; later: single mask with the previous logits.
+    assert obj0[0]["multimask"] is True and obj0[0]["mask_input"] is None
+    for i, call in enumerate(obj0[1:], start=1):
+        assert call["multimask"] is False
+        assert call["mask_input"].shape == (1, 8, 8)
+        assert np.all(call["mask_input"] == i)  # logits of click i fed to click i + 1
+        assert len(call["points"]) == i + 1
+    # The missing half is a false negative -> positive corrective clicks inside the GT.
+    assert obj0[1]["labels"] == [1, 1]
+    gt = samples[0].masks[0]
+    for x, y in obj0[2]["points"]:
+        assert gt[y, x]
+
+
+def test_interactive_never_reached_counts_max_clicks() -> None:
+    samples = [_sample()]
+    res = interactive(ThreeClicks(samples), samples, max_clicks=2)
+    assert res.noc == (2.0, 2.0)
+    with pytest.raises(ValueError):
+        interactive(ThreeClicks(samples), samples, max_clicks=0)
+
+
+def test_box_prompt() -> None:
+    samples = [_sample()]
+    pred = Oracle(samples)
+    res = box_prompt(pred, samples)
+    assert isinstance(res, BoxResult)
+    assert res.miou == 1.0 and res.count == 3
+    assert [c["box"] for c in pred.calls] == [list(mask_to_box(m)) for m in samples[0].masks]
+    assert all(c["multimask"] is False and c["points"] is None for c in pred.calls)
+
+
+def test_report_table_and_json(tmp_path: Path) -> None:
+    samples = [_sample()]
+    results = [
+        single_point(Oracle(samples), samples),
+        interactive(ThreeClicks(samples), samples, max_clicks=4),
+        box_prompt(Oracle(samples), samples),
+    ]
+    for r in results:
+        assert result_table(r).row_count >= 1
+    out = tmp_path / "r.json"
+    write_json(out, results, {"model": "x"})
+    doc = json.loads(out.read_text())
+    assert doc == json.loads(json.dumps(results_to_dict(results, {"model": "x"})))
+    assert doc["model"] == "x"
+    assert doc["results"]["interactive"]["noc@85"] == 3.0
+    assert len(doc["results"]["interactive"]["miou_per_click"]) == 4
+    assert doc["results"]["single-point"]["miou_top"] == 1.0
+    assert doc["results"]["box"]["per_object"]["iou"] == [1.0, 1.0, 1.0]
+
+
+# ---------------------------------------------------------------------- CLI
+TINY = "eval-test-tiny"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = SamConfig(
+        encoder=ViTConfig(
+            embed_dim=32, depth=1, num_heads=1, global_attn_indexes=(0,), img_size=256
+        ),
+        prompt_encoder=PromptEncoderConfig(image_embedding_size=16, input_image_size=256),
+        mask_decoder=MaskDecoderConfig(transformer_mlp_dim=64, iou_head_hidden_dim=32),
+        image_size=256,
+    )
+    torch.manual_seed(0)
+    model = samkit.build_model(cfg)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
+    torch.save(model.state_dict(), path)
+    data = path.read_bytes()
+    if TINY not in samkit.list_models():
+        samkit.configs.register(
+            ModelPreset(
+                name=TINY,
+                config=cfg,
+                weights=WeightSpec(
+                    url="https://example.invalid/eval-test-tiny.pth",
+                    filename="eval-test-tiny.pth",
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size=len(data),
+                ),
+                description="tiny random model for the eval CLI tests",
+            )
+        )
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def _assert_error(result, fragment: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("samkit: error: ") and fragment in lines[0], lines[0]
+
+
+def test_cli_eval_all_protocols(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, 3, SyntheticConfig(size=(64, 64), objects=(1, 2)))
+    out = tmp_path / "res.json"
+    args = ["eval", str(data), "--model", TINY, "--checkpoint", str(tiny_checkpoint)]
+    result = runner.invoke(
+        app, [*args, "--max-clicks", "3", "--limit", "2", "--max-objects", "2", "--json", str(out)]
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "NoC@85" in result.stdout and "single-point" in result.stdout
+    doc = json.loads(out.read_text())
+    assert doc["model"] == TINY and doc["limit"] == 2
+    res = doc["results"]
+    assert set(res) == {"single-point", "interactive", "box"}
+    assert set(res["single-point"]["per_object"]["image_id"]) == {"synth_000000", "synth_000001"}
+    n = res["single-point"]["count"]
+    assert 2 <= n <= 4 and res["interactive"]["count"] == n and res["box"]["count"] == n
+    assert 0.0 <= res["single-point"]["miou_top"] <= res["single-point"]["miou_oracle"] <= 1.0
+    assert len(res["interactive"]["miou_per_click"]) == 3
+    assert 1.0 <= res["interactive"]["noc@90"] <= 3.0
+    assert 0.0 <= res["box"]["miou"] <= 1.0
+
+    # One protocol only.
+    result = runner.invoke(app, [*args, "--protocol", "box", "--limit", "1", "--json", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert set(json.loads(out.read_text())["results"]) == {"box"}
+
+
+def test_cli_eval_errors(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    base = ["--model", TINY, "--checkpoint", str(tiny_checkpoint)]
+    _assert_error(runner.invoke(app, ["eval", str(tmp_path / "nope"), *base]), "not found")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _assert_error(runner.invoke(app, ["eval", str(empty), *base]), "no SA-1B samples")
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, 1, SyntheticConfig(size=(64, 64), objects=(1, 1)))
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["eval", str(data), "--model", TINY, "--checkpoint", str(bad)])
+    _assert_error(result, "")
+    result = runner.invoke(app, ["eval", str(data), *base, "--coco-annotations", "missing.json"])
+    _assert_error(result, "--coco-annotations")
+
+
+def test_cli_eval_coco(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, 1, SyntheticConfig(size=(64, 64), objects=(1, 1)))
+    ann = {
+        "images": [{"id": 7, "file_name": "synth_000000.png", "height": 64, "width": 64}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]],
+            }
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    coco = tmp_path / "instances.json"
+    coco.write_text(json.dumps(ann))
+    out = tmp_path / "coco.json"
+    args = ["eval", str(data), "--model", TINY, "--checkpoint", str(tiny_checkpoint)]
+    result = runner.invoke(
+        app, [*args, "--coco-annotations", str(coco), "--protocol", "box", "--json", str(out)]
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    doc = json.loads(out.read_text())
+    assert doc["coco_annotations"] == str(coco)
+    assert doc["results"]["box"]["per_object"]["image_id"] == ["7"]
