@@ -12,7 +12,15 @@ import typer
 
 import samkit
 from samkit.cli.common import CliError, check_outputs
-from samkit.cli.segment import DEFAULT_MODEL, DType, parse_device
+from samkit.cli.segment import (
+    DEFAULT_MODEL,
+    CheckpointOption,
+    DeviceOption,
+    DType,
+    DTypeOption,
+    ModelOption,
+    parse_device,
+)
 from samkit.data import CocoInstancesDataset, SA1BDataset
 from samkit.eval import protocols
 from samkit.eval.report import EvalResult, print_results, write_json
@@ -57,17 +65,8 @@ def eval_command(
             "folder when --coco-annotations is given."
         ),
     ],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Model name or alias (see `samkit models`).")
-    ] = DEFAULT_MODEL,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            "--checkpoint",
-            "-c",
-            help="Weights file for --model. Default: bundled or cached weights.",
-        ),
-    ] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    checkpoint: CheckpointOption = None,
     protocol: Annotated[
         Protocol, typer.Option("--protocol", help="Evaluation protocol to run.")
     ] = Protocol.all,
@@ -91,12 +90,8 @@ def eval_command(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write all results as JSON here.")
     ] = None,
-    dtype: Annotated[
-        DType, typer.Option("--dtype", help="Precision of the image encoder.")
-    ] = DType.float32,
-    device: Annotated[
-        str, typer.Option("--device", help="Where the model runs: cpu, cuda, cuda:1, mps.")
-    ] = "cpu",
+    dtype: DTypeOption = DType.float32,
+    device: DeviceOption = "cpu",
 ) -> None:
     """Evaluate a model on a dataset with SAM-paper prompting protocols.
 

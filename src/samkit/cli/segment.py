@@ -34,6 +34,24 @@ class DType(str, enum.Enum):
         return {DType.float32: torch.float32, DType.bfloat16: torch.bfloat16}[self]
 
 
+ModelOption = Annotated[
+    str, typer.Option("--model", "-m", help="Model name or alias (see `samkit models`).")
+]
+CheckpointOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="Weights file for --model (.pth/.pt or HF model.safetensors). "
+        "Default: bundled or cached weights, downloaded if needed.",
+    ),
+]
+DTypeOption = Annotated[DType, typer.Option("--dtype", help="Precision of the image encoder.")]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="Where the model runs: cpu, cuda, cuda:1, mps.")
+]
+
+
 def parse_prompt(
     points: list[str], negatives: list[str], box: str | None
 ) -> tuple[list[list[float]], list[int], list[float] | None]:
@@ -105,19 +123,8 @@ def segment_command(
             "--box", "-b", metavar="X0,Y0,X1,Y1", help="Box around the object, in image pixels."
         ),
     ] = None,
-    model: Annotated[
-        str,
-        typer.Option("--model", "-m", help="Model name or alias (see `samkit models`)."),
-    ] = DEFAULT_MODEL,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            "--checkpoint",
-            "-c",
-            help="Weights file for --model (.pth/.pt or HF model.safetensors). "
-            "Default: bundled or cached weights, downloaded if needed.",
-        ),
-    ] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    checkpoint: CheckpointOption = None,
     single: Annotated[
         bool,
         typer.Option(
@@ -139,12 +146,8 @@ def segment_command(
             help="Also write scores, prompt and all candidate masks (COCO RLE) as JSON.",
         ),
     ] = None,
-    dtype: Annotated[
-        DType, typer.Option("--dtype", help="Precision of the image encoder.")
-    ] = DType.float32,
-    device: Annotated[
-        str, typer.Option("--device", help="Where the model runs: cpu, cuda, cuda:1, mps.")
-    ] = "cpu",
+    dtype: DTypeOption = DType.float32,
+    device: DeviceOption = "cpu",
 ) -> None:
     """Segment the object at the given clicks and/or box and write its mask.
 
