@@ -8,7 +8,6 @@ model is built, or that fail while reading a bad ``--checkpoint``.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -23,20 +22,13 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
+from tiny_models import save_and_register_tiny
 from typer.testing import CliRunner
 
 import samkit
 from samkit.cli import main as cli_main
 from samkit.cli.main import app
 from samkit.cli.segment import DEFAULT_MODEL
-from samkit.configs import (
-    MaskDecoderConfig,
-    ModelPreset,
-    PromptEncoderConfig,
-    SamConfig,
-    ViTConfig,
-    WeightSpec,
-)
 
 TINY = "cli-test-tiny"
 TINY_URL = "https://example.invalid/samkit/cli-test-tiny.pth"
@@ -52,36 +44,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Save a tiny random model and register its architecture as ``cli-test-tiny``."""
-    # 256-pixel model input (16x16 embedding) instead of 1024 keeps every run ~0.1 s.
-    cfg = SamConfig(
-        encoder=ViTConfig(
-            embed_dim=32, depth=1, num_heads=1, global_attn_indexes=(0,), img_size=256
-        ),
-        prompt_encoder=PromptEncoderConfig(image_embedding_size=16, input_image_size=256),
-        mask_decoder=MaskDecoderConfig(transformer_mlp_dim=64, iou_head_hidden_dim=32),
-        image_size=256,
+    return save_and_register_tiny(
+        tmp_path_factory.mktemp("weights"),
+        TINY,
+        TINY_URL,
+        "tiny random model for the CLI tests",
+        aliases=("cli-tiny",),
     )
-    torch.manual_seed(0)
-    model = samkit.build_model(cfg)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
-    torch.save(model.state_dict(), path)
-    data = path.read_bytes()
-    if TINY not in samkit.list_models():
-        samkit.configs.register(
-            ModelPreset(
-                name=TINY,
-                config=cfg,
-                weights=WeightSpec(
-                    url=TINY_URL,
-                    filename="cli-test-tiny.pth",
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                ),
-                description="tiny random model for the CLI tests",
-                aliases=("cli-tiny",),
-            )
-        )
-    return path
 
 
 @pytest.fixture(autouse=True)

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from tiny_models import save_and_register_tiny
 from typer.testing import CliRunner
 
-import samkit
 from samkit.cli.main import app
-from samkit.configs import (
-    MaskDecoderConfig,
-    ModelPreset,
-    PromptEncoderConfig,
-    SamConfig,
-    ViTConfig,
-    WeightSpec,
-)
 from samkit.data import Sample, SyntheticConfig, write_synthetic_dataset
 from samkit.eval.protocols import (
     BoxResult,
@@ -285,34 +275,12 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = SamConfig(
-        encoder=ViTConfig(
-            embed_dim=32, depth=1, num_heads=1, global_attn_indexes=(0,), img_size=256
-        ),
-        prompt_encoder=PromptEncoderConfig(image_embedding_size=16, input_image_size=256),
-        mask_decoder=MaskDecoderConfig(transformer_mlp_dim=64, iou_head_hidden_dim=32),
-        image_size=256,
+    return save_and_register_tiny(
+        tmp_path_factory.mktemp("weights"),
+        TINY,
+        "https://example.invalid/eval-test-tiny.pth",
+        "tiny random model for the eval CLI tests",
     )
-    torch.manual_seed(0)
-    model = samkit.build_model(cfg)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
-    torch.save(model.state_dict(), path)
-    data = path.read_bytes()
-    if TINY not in samkit.list_models():
-        samkit.configs.register(
-            ModelPreset(
-                name=TINY,
-                config=cfg,
-                weights=WeightSpec(
-                    url="https://example.invalid/eval-test-tiny.pth",
-                    filename="eval-test-tiny.pth",
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                ),
-                description="tiny random model for the eval CLI tests",
-            )
-        )
-    return path
 
 
 @pytest.fixture(autouse=True)

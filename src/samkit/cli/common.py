@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from samkit.errors import OutputError, SamkitError
 
@@ -102,3 +103,33 @@ def check_outputs(inputs: dict[str, Path], outputs: dict[str, Path | None]) -> N
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError(f"cannot write {option} {path}: folder {folder} is not writable")
         seen[option] = path
+
+
+def open_dataset(data: Path, coco_annotations: Path | None) -> Any:
+    """SA-1B folder (or COCO images folder + annotations file) -> a sequence of samples.
+
+    Shared by ``samkit train`` and ``samkit eval``; raises :class:`CliError` with one clear
+    line when the folder or file is missing, unreadable or holds no sample.
+    """
+    from samkit.data import CocoInstancesDataset, SA1BDataset
+
+    if not data.exists():
+        raise CliError(f"dataset folder not found: {data}")
+    if not data.is_dir():
+        raise CliError(f"DATA must be a folder, got the file {data}")
+    if coco_annotations is None:
+        dataset: Any = SA1BDataset(data)
+        if len(dataset) == 0:
+            raise CliError(
+                f"empty dataset: no SA-1B samples (image + JSON of the same name) in {data}"
+            )
+        return dataset
+    if not coco_annotations.is_file():
+        raise CliError(f"--coco-annotations file not found: {coco_annotations}")
+    try:
+        dataset = CocoInstancesDataset(data, coco_annotations)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise CliError(f"cannot read --coco-annotations {coco_annotations}: {exc}") from None
+    if len(dataset) == 0:
+        raise CliError(f"empty dataset: no annotated images in {coco_annotations}")
+    return dataset

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 import samkit
-from samkit.cli.common import CliError, check_outputs
+from samkit.cli.common import CliError, check_outputs, open_dataset
 from samkit.cli.segment import (
     DEFAULT_MODEL,
     CheckpointOption,
@@ -21,11 +21,10 @@ from samkit.cli.segment import (
     ModelOption,
     parse_device,
 )
-from samkit.data import CocoInstancesDataset, SA1BDataset
 from samkit.eval import protocols
 from samkit.eval.report import EvalResult, print_results, write_json
 
-__all__ = ["Protocol", "eval_command", "open_dataset"]
+__all__ = ["Protocol", "eval_command"]
 
 
 class Protocol(str, enum.Enum):
@@ -35,26 +34,6 @@ class Protocol(str, enum.Enum):
     interactive = "interactive"
     box = "box"
     all = "all"
-
-
-def open_dataset(data: Path, coco_annotations: Path | None) -> Any:
-    """SA-1B folder (or COCO images folder + annotations) -> dataset; ``CliError`` if unusable."""
-    if not data.is_dir():
-        raise CliError(f"DATA folder not found: {data}")
-    if coco_annotations is None:
-        dataset: Any = SA1BDataset(data)
-        if len(dataset) == 0:
-            raise CliError(f"no SA-1B samples (image + JSON of the same name) in {data}")
-        return dataset
-    if not coco_annotations.is_file():
-        raise CliError(f"--coco-annotations file not found: {coco_annotations}")
-    try:
-        dataset = CocoInstancesDataset(data, coco_annotations)
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        raise CliError(f"cannot read --coco-annotations {coco_annotations}: {exc}") from None
-    if len(dataset) == 0:
-        raise CliError(f"no annotated images in {coco_annotations}")
-    return dataset
 
 
 def eval_command(

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 import samkit
-from samkit.cli.common import CliError
+from samkit.cli.common import CliError, open_dataset
 from samkit.errors import CheckpointError, SamkitError
 
 
@@ -35,30 +35,6 @@ def _load_config(config_file: Path | None, overrides: dict[str, Any]) -> Any:
         return TrainConfig.from_dict(base)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from exc
-
-
-def _load_dataset(data: Path, coco_annotations: Path | None) -> Any:
-    """The training samples of ``data`` (SA-1B layout, or images + COCO annotations)."""
-    from samkit.data import CocoInstancesDataset, SA1BDataset
-
-    if not data.exists():
-        raise CliError(f"dataset folder not found: {data}")
-    if not data.is_dir():
-        raise CliError(f"DATA must be a folder, got the file {data}")
-    try:
-        if coco_annotations is not None:
-            if not coco_annotations.is_file():
-                raise CliError(f"--coco-annotations file not found: {coco_annotations}")
-            dataset = CocoInstancesDataset(data, coco_annotations)
-            what = f"images with annotations in {coco_annotations}"
-        else:
-            dataset = SA1BDataset(data)
-            what = "*.json files with an image of the same name (SA-1B layout)"
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        raise CliError(f"cannot read the dataset {data}: {exc}") from exc
-    if len(dataset) == 0:
-        raise CliError(f"empty dataset: no {what} in {data}")
-    return dataset
 
 
 def train_command(
@@ -180,7 +156,7 @@ def train_command(
         raise CheckpointError(f"--init-checkpoint file not found: {cfg.init_checkpoint}")
     if resume is not None and not resume.is_file():
         raise CheckpointError(f"--resume file not found: {resume}")
-    dataset = _load_dataset(data, coco_annotations)
+    dataset = open_dataset(data, coco_annotations)
 
     # A resumed run gets its weights from the state file: skip downloading the published ones.
     initial = build_model(cfg.model) if resume is not None and not cfg.init_checkpoint else None

@@ -1,0 +1,54 @@
+"""Tiny random SAM architectures for fast CLI tests (registered in-process only)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+import samkit
+from samkit.configs import (
+    MaskDecoderConfig,
+    ModelPreset,
+    PromptEncoderConfig,
+    SamConfig,
+    ViTConfig,
+    WeightSpec,
+)
+
+# 256-pixel model input (16x16 embedding) instead of 1024 keeps every decode ~0.1 s.
+TINY_256 = SamConfig(
+    encoder=ViTConfig(embed_dim=32, depth=1, num_heads=1, global_attn_indexes=(0,), img_size=256),
+    prompt_encoder=PromptEncoderConfig(image_embedding_size=16, input_image_size=256),
+    mask_decoder=MaskDecoderConfig(transformer_mlp_dim=64, iou_head_hidden_dim=32),
+    image_size=256,
+)
+
+
+def save_and_register_tiny(
+    folder: Path, name: str, url: str, description: str, aliases: tuple[str, ...] = ()
+) -> Path:
+    """Save seeded random ``TINY_256`` weights under ``folder`` and register preset ``name``
+    whose weight spec (``url``, sha256, size) describes that file. Returns the file path."""
+    torch.manual_seed(0)
+    model = samkit.build_model(TINY_256)
+    path = folder / "tiny.pth"
+    torch.save(model.state_dict(), path)
+    data = path.read_bytes()
+    if name not in samkit.list_models():
+        samkit.configs.register(
+            ModelPreset(
+                name=name,
+                config=TINY_256,
+                weights=WeightSpec(
+                    url=url,
+                    filename=f"{name}.pth",
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size=len(data),
+                ),
+                description=description,
+                aliases=aliases,
+            )
+        )
+    return path
