@@ -41,42 +41,55 @@ def official_sam(
     embed_dim: int, depth: int, num_heads: int, global_attn_indexes: tuple[int, ...]
 ) -> nn.Module:
     """An official ``segment_anything`` Sam, built exactly like ``build_sam._build_sam``."""
+    return official_sam_from_config(
+        SamConfig(encoder=ViTConfig(embed_dim, depth, num_heads, tuple(global_attn_indexes)))
+    )
+
+
+def official_sam_from_config(cfg: SamConfig) -> nn.Module:
+    """The official classes assembled with the numbers of a samkit ViT ``SamConfig``
+    (any image size, patch size, window size and decoder widths)."""
     sa = reference_shims.import_segment_anything()
     m = sa.modeling
-    prompt_embed_dim, image_size, patch = 256, 1024, 16
-    emb = image_size // patch
+    enc, pe, dec = cfg.encoder, cfg.prompt_encoder, cfg.mask_decoder
+    if not isinstance(enc, ViTConfig):
+        raise TypeError("official_sam_from_config builds ViT encoders only")
+    emb = pe.image_embedding_size
     sam = m.Sam(
         image_encoder=m.ImageEncoderViT(
-            depth=depth,
-            embed_dim=embed_dim,
-            img_size=image_size,
-            mlp_ratio=4,
+            depth=enc.depth,
+            embed_dim=enc.embed_dim,
+            img_size=enc.img_size,
+            mlp_ratio=enc.mlp_ratio,
             norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            num_heads=num_heads,
-            patch_size=patch,
+            num_heads=enc.num_heads,
+            patch_size=enc.patch_size,
             qkv_bias=True,
             use_rel_pos=True,
-            global_attn_indexes=list(global_attn_indexes),
-            window_size=14,
-            out_chans=prompt_embed_dim,
+            global_attn_indexes=list(enc.global_attn_indexes),
+            window_size=enc.window_size,
+            out_chans=enc.out_chans,
         ),
         prompt_encoder=m.PromptEncoder(
-            embed_dim=prompt_embed_dim,
+            embed_dim=pe.embed_dim,
             image_embedding_size=(emb, emb),
-            input_image_size=(image_size, image_size),
-            mask_in_chans=16,
+            input_image_size=(pe.input_image_size, pe.input_image_size),
+            mask_in_chans=pe.mask_in_chans,
         ),
         mask_decoder=m.MaskDecoder(
-            num_multimask_outputs=3,
+            num_multimask_outputs=dec.num_multimask_outputs,
             transformer=m.TwoWayTransformer(
-                depth=2, embedding_dim=prompt_embed_dim, mlp_dim=2048, num_heads=8
+                depth=dec.transformer_depth,
+                embedding_dim=dec.transformer_dim,
+                mlp_dim=dec.transformer_mlp_dim,
+                num_heads=dec.transformer_heads,
             ),
-            transformer_dim=prompt_embed_dim,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
+            transformer_dim=dec.transformer_dim,
+            iou_head_depth=dec.iou_head_depth,
+            iou_head_hidden_dim=dec.iou_head_hidden_dim,
         ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
+        pixel_mean=list(cfg.pixel_mean),
+        pixel_std=list(cfg.pixel_std),
     )
     return sam.eval()
 
