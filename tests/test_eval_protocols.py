@@ -20,6 +20,8 @@ from samkit.eval.protocols import (
     box_prompt,
     interactive,
     mask_to_box,
+    nested_coverage,
+    nested_objects,
     single_point,
 )
 from samkit.eval.report import result_table, results_to_dict, write_json
@@ -368,3 +370,66 @@ def test_cli_eval_coco(tmp_path: Path, tiny_checkpoint: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["coco_annotations"] == str(coco)
     assert doc["results"]["box"]["per_object"]["image_id"] == ["7"]
+
+
+# ------------------------------------------------------------ nested coverage
+def _nested_sample() -> Sample:
+    """Object A: whole 40x40 (1600 px) > part 20x20 (400 px) > subpart 10x10 (100 px),
+    pairwise IoUs 0.25; object B: whole and part only (not fully nested)."""
+    whole, part, sub = _rect(0, 40, 0, 40), _rect(10, 30, 10, 30), _rect(15, 25, 15, 25)
+    b_whole, b_part = _rect(0, 40, 45, 60), _rect(5, 20, 48, 57)
+    masks = np.stack([whole, part, sub, b_whole, b_part])
+    image = np.zeros((H, W, 3), dtype=np.uint8)
+    return Sample(image=image, masks=masks, image_id="nested", levels=np.array([0, 1, 2, 0, 1]))
+
+
+class LevelPredictor:
+    """Answers any click with the given levels' masks of object A (padded to 3)."""
+
+    def __init__(self, levels: list[int]) -> None:
+        self.levels = levels
+        self.masks: np.ndarray | None = None
+        self.clicks: list[list[float]] = []
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.masks = _nested_sample().masks
+
+    def predict(self, points=None, labels=None, box=None, mask_input=None, multimask=True):
+        self.clicks.append(list(points[0]))
+        out = np.stack([self.masks[i] for i in self.levels])
+        return Pred(out, np.ones(len(out)), np.zeros((len(out), 4, 4)))
+
+
+def test_nested_objects_finds_only_fully_nested() -> None:
+    assert nested_objects(_nested_sample()) == [(0, 1, 2)]
+    no_levels = Sample(
+        image=np.zeros((H, W, 3), np.uint8), masks=_nested_sample().masks, image_id="x"
+    )
+    assert nested_objects(no_levels) == []
+
+
+def test_nested_coverage_counts_levels() -> None:
+    data = [_nested_sample()]
+    full = nested_coverage(LevelPredictor([2, 1, 0]), data)
+    assert (full.count, full.whole, full.part, full.subpart, full.all_levels) == (
+        1,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    )
+    pred = LevelPredictor([0, 0, 1])
+    partial = nested_coverage(pred, data)
+    assert (partial.whole, partial.part, partial.subpart, partial.all_levels) == (
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+    )
+    # the click is the subpart's innermost pixel: distance-transform maximum of a
+    # 10x10 square at rows/cols 15..24 lies in its central 2x2 block
+    x, y = pred.clicks[0]
+    assert 19 <= x <= 20 and 19 <= y <= 20
+    assert partial.to_dict()["per_object"]["matched"] == [[True, True, False]]
+    with pytest.raises(ValueError, match="nested"):
+        nested_coverage(pred, [Sample(image=data[0].image, masks=data[0].masks, image_id="x")])

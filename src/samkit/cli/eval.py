@@ -1,4 +1,5 @@
-"""``samkit eval``: prompted-segmentation benchmarks (single point, interactive, box)."""
+"""``samkit eval``: prompted-segmentation benchmarks (single point, interactive, box) and
+COCO mask AP from detector boxes (coco-ap)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ from samkit.cli.segment import (
     ModelOption,
     parse_device,
 )
-from samkit.eval import protocols
+from samkit.eval import coco_ap, protocols
 from samkit.eval.report import EvalResult, print_results, write_json
 
-__all__ = ["Protocol", "eval_command"]
+__all__ = ["Protocol", "ScoreMode", "eval_command"]
 
 
 class Protocol(str, enum.Enum):
@@ -33,7 +34,15 @@ class Protocol(str, enum.Enum):
     single_point = "single-point"
     interactive = "interactive"
     box = "box"
+    coco_ap = "coco-ap"
     all = "all"
+
+
+class ScoreMode(str, enum.Enum):
+    """Score of each coco-ap mask: the detector's, or the detector's times predicted IoU."""
+
+    detector = "detector"
+    detector_x_iou = "detector_x_iou"
 
 
 def eval_command(
@@ -66,6 +75,22 @@ def eval_command(
             help="COCO instances JSON; DATA is then the folder holding its images.",
         ),
     ] = None,
+    detections: Annotated[
+        Path | None,
+        typer.Option(
+            "--detections",
+            help="COCO results JSON of a detector (image_id, category_id, bbox [x, y, w, h], "
+            "score): each box prompts one mask for --protocol coco-ap (also run by 'all' "
+            "when given). Needs --coco-annotations.",
+        ),
+    ] = None,
+    score_mode: Annotated[
+        ScoreMode,
+        typer.Option(
+            "--score-mode",
+            help="coco-ap mask score: the detector's, or detector score x predicted IoU.",
+        ),
+    ] = ScoreMode.detector,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write all results as JSON here.")
     ] = None,
@@ -76,11 +101,36 @@ def eval_command(
 
     single-point: one click at the point farthest from the boundary, mIoU of the
     top-scored and of the best (oracle) of three masks. interactive: up to --max-clicks
-    corrective clicks, NoC@85/90 and mIoU per click. box: tight ground-truth box. Example:
+    corrective clicks, NoC@85/90 and mIoU per click. box: tight ground-truth box.
+    coco-ap: COCO mask AP (pycocotools) of masks prompted with the --detections boxes, on
+    the images of --coco-annotations that have detections (--limit: the first N). Examples:
 
         samkit eval data/sa1b --model sam-vit-b --protocol all --limit 50 --json res.json
+
+        samkit eval val2017 --coco-annotations instances_val2017.json \
+            --detections vitdet_val2017.json --protocol coco-ap --json ap.json
     """
-    dataset = open_dataset(data, coco_annotations)
+    run_coco_ap = protocol is Protocol.coco_ap or (
+        protocol is Protocol.all and detections is not None
+    )
+    if protocol is Protocol.coco_ap and detections is None:
+        raise CliError(
+            "--protocol coco-ap needs --detections DETS.json (COCO results of a detector)"
+        )
+    if detections is not None and not run_coco_ap:
+        raise CliError(
+            f"--detections is only used by --protocol coco-ap or all, not {protocol.value}"
+        )
+    if run_coco_ap and coco_annotations is None:
+        raise CliError("--protocol coco-ap needs --coco-annotations GT.json (its ground truth)")
+    dataset: Any = None
+    if protocol is not Protocol.coco_ap:
+        dataset = open_dataset(data, coco_annotations)
+    elif not data.is_dir():
+        raise CliError(f"image folder not found: {data}")
+    coco_inputs: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
+    if run_coco_ap and coco_annotations is not None and detections is not None:
+        coco_inputs = _coco_ap_inputs(coco_annotations, detections)
     if json_path is not None:
         check_outputs({}, {"--json": json_path})
     preset = samkit.get_preset(model)
@@ -101,6 +151,16 @@ def eval_command(
         )
     if protocol in (Protocol.box, Protocol.all):
         runs.append(("box", lambda: protocols.box_prompt(predictor, dataset, **kw)))
+    if coco_inputs is not None:
+        gt, dets = coco_inputs
+        runs.append(
+            (
+                "coco-ap",
+                lambda: coco_ap.coco_mask_ap(
+                    predictor, gt, dets, data, limit=limit, score_mode=score_mode.value
+                ),
+            )
+        )
 
     results: list[EvalResult] = []
     seconds: dict[str, float] = {}
@@ -123,5 +183,32 @@ def eval_command(
             "max_objects": max_objects,
             "seconds": seconds,
         }
+        if detections is not None:
+            meta["detections"] = str(detections)
+            meta["score_mode"] = score_mode.value
         write_json(json_path, results, meta)
         typer.echo(f"wrote {json_path}")
+
+
+def _coco_ap_inputs(
+    annotations: Path, detections: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read and cross-check the coco-ap ground truth and detections before any model is
+    loaded; every problem becomes a one-line :class:`CliError`."""
+    if not annotations.is_file():
+        raise CliError(f"--coco-annotations file not found: {annotations}")
+    if not detections.is_file():
+        raise CliError(f"--detections file not found: {detections}")
+    try:
+        gt = coco_ap.load_coco_gt(annotations)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise CliError(f"cannot read --coco-annotations {annotations}: {exc}") from None
+    try:
+        dets = coco_ap.load_detections(detections)
+    except (ValueError, OSError) as exc:
+        raise CliError(f"cannot read --detections {detections}: {exc}") from None
+    try:
+        coco_ap.check_detections(gt, dets)
+    except ValueError as exc:
+        raise CliError(f"--detections {detections}: {exc}") from None
+    return gt, dets

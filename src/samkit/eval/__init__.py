@@ -1,7 +1,9 @@
-"""Evaluation: pure-numpy metrics (IoU, clicks, NoC, DAVIS J&F) and the paper protocols."""
+"""Evaluation: pure-numpy metrics (IoU, clicks, NoC, DAVIS J&F), the paper protocols and
+COCO mask AP from detector boxes."""
 
 from __future__ import annotations
 
+from samkit.eval.coco_ap import CocoAPResult, coco_mask_ap
 from samkit.eval.metrics import (
     JFResult,
     batch_iou,
@@ -19,18 +21,26 @@ from samkit.eval.metrics import (
 from samkit.eval.protocols import (
     BoxResult,
     InteractiveResult,
+    NestedCoverageResult,
     SinglePointResult,
     box_prompt,
     interactive,
+    nested_coverage,
+    nested_objects,
     single_point,
 )
 
 __all__ = [
     "BoxResult",
+    "CocoAPResult",
     "InteractiveResult",
+    "NestedCoverageResult",
     "SinglePointResult",
     "box_prompt",
+    "coco_mask_ap",
     "interactive",
+    "nested_coverage",
+    "nested_objects",
     "single_point",
     "JFResult",
     "batch_iou",

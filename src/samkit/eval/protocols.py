@@ -51,11 +51,13 @@ from samkit.eval.metrics import click_point_farthest_from_boundary, iou, mean_no
 __all__ = [
     "BoxResult",
     "InteractiveResult",
+    "NestedCoverageResult",
     "PredictorLike",
     "SinglePointResult",
     "box_prompt",
     "interactive",
     "mask_to_box",
+    "nested_coverage",
     "single_point",
 ]
 
@@ -412,4 +414,112 @@ def box_prompt(
         ious=np.asarray(vals, dtype=np.float64),
         image_ids=tuple(ids),
         object_indices=np.asarray(idx, dtype=np.int64),
+    )
+
+
+# ------------------------------------------------------------- nested ambiguity
+@dataclass(frozen=True, eq=False)
+class NestedCoverageResult:
+    """Do the three outputs of one ambiguous click cover subpart, part and whole?
+
+    Attributes:
+        threshold: IoU at which an output counts as matching a level.
+        count: number of fully nested objects evaluated (whole, part and subpart present).
+        whole, part, subpart: fraction of objects where some output matches that level.
+        all_levels: fraction of objects where every level is matched (by any outputs).
+        matched: ``(count, 3)`` bool, columns whole/part/subpart.
+        image_ids: image id of each object.
+    """
+
+    threshold: float
+    count: int
+    whole: float
+    part: float
+    subpart: float
+    all_levels: float
+    matched: NDArray[np.bool_]
+    image_ids: tuple[str, ...]
+
+    protocol = "nested-coverage"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "count": self.count,
+            "threshold": self.threshold,
+            "whole": self.whole,
+            "part": self.part,
+            "subpart": self.subpart,
+            "all_levels": self.all_levels,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "per_object": {
+                "image_id": list(self.image_ids),
+                "matched": [[bool(v) for v in row] for row in self.matched],
+            },
+        }
+
+
+def nested_objects(sample: Sample) -> list[tuple[int, int, int]]:
+    """Mask indices ``(whole, part, subpart)`` of each object of ``sample`` that has all
+    three levels (``sample.levels``: 0 whole, 1 part, 2 subpart; a 0 starts an object)."""
+    if sample.levels is None:
+        return []
+    out: list[tuple[int, int, int]] = []
+    current: dict[int, int] = {}
+    for i, level in enumerate(np.asarray(sample.levels).tolist()):
+        if level == 0:
+            current = {}
+        current[int(level)] = i
+        if level == 2 and 0 in current and 1 in current:
+            out.append((current[0], current[1], i))
+    return out
+
+
+def nested_coverage(
+    predictor: PredictorLike,
+    dataset: Sequence[Sample],
+    threshold: float = 0.8,
+    *,
+    max_images: int | None = None,
+) -> NestedCoverageResult:
+    """Click the point of the *subpart* farthest from its boundary (inside part and
+    whole too, so the click is ambiguous between three valid masks), ask for the three
+    outputs, and record which levels some output matches at IoU >= ``threshold``.
+
+    Only objects with all three levels are evaluated (synthetic data with ``levels``).
+
+    Raises:
+        ValueError: if no sample has a fully nested object.
+    """
+    rows: list[list[bool]] = []
+    ids: list[str] = []
+    for n, sample in enumerate(dataset):
+        if max_images is not None and n >= max_images:
+            break
+        objects = nested_objects(sample)
+        if not objects:
+            continue
+        predictor.set_image(sample.image)
+        for levels in objects:
+            gts = [_gt(sample, j) for j in levels]
+            x, y = click_point_farthest_from_boundary(gts[2])
+            pred = predictor.predict(points=[[x, y]], labels=[1], multimask=True)
+            rows.append([any(iou(m, gt) >= threshold for m in pred.masks) for gt in gts])
+            ids.append(sample.image_id)
+    if not rows:
+        raise ValueError("no fully nested object (whole, part and subpart) to evaluate")
+    matched = np.asarray(rows, dtype=bool)
+    return NestedCoverageResult(
+        threshold=float(threshold),
+        count=len(rows),
+        whole=float(matched[:, 0].mean()),
+        part=float(matched[:, 1].mean()),
+        subpart=float(matched[:, 2].mean()),
+        all_levels=float(matched.all(axis=1).mean()),
+        matched=matched,
+        image_ids=tuple(ids),
     )

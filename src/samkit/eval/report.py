@@ -10,12 +10,18 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from samkit.eval.protocols import BoxResult, InteractiveResult, SinglePointResult
+from samkit.eval.coco_ap import COCO_STAT_NAMES, CocoAPResult
+from samkit.eval.protocols import (
+    BoxResult,
+    InteractiveResult,
+    NestedCoverageResult,
+    SinglePointResult,
+)
 from samkit.fileio import atomic_write_bytes
 
 __all__ = ["EvalResult", "result_table", "print_results", "results_to_dict", "write_json"]
 
-EvalResult = SinglePointResult | InteractiveResult | BoxResult
+EvalResult = SinglePointResult | InteractiveResult | BoxResult | CocoAPResult | NestedCoverageResult
 
 #: Clicks shown in the mIoU-per-click row of the interactive table.
 _SHOWN_CLICKS = (1, 2, 3, 5, 10, 20)
@@ -23,7 +29,8 @@ _SHOWN_CLICKS = (1, 2, 3, 5, 10, 20)
 
 def result_table(result: EvalResult) -> Table:
     """One rich table summarising ``result``."""
-    table = Table(title=f"{result.protocol} ({result.count} objects)", show_header=True)
+    unit = "detections" if isinstance(result, CocoAPResult) else "objects"
+    table = Table(title=f"{result.protocol} ({result.count} {unit})", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     if isinstance(result, SinglePointResult):
@@ -42,6 +49,19 @@ def result_table(result: EvalResult) -> Table:
             table.add_row(f"mIoU @ {c} clicks", f"{result.miou_per_click[c - 1]:.4f}")
     elif isinstance(result, BoxResult):
         table.add_row("mIoU (box prompt)", f"{result.miou:.4f}")
+    elif isinstance(result, NestedCoverageResult):
+        for level in ("whole", "part", "subpart", "all_levels"):
+            label = "all three" if level == "all_levels" else level
+            table.add_row(
+                f"{label} matched (IoU >= {result.threshold:g})", f"{getattr(result, level):.4f}"
+            )
+    elif isinstance(result, CocoAPResult):
+        table.add_row("images", str(result.images))
+        table.add_row("score", result.score_mode)
+        for attr, key in COCO_STAT_NAMES:
+            value = float(getattr(result, attr))
+            # pycocotools reports -1 when there is no ground truth for the stat.
+            table.add_row(f"mask {key}", "n/a" if value < 0 else f"{value:.4f}")
     else:  # pragma: no cover - guarded by the type
         raise TypeError(f"not an evaluation result: {type(result).__name__}")
     return table
