@@ -11,33 +11,50 @@ image pixels, float), ``predicted_iou``, ``stability_score``, ``point_coords``
 (``[[x, y]]``, image pixels) and ``crop_box`` (``[x, y, w, h]``). Extra per-mask fields
 may be added; the optional integer ``level`` (0 whole, 1 part, 2 subpart) written by the
 synthetic generator is read back into :attr:`Sample.levels`.
+
+Generated masks (``samkit auto``, :class:`samkit.amg.MaskGenerator`) use the same layout:
+:func:`write_amg_json` / :func:`read_amg_json` store and load the generator's records
+(their ``bbox`` keeps the generator's convention, see :func:`write_amg_json`), and
+:func:`export_coco` merges a folder of such per-image JSONs into one COCO instances file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from samkit.data.types import Sample
 from samkit.fileio import atomic_write_bytes
+from samkit.masks import (
+    _pycocotools_decode,
+    masks_to_coco_rle,
+    rle_area,
+    rle_decode,
+    rle_to_coco,
+)
 
 __all__ = [
+    "AMG_RECORD_KEYS",
+    "COCO_CATEGORY",
     "IMAGE_EXTENSIONS",
     "LEVEL_KEY",
     "SA1BDataset",
     "decode_rle",
     "decode_rle_objects",
     "encode_masks",
+    "export_coco",
     "load_rgb",
+    "read_amg_json",
     "read_sa1b",
+    "write_amg_json",
     "write_sa1b",
 ]
 
@@ -58,45 +75,26 @@ def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
     """Encode ``(M, H, W)`` bool masks as JSON-ready COCO compressed RLEs.
 
     Returns ``M`` dicts ``{"size": [H, W], "counts": str}`` (pycocotools encoding with the
-    ``counts`` bytes decoded as ASCII).
+    ``counts`` bytes decoded as ASCII); see :func:`samkit.masks.masks_to_coco_rle`.
     """
-    masks = np.asarray(masks)
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be (M, H, W), got shape {masks.shape}")
-    if masks.shape[0] == 0:
-        return []
-    fortran = np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))  # (H, W, M)
-    rles = mask_utils.encode(fortran)
-    return [
-        {"size": [int(s) for s in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles
-    ]
+    return masks_to_coco_rle(np.asarray(masks))
 
 
 def decode_rle_objects(rles: Any) -> np.ndarray:
     """``pycocotools.mask.decode`` (``(H, W)`` or ``(H, W, N)`` uint8), silencing its NumPy 2
     ``__array__`` copy-keyword DeprecationWarning (harmless, raised inside pycocotools)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r"__array__ implementation", category=DeprecationWarning
-        )
-        return mask_utils.decode(rles)
+    return _pycocotools_decode(rles)
 
 
 def decode_rle(segmentations: Sequence[Mapping[str, Any]], height: int, width: int) -> np.ndarray:
-    """Decode compressed RLEs (``counts`` str or bytes) to ``(M, H, W)`` bool masks."""
-    if len(segmentations) == 0:
-        return np.zeros((0, height, width), dtype=bool)
-    rles = []
-    for seg in segmentations:
-        counts = seg["counts"]
-        if isinstance(counts, list):  # uncompressed RLE
-            rles.append(mask_utils.frPyObjects(dict(seg), *seg["size"]))
-        else:
-            rles.append({"size": list(seg["size"]), "counts": counts})
-    decoded = decode_rle_objects(rles)  # (H, W, M) uint8
-    masks = np.ascontiguousarray(decoded.transpose(2, 0, 1)).astype(bool)
-    if masks.shape[1:] != (height, width):
-        raise ValueError(f"RLE size {masks.shape[1:]} does not match image ({height}, {width})")
+    """Decode RLEs (compressed ``counts`` str/bytes, or uncompressed ``counts`` list) to
+    ``(M, H, W)`` bool masks; see :func:`samkit.masks.rle_decode`."""
+    masks = np.zeros((len(segmentations), height, width), dtype=bool)
+    for i, seg in enumerate(segmentations):
+        size = tuple(int(s) for s in seg["size"])
+        if size != (height, width):
+            raise ValueError(f"RLE size {size} does not match image ({height}, {width})")
+        masks[i] = rle_decode(seg)
     return masks
 
 
@@ -153,14 +151,13 @@ def write_sa1b(
 
     segs = encode_masks(masks)
     raw = [{"size": s["size"], "counts": s["counts"].encode("ascii")} for s in segs]
-    areas = mask_utils.area(raw) if m else []
     boxes = mask_utils.toBbox(raw) if m else []  # (M, 4) float XYWH
     annotations = []
     for i in range(m):
         ann: dict[str, Any] = {
             "id": i,
             "segmentation": segs[i],
-            "area": int(areas[i]),
+            "area": rle_area(segs[i]),
             "bbox": [float(v) for v in boxes[i]],
             "predicted_iou": 1.0,
             "stability_score": 1.0,
@@ -184,7 +181,259 @@ def write_sa1b(
         },
         "annotations": annotations,
     }
-    atomic_write_bytes(out_json, json.dumps(doc).encode("utf-8"))
+    _write_json(out_json, doc)
+    return doc
+
+
+def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
+    """Serialise ``doc`` (compact, UTF-8) and write it atomically."""
+    atomic_write_bytes(path, json.dumps(doc).encode("utf-8"))
+
+
+AMG_RECORD_KEYS: tuple[str, ...] = (
+    "segmentation",
+    "area",
+    "bbox",
+    "predicted_iou",
+    "point_coords",
+    "stability_score",
+    "crop_box",
+)
+"""Fields of a generated-mask record (:class:`samkit.amg.MaskRecord`), in SA-1B order."""
+
+COCO_CATEGORY: dict[str, Any] = {"id": 1, "name": "object"}
+"""The single, class-agnostic category of :func:`export_coco`."""
+
+
+def _plain(value: Any) -> Any:
+    """NumPy / torch scalars and arrays -> JSON-ready Python numbers and lists."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return value
+
+
+def _floats(value: Any, n: int | None, field: str) -> list[float]:
+    """``value`` flattened to a list of floats, which must have ``n`` entries (``None``: any)."""
+    values = [float(v) for v in np.asarray(_plain(value), dtype=np.float64).reshape(-1)]
+    if n is not None and len(values) != n:
+        raise ValueError(f"{field} must have {n} numbers, got {len(values)}")
+    return values
+
+
+def _coco_segmentation(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """Binary mask, uncompressed RLE or COCO RLE -> COCO RLE ``{"size", "counts": str}``."""
+    if isinstance(segmentation, Mapping):
+        if "size" not in segmentation or "counts" not in segmentation:
+            raise ValueError("an RLE segmentation needs 'size' and 'counts'")
+        rle = rle_to_coco(segmentation)
+    else:
+        mask = segmentation
+        if not isinstance(mask, torch.Tensor):
+            mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"a binary-mask segmentation must be (H, W), got {tuple(mask.shape)}")
+        rle = masks_to_coco_rle(mask[None])[0]
+    if [int(v) for v in rle["size"]] != [height, width]:
+        raise ValueError(f"segmentation size {list(rle['size'])} != image [{height}, {width}]")
+    return rle
+
+
+def write_amg_json(
+    path: str | os.PathLike[str],
+    records: Sequence[Mapping[str, Any]],
+    image_info: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write generated masks as one SA-1B JSON (atomically).
+
+    Args:
+        path: destination ``.json``.
+        records: :class:`samkit.amg.MaskRecord`-like mappings with the fields of
+            :data:`AMG_RECORD_KEYS`; ``segmentation`` may be an ``(H, W)`` bool mask
+            (array or tensor), an uncompressed RLE (``counts`` a list) or a COCO RLE
+            (``counts`` str/bytes): it is stored as COCO RLE with ``counts`` a str.
+            ``area``, ``bbox`` (``[x, y, w, h]``), ``point_coords`` and ``crop_box`` are
+            stored as given (the generator's ``bbox`` has ``w = x_max - x_min`` of the
+            inclusive pixel box, as in the official generator, one less than
+            ``pycocotools.mask.toBbox``); other fields of a record are kept.
+        image_info: ``width``, ``height``, ``file_name`` (usually relative to the JSON's
+            folder) and optionally ``image_id`` (default: the stem of ``file_name``).
+
+    Returns:
+        The document written: ``{"image": {...}, "annotations": [...]}`` with
+        annotation ``id`` 0, 1, ... in record order.
+
+    Raises:
+        ValueError: a missing field, or a segmentation whose size is not the image's.
+    """
+    try:
+        width, height = int(image_info["width"]), int(image_info["height"])
+        file_name = str(image_info["file_name"])
+    except KeyError as exc:
+        raise ValueError(f"image_info needs {exc.args[0]!r}") from None
+    image = {
+        "image_id": _plain(image_info.get("image_id", Path(file_name).stem)),
+        "file_name": file_name,
+        "width": width,
+        "height": height,
+    }
+    annotations = []
+    for i, record in enumerate(records):
+        missing = [key for key in AMG_RECORD_KEYS if key not in record]
+        if missing:
+            raise ValueError(f"record {i} has no {', '.join(missing)}")
+        try:
+            ann: dict[str, Any] = {
+                "id": i,
+                "segmentation": _coco_segmentation(record["segmentation"], height, width),
+                "area": int(_plain(record["area"])),
+                "bbox": _floats(record["bbox"], 4, "bbox"),
+                "predicted_iou": float(_plain(record["predicted_iou"])),
+                "point_coords": [
+                    _floats(p, 2, "point_coords") for p in _plain(record["point_coords"])
+                ],
+                "stability_score": float(_plain(record["stability_score"])),
+                "crop_box": _floats(record["crop_box"], 4, "crop_box"),
+            }
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"record {i}: {exc}") from None
+        for key, value in record.items():
+            if key not in ann:
+                ann[key] = _plain(value)
+        annotations.append(ann)
+    doc = {"image": image, "annotations": annotations}
+    _write_json(Path(path), doc)
+    return doc
+
+
+def read_amg_json(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read an SA-1B JSON of generated masks (no image is opened).
+
+    Returns:
+        ``(image_info, records)``: the ``"image"`` object (``image_id``, ``file_name``,
+        ``width``, ``height``) and the annotations as records (COCO-RLE ``segmentation``
+        with ``counts`` a str, plus ``id`` and any extra fields), in file order.
+
+    Raises:
+        ValueError: not JSON, or not an SA-1B document (no ``image``/``annotations``, an
+            annotation without ``segmentation``, ``area`` or ``bbox``).
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a JSON file: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("image"), dict):
+        raise ValueError(f"{path} is not an SA-1B JSON (no 'image' object)")
+    annotations = doc.get("annotations")
+    if not isinstance(annotations, list):
+        raise ValueError(f"{path} is not an SA-1B JSON (no 'annotations' list)")
+    info = dict(doc["image"])
+    for key in ("width", "height"):
+        if not isinstance(info.get(key), int):
+            raise ValueError(f"{path}: image.{key} is missing or not an integer")
+    info.setdefault("image_id", path.stem)
+    info.setdefault("file_name", "")
+    records = []
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or any(k not in ann for k in ("segmentation", "area", "bbox")):
+            raise ValueError(f"{path}: annotation {i} lacks segmentation, area or bbox")
+        record = dict(ann)
+        seg = record["segmentation"]
+        if isinstance(seg, dict) and isinstance(seg.get("counts"), str | bytes):
+            record["segmentation"] = rle_to_coco(seg)
+        records.append(record)
+    return info, records
+
+
+def export_coco(
+    json_paths_or_folder: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out_path: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Merge per-image SA-1B JSONs of generated masks into one COCO instances file.
+
+    Args:
+        json_paths_or_folder: a folder (its ``*.json``, not recursive; ``out_path`` itself
+            is left out) or a sequence of JSON files.
+        out_path: the COCO file to write (atomically); its folder must exist. It must not
+            be one of the inputs.
+
+    The inputs are sorted by file name (then full path), so ids are deterministic: image
+    ``id`` 1..N in that order, annotation ``id`` 1..M image by image in file order. Each
+    image is ``{"id", "file_name", "width", "height"}`` with ``file_name`` re-based to
+    ``out_path``'s folder; there is one category :data:`COCO_CATEGORY`; each annotation has
+    ``id``, ``image_id``, ``category_id`` 1, ``segmentation`` (COCO RLE), ``area``,
+    ``bbox``, ``iscrowd`` 0, ``score`` (= ``predicted_iou``) and keeps ``predicted_iou``,
+    ``stability_score``, ``point_coords`` and ``crop_box``.
+
+    Returns:
+        The COCO document written.
+
+    Raises:
+        ValueError: an input is not an SA-1B JSON, or ``out_path`` is an input.
+        FileNotFoundError: the folder or a listed file does not exist.
+    """
+    out_path = Path(out_path)
+    if isinstance(json_paths_or_folder, str | os.PathLike):
+        folder = Path(json_paths_or_folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"folder not found: {folder}")
+        paths = [p for p in folder.glob("*.json") if p.resolve() != out_path.resolve()]
+    else:
+        paths = [Path(p) for p in json_paths_or_folder]
+        for p in paths:
+            if not p.is_file():
+                raise FileNotFoundError(f"SA-1B JSON not found: {p}")
+            if p.resolve() == out_path.resolve():
+                raise ValueError(f"the COCO output {out_path} is one of the inputs")
+    paths.sort(key=lambda p: (p.name, str(p)))
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    out_folder = out_path.parent.resolve()
+    for image_id, path in enumerate(paths, start=1):
+        info, records = read_amg_json(path)
+        file_name = str(info["file_name"]) or path.stem
+        try:
+            file_name = Path(
+                os.path.relpath(path.parent.resolve() / file_name, out_folder)
+            ).as_posix()
+        except ValueError:  # different drives (Windows): keep an absolute path
+            file_name = (path.parent.resolve() / file_name).as_posix()
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "width": int(info["width"]),
+                "height": int(info["height"]),
+            }
+        )
+        for record in records:
+            predicted_iou = float(record.get("predicted_iou", 1.0))
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": COCO_CATEGORY["id"],
+                    "segmentation": record["segmentation"],
+                    "area": record["area"],
+                    "bbox": record["bbox"],
+                    "iscrowd": 0,
+                    "score": predicted_iou,
+                    "predicted_iou": predicted_iou,
+                    "stability_score": record.get("stability_score"),
+                    "point_coords": record.get("point_coords"),
+                    "crop_box": record.get("crop_box"),
+                }
+            )
+    doc = {
+        "info": {"description": "masks generated by samkit auto (class-agnostic)"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [dict(COCO_CATEGORY)],
+    }
+    _write_json(out_path, doc)
     return doc
 
 
