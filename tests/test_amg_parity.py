@@ -179,3 +179,24 @@ def test_rejects_bad_arguments() -> None:
         MaskGenerator(ours, points_per_side=None, point_grids=[np.zeros((4, 2))], crop_n_layers=1)
     with pytest.raises(TypeError):
         MaskGenerator(object())  # type: ignore[arg-type]
+
+
+def test_decode_selected_equals_decode_for_kept_outputs() -> None:
+    _, ours = tiny_pair()
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.randn(1, 256, 16, 16, generator=gen)
+    pts = torch.rand(9, 1, 2, generator=gen) * 256
+    labels = torch.ones(9, 1, dtype=torch.int64)
+    with torch.inference_mode():
+        logits, iou = ours.decode(emb, points=(pts, labels), multimask_output=True)
+        thresh = float(iou.median())
+        iou2, keep, kept = ours.decode_selected(
+            emb, lambda p: p > thresh, points=(pts, labels), multimask_output=True
+        )
+        _, _, none = ours.decode_selected(
+            emb, lambda p: torch.zeros_like(p, dtype=torch.bool), points=(pts, labels)
+        )
+    assert torch.equal(keep, iou > thresh) and 0 < int(keep.sum()) < keep.numel()
+    torch.testing.assert_close(iou2, iou, rtol=0, atol=1e-6)
+    torch.testing.assert_close(kept, logits[keep], rtol=0, atol=1e-5)
+    assert none.shape == (0, 64, 64)

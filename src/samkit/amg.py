@@ -420,22 +420,27 @@ class MaskGenerator:
         coords[:, 1] *= new_h / crop_h
         in_points = torch.as_tensor(coords, device=device).float()[:, None, :]
         in_labels = torch.ones(len(points), 1, dtype=torch.int64, device=device)
-        low_res, iou = model.decode(
-            embedding.features, points=(in_points, in_labels), multimask_output=True
+        # 1. predicted IoU: it does not depend on the masks, so filter before the
+        #    decoder's upscaling runs (only prompts with a surviving output are upscaled).
+        thresh = self.pred_iou_thresh
+
+        def select(iou_pred: torch.Tensor) -> torch.Tensor:
+            if thresh > 0.0:
+                return iou_pred > thresh
+            return torch.ones_like(iou_pred, dtype=torch.bool)
+
+        iou, kept, low_res = model.decode_selected(
+            embedding.features, select, points=(in_points, in_labels), multimask_output=True
         )
-        k = low_res.shape[1]
-        low_res = low_res.flatten(0, 1)  # (b*k, h, w), point-major
-        iou = iou.flatten(0, 1).float()
+        k = iou.shape[1]
+        keep = torch.nonzero(kept.flatten()).flatten().cpu()  # indices into (b*k), point-major
+        iou = iou.flatten().float().cpu()
         pts = torch.as_tensor(np.repeat(points, k, axis=0))  # (b*k, 2) crop frame, float64
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # honest per-stage timings
         t1 = time.perf_counter()
         stats.decoder_s += t1 - t0
 
-        # 1. predicted IoU: independent of the masks, so filter before upsampling.
-        keep = torch.arange(len(iou), device=iou.device)
-        if self.pred_iou_thresh > 0.0:
-            keep = torch.nonzero(iou > self.pred_iou_thresh).flatten()
         # 2. upsample survivors in bounded chunks; stability, threshold, boxes, RLE.
         orig_h, orig_w = orig_size
         per_mask = 4 * crop_h * crop_w + 4 * input_size[0] * input_size[1]
@@ -443,25 +448,29 @@ class MaskGenerator:
         thr = model.mask_threshold
         parts: list[_MaskSet] = []
         for start in range(0, len(keep), chunk):
-            idx = keep[start : start + chunk]
+            idx = keep[start : start + chunk]  # (c,) indices into the flattened outputs
             logits = postprocess_masks(
-                low_res[idx][:, None].float(), input_size, (crop_h, crop_w), model.image_size
+                low_res[start : start + chunk][:, None].float(),
+                input_size,
+                (crop_h, crop_w),
+                model.image_size,
             )[:, 0]
-            stab = stability_score(logits, thr, self.stability_score_offset)
-            ok = torch.ones(len(idx), dtype=torch.bool, device=stab.device)
+            stab = stability_score(logits, thr, self.stability_score_offset).cpu()
+            ok = torch.ones(len(idx), dtype=torch.bool)
             if self.stability_score_thresh > 0.0:
                 ok = stab >= self.stability_score_thresh
-            masks = logits[ok] > thr
+            masks = logits[ok.to(logits.device)] > thr
             del logits
             boxes = masks_to_boxes(masks).cpu()
-            sub = idx[ok].cpu()
-            near = is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
-            if bool(near.any()):
-                far = ~near
-                masks, boxes, sub = masks[far.to(masks.device)], boxes[far], sub[far]
-                ok_stab = stab[ok].cpu()[far]
-            else:
-                ok_stab = stab[ok].cpu()
+            sub, sub_stab = idx[ok], stab[ok]
+            far = ~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
+            if not bool(far.all()):
+                masks, boxes, sub, sub_stab = (
+                    masks[far.to(masks.device)],
+                    boxes[far],
+                    sub[far],
+                    sub_stab[far],
+                )
             if len(sub) == 0:
                 continue
             masks = uncrop_masks(masks, crop_box, orig_h, orig_w)
@@ -469,9 +478,9 @@ class MaskGenerator:
                 _MaskSet(
                     rles=rle_encode(masks),
                     boxes=boxes + torch.tensor([[crop_box[0], crop_box[1]] * 2]),
-                    iou_preds=iou[sub.to(iou.device)].cpu(),
+                    iou_preds=iou[sub],
                     points=pts[sub] + torch.tensor([[float(crop_box[0]), float(crop_box[1])]]),
-                    stability=ok_stab,
+                    stability=sub_stab,
                 )
             )
         stats.postprocess_s += time.perf_counter() - t1

@@ -8,6 +8,8 @@ the multimask (ambiguity-aware) outputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -77,6 +79,44 @@ class MaskDecoder(nn.Module):
         sl = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sl], iou_pred[:, sl]
 
+    def forward_selected(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+        select: Callable[[torch.Tensor], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like :meth:`forward`, but mask logits only for the outputs ``select`` keeps.
+
+        The IoU head does not depend on the mask logits, so ``select`` sees the
+        predicted IoU ``(B, K)`` first and returns a ``(B, K)`` bool tensor; the
+        upscaling (the most expensive part of the decoder) then runs only for prompts
+        with at least one kept output. Logits of the kept outputs equal those of
+        :meth:`forward`.
+
+        Returns:
+            predicted IoU ``(B, K)``, ``keep`` ``(B, K)`` bool, and the kept logits
+            ``(n_kept, 4h, 4w)`` in row-major order of ``keep``.
+        """
+        hs, src, (h, w, c) = self._run_transformer(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        sl = slice(1, None) if multimask_output else slice(0, 1)
+        iou_pred = self.iou_prediction_head(hs[:, 0, :])[:, sl]
+        keep = select(iou_pred).to(torch.bool)
+        prompts = torch.nonzero(keep.any(dim=1)).flatten()
+        if len(prompts) == 0:
+            return iou_pred, keep, src.new_zeros(0, 4 * h, 4 * w)
+        mask_tokens_out = hs[prompts, 1 : 1 + self.num_mask_tokens, :]
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
+        )[:, sl]
+        masks = self._upscale_and_project(src[prompts].reshape(-1, h, w, c), hyper_in)
+        return iou_pred, keep, masks[keep[prompts]]
+
     def _upscale_and_project(self, x: torch.Tensor, hyper_in: torch.Tensor) -> torch.Tensor:
         """``output_upscaling`` then the hypernetwork dot product.
 
@@ -98,6 +138,30 @@ class MaskDecoder(nn.Module):
         logits = logits.reshape(b, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return logits.reshape(b, k, 4 * h, 4 * w)
 
+    def _run_transformer(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
+        """Output + prompt tokens through the two-way transformer.
+
+        Returns tokens ``(B, 1 + num_mask_tokens + N, C)``, image tokens ``(B, h*w, C)``
+        and ``(h, w, C)``.
+        """
+        b = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1)
+        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+        if image_embeddings.shape[0] != b:
+            image_embeddings = image_embeddings.expand(b, -1, -1, -1)
+        src = image_embeddings + dense_prompt_embeddings
+        pos_src = image_pe.expand(b, -1, -1, -1)
+        _, c, h, w = src.shape
+        hs, src = self.transformer(src, pos_src, tokens)
+        return hs, src, (h, w, c)
+
     def predict_masks(
         self,
         image_embeddings: torch.Tensor,
@@ -107,17 +171,9 @@ class MaskDecoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All ``num_mask_tokens`` outputs: logits ``(B, 4, 4h, 4w)``, IoU ``(B, 4)``."""
         b = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1)
-        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
-
-        if image_embeddings.shape[0] != b:
-            image_embeddings = image_embeddings.expand(b, -1, -1, -1)
-        src = image_embeddings + dense_prompt_embeddings
-        pos_src = image_pe.expand(b, -1, -1, -1)
-        _, c, h, w = src.shape
-
-        hs, src = self.transformer(src, pos_src, tokens)
+        hs, src, (h, w, c) = self._run_transformer(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 

@@ -6,6 +6,8 @@ not in official checkpoints); prediction state lives in :mod:`samkit.inference`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -76,6 +78,31 @@ class Sam(nn.Module):
         Returns ``(B, C, h, w)`` float32 features.
         """
         return self.image_encoder(x.to(self.encoder_dtype)).float()
+
+    def decode_selected(
+        self,
+        image_embeddings: torch.Tensor,
+        select: Callable[[torch.Tensor], torch.Tensor],
+        points: tuple[torch.Tensor, torch.Tensor] | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`decode` that computes mask logits only for the outputs ``select`` keeps.
+
+        ``select`` maps the predicted IoU ``(B, K)`` to a ``(B, K)`` bool tensor. Returns
+        IoU ``(B, K)``, keep ``(B, K)`` and the kept low-res logits ``(n_kept, 4h, 4w)``
+        (row-major order of keep), equal to the corresponding outputs of :meth:`decode`.
+        """
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        return self.mask_decoder.forward_selected(
+            image_embeddings=image_embeddings,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+            select=select,
+        )
 
     def decode(
         self,
