@@ -8,6 +8,7 @@ Public API::
     predictor = samkit.ImagePredictor(model)
     predictor.set_image("photo.jpg")
     result = predictor.predict(points=[[500, 375]], labels=[1])
+    masks = samkit.MaskGenerator(model).generate("photo.jpg")   # segment everything
 
 Importing samkit does no I/O and changes no global torch setting.
 """
@@ -29,6 +30,15 @@ from samkit.types import ImageEmbedding, MaskPrediction
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):  # lazy: MaskGenerator pulls in pycocotools and scipy
+    if name == "MaskGenerator":
+        from samkit.amg import MaskGenerator
+
+        return MaskGenerator
+    raise AttributeError(f"module 'samkit' has no attribute {name!r}")
+
+
 __all__ = [
     "CheckpointError",
     "DownloadError",
@@ -36,6 +46,7 @@ __all__ = [
     "ImagePredictor",
     "InvalidImage",
     "InvalidPrompt",
+    "MaskGenerator",
     "MaskPrediction",
     "ModelPreset",
     "NoImageSet",

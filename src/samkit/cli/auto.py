@@ -41,7 +41,7 @@ from rich.markup import escape
 
 import samkit
 from samkit.cli.common import CliError, one_line
-from samkit.cli.output import _erode, mask_png, png_bytes
+from samkit.cli.output import erode, mask_png, png_bytes
 from samkit.cli.segment import (
     DEFAULT_MODEL,
     CheckpointOption,
@@ -52,7 +52,7 @@ from samkit.cli.segment import (
     parse_device,
 )
 from samkit.errors import InvalidImage, OutputError
-from samkit.fileio import _umask, atomic_write_bytes
+from samkit.fileio import atomic_write_bytes, current_umask
 from samkit.inference.transforms import load_image
 
 __all__ = [
@@ -307,7 +307,7 @@ class MaskOverlay:
         """Paint the ``(H, W)`` bool ``mask`` in ``colour`` over what is there."""
         self.fill[mask] = colour
         self.filled |= mask
-        outline = mask & ~_erode(mask, 1)
+        outline = mask & ~erode(mask, 1)
         self.edge[outline] = colour
         self.edged |= outline
 
@@ -341,7 +341,7 @@ def metadata_csv(records: Sequence[Mapping[str, Any]]) -> str:
 # ----------------------------------------------------------------------------- writing
 def _replace_folder(tmp: Path, target: Path) -> None:
     """Move the finished folder ``tmp`` to ``target``, replacing an existing one."""
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700
     aside: Path | None = None
     try:
         if target.exists():

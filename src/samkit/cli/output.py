@@ -43,7 +43,7 @@ def mask_rle(mask: np.ndarray) -> dict[str, object]:
     }
 
 
-def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+def erode(mask: np.ndarray, radius: int) -> np.ndarray:
     """Binary erosion by a ``(2r+1)`` square; pixels beyond the border count as inside."""
     out = mask.copy()
     h, w = mask.shape
@@ -81,7 +81,7 @@ def render_overlay(
     out = image.astype(np.float32)
     color = np.asarray(MASK_COLOR, dtype=np.float32)
     out[mask] = out[mask] * (1.0 - MASK_ALPHA) + color * MASK_ALPHA
-    outline = mask & ~_erode(mask, line)
+    outline = mask & ~erode(mask, line)
     out[outline] = color
     overlay = Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(overlay)
