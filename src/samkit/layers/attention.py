@@ -71,6 +71,8 @@ class Attention(nn.Module):
         return self._plain(q, k, v)
 
     def _plain(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        b = max(q.shape[0], k.shape[0], v.shape[0])  # a batch of 1 broadcasts
+        q, k, v = (t.expand(b, -1, -1) if t.shape[0] != b else t for t in (q, k, v))
         q = self._separate_heads(self.q_proj(q))
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
@@ -80,14 +82,22 @@ class Attention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
     def _few_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Token -> image: project the few queries into key space instead of the keys."""
+        """Token -> image: project the few queries into key space instead of the keys.
+
+        ``k``/``v`` may have batch 1 for a batch of queries (one image, many prompts): the
+        scores and the weighted values are then one matrix product each.
+        """
         b, nq, _ = q.shape
         h, d = self.num_heads, self.internal_dim // self.num_heads
         qh = self._separate_heads(self.q_proj(q))  # (B, H, Nq, d)
         wk = self.k_proj.weight.reshape(h, d, self.kv_in_dim)  # (H, d, C_kv)
         q_in_k = (qh @ wk) * d**-0.5  # (B, H, Nq, C_kv); the b_k term is constant per query
-        scores = q_in_k.reshape(b, h * nq, self.kv_in_dim) @ k.transpose(1, 2)  # (B, H*Nq, Nk)
-        mixed = scores.softmax(dim=-1) @ v  # (B, H*Nq, C_kv): attention-weighted raw values
+        if k.shape[0] == 1 and v.shape[0] == 1 and b > 1:
+            flat = q_in_k.reshape(b * h * nq, self.kv_in_dim)
+            mixed = (flat @ k[0].T).softmax(dim=-1) @ v[0]  # (B*H*Nq, C_kv)
+        else:
+            scores = q_in_k.reshape(b, h * nq, self.kv_in_dim) @ k.transpose(1, 2)
+            mixed = scores.softmax(dim=-1) @ v  # (B, H*Nq, C_kv): weighted raw values
         wv = self.v_proj.weight.reshape(h, d, self.kv_in_dim)
         out = mixed.reshape(b, h, nq, self.kv_in_dim) @ wv.transpose(1, 2)
         out = out + self.v_proj.bias.reshape(h, 1, d)  # (B, H, Nq, d)
@@ -95,7 +105,7 @@ class Attention(nn.Module):
 
     def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Image -> token: fold the query and output projections into the few keys/values."""
-        b, nq, c = q.shape
+        b, nq, c = k.shape[0], q.shape[1], q.shape[2]  # q may have batch 1 (broadcast)
         h, d = self.num_heads, self.internal_dim // self.num_heads
         nk = k.shape[1]
         kh = self._separate_heads(self.k_proj(k))  # (B, H, Nk, d)
@@ -104,9 +114,13 @@ class Attention(nn.Module):
         scale = d**-0.5
         m = (kh @ wq) * scale  # (B, H, Nk, C): score of query x is x . m + const
         const = (kh @ self.q_proj.bias.reshape(h, d, 1)).squeeze(-1) * scale  # (B, H, Nk)
-        scores = torch.baddbmm(
-            const.reshape(b, 1, h * nk), q, m.reshape(b, h * nk, c).transpose(1, 2)
-        )
+        if q.shape[0] == 1 and b > 1:  # one image for all prompts: one GEMM for all
+            scores = (q[0] @ m.reshape(b * h * nk, c).T).reshape(nq, b, h * nk)
+            scores = scores.transpose(0, 1) + const.reshape(b, 1, h * nk)
+        else:
+            scores = torch.baddbmm(
+                const.reshape(b, 1, h * nk), q, m.reshape(b, h * nk, c).transpose(1, 2)
+            )
         probs = _softmax_small(scores.reshape(b, nq, h, nk)).reshape(b, nq, h * nk)
         wo = self.out_proj.weight.reshape(c, h, d).permute(1, 2, 0)  # (H, d, C)
         u = (vh @ wo).reshape(b, h * nk, c)  # values already through the output projection

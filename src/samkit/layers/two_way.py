@@ -52,7 +52,9 @@ class TwoWayAttentionBlock(nn.Module):
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``queries`` (B, N_tok, C) and ``keys`` (B, HW, C) with matching encodings."""
+        """``queries`` (B, N_tok, C) and ``keys`` (B or 1, HW, C) with matching
+        encodings (``key_pe`` (1, HW, C) broadcasts). Keys with batch 1 are shared by all
+        B prompt sets until this block writes per-prompt keys; returns keys (B, HW, C)."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -115,7 +117,12 @@ class TwoWayTransformer(nn.Module):
         image_pe: torch.Tensor,
         point_embedding: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image_embedding`` (B or 1, C, H, W), ``image_pe`` (1 or B, C, H, W),
+        ``point_embedding`` (B, N_tok, C). An image embedding with batch 1 is shared by
+        all B prompt sets (one image, many prompts) without being copied per prompt."""
         # Token-major copies once: every later op reads them row by row.
+        if image_pe.shape[0] > 1 and image_pe.stride(0) == 0:
+            image_pe = image_pe[:1]  # an expanded encoding: one copy is enough
         image_embedding = image_embedding.flatten(2).transpose(1, 2).contiguous()
         image_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         queries = point_embedding
@@ -125,4 +132,6 @@ class TwoWayTransformer(nn.Module):
         q = queries + point_embedding
         k = keys + image_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
+        if keys.shape[0] != queries.shape[0]:  # depth 0 with a shared image
+            keys = keys.expand(queries.shape[0], -1, -1)
         return queries, keys

@@ -154,12 +154,16 @@ class MaskDecoder(nn.Module):
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
-        if image_embeddings.shape[0] != b:
-            image_embeddings = image_embeddings.expand(b, -1, -1, -1)
-        src = image_embeddings + dense_prompt_embeddings
-        pos_src = image_pe.expand(b, -1, -1, -1)
+        if image_embeddings.shape[0] == 1 and (b == 1 or dense_prompt_embeddings.stride(0) == 0):
+            # One image and the same dense prompt for every prompt set (no mask input):
+            # the transformer shares the image tokens until they become prompt-specific.
+            src = image_embeddings + dense_prompt_embeddings[:1]
+        else:
+            if image_embeddings.shape[0] != b:
+                image_embeddings = image_embeddings.expand(b, -1, -1, -1)
+            src = image_embeddings + dense_prompt_embeddings
         _, c, h, w = src.shape
-        hs, src = self.transformer(src, pos_src, tokens)
+        hs, src = self.transformer(src, image_pe[:1], tokens)
         return hs, src, (h, w, c)
 
     def predict_masks(
