@@ -335,6 +335,14 @@ def test_lr_factor_by_hand():
         [0.5, 1, 1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]
     )
     assert lr_factor(TrainConfig(warmup_steps=0, max_steps=10), 0) == 1.0
+    # a run that stops at step 4 of a 14-step schedule: same lr as the full run
+    early = TrainConfig(warmup_steps=4, max_steps=9, schedule_steps=14, min_lr_ratio=0.1)
+    assert lr_factor(early, 9) == pytest.approx(0.55)
+    assert [lr_factor(early, s) for s in range(9)] == pytest.approx(
+        [lr_factor(cfg, s) for s in range(9)]
+    )
+    with pytest.raises(ValueError, match="schedule_steps"):
+        TrainConfig(schedule_steps=0)
 
 
 def test_optimizer_follows_schedule(tmp_path):

@@ -35,6 +35,9 @@ class TrainConfig:
         betas: AdamW betas.
         warmup_steps: linear warmup length in optimizer steps (0 = none).
         max_steps: number of optimizer steps of :meth:`Trainer.fit`.
+        schedule_steps: length of the cosine schedule (``None``: ``max_steps``). A run
+            can stop before its schedule ends (``max_steps < schedule_steps``) and be
+            resumed with another schedule: the lr is a pure function of the step.
         schedule: ``"cosine"`` or ``"step"``.
         min_lr_ratio: final lr / peak lr of the cosine schedule.
         step_milestones: optimizer steps at which the ``"step"`` schedule multiplies the
@@ -70,6 +73,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 100
     max_steps: int = 1000
+    schedule_steps: int | None = None
     schedule: str = "cosine"
     min_lr_ratio: float = 0.0
     step_milestones: tuple[int, ...] = field(default_factory=tuple)
@@ -122,6 +126,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise bad(name, "must be an integer >= 1")
+        if self.schedule_steps is not None and (
+            not isinstance(self.schedule_steps, int) or self.schedule_steps < 1
+        ):
+            raise bad("schedule_steps", "must be None or an integer >= 1")
         if self.schedule not in _SCHEDULES:
             raise bad("schedule", f"must be one of {', '.join(_SCHEDULES)}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -198,7 +206,8 @@ def lr_factor(config: TrainConfig, step: int) -> float:
 
     Warmup: ``(step + 1) / warmup_steps`` while ``step < warmup_steps``. Then
     ``"cosine"``: ``r + (1 - r) * 0.5 * (1 + cos(pi * t))`` with
-    ``t = (step - warmup) / (max_steps - warmup)`` clipped to ``[0, 1]`` and
+    ``t = (step - warmup) / (schedule_steps - warmup)`` (``schedule_steps`` defaults to
+    ``max_steps``) clipped to ``[0, 1]`` and
     ``r = min_lr_ratio``; ``"step"``: ``step_gamma ** (number of milestones <= step)``.
     """
     warmup = config.warmup_steps
@@ -206,7 +215,8 @@ def lr_factor(config: TrainConfig, step: int) -> float:
         return (step + 1) / warmup
     if config.schedule == "step":
         return config.step_gamma ** sum(1 for m in config.step_milestones if step >= m)
-    span = max(1, config.max_steps - warmup)
+    length = config.max_steps if config.schedule_steps is None else config.schedule_steps
+    span = max(1, length - warmup)
     t = min(1.0, max(0.0, (step - warmup) / span))
     r = config.min_lr_ratio
     return r + (1 - r) * 0.5 * (1 + math.cos(math.pi * t))
