@@ -5,7 +5,14 @@ Presets are plain frozen dataclasses built at import (no I/O, no torch work).
 
 from __future__ import annotations
 
-from samkit.configs.base import ModelPreset, SamConfig, TinyViTConfig, ViTConfig, WeightSpec
+from samkit.configs.base import (
+    ModelPreset,
+    PromptEncoderConfig,
+    SamConfig,
+    TinyViTConfig,
+    ViTConfig,
+    WeightSpec,
+)
 from samkit.errors import UnknownModel
 
 _SAM1_HOST = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -98,5 +105,38 @@ register(
         ),
         description="MobileSAM: TinyViT-5M encoder distilled from SAM ViT-H",
         aliases=("vit_t",),
+    )
+)
+
+# samkit's own demo model: a 6-block ViT at a 256-pixel input with 8-pixel patches (a 32x32
+# embedding) and the standard 256-d prompt encoder and mask decoder, trained from scratch
+# on the synthetic nested-shapes generator by scripts/train_demo.sh. Its weights ship
+# inside the package so samkit works offline; see docs/model_card_samkit_demo.md.
+DEMO_CONFIG = SamConfig(
+    encoder=ViTConfig(
+        embed_dim=128,
+        depth=6,
+        num_heads=4,
+        global_attn_indexes=(2, 5),
+        window_size=8,
+        patch_size=8,
+        img_size=256,
+    ),
+    prompt_encoder=PromptEncoderConfig(image_embedding_size=32, input_image_size=256),
+    image_size=256,
+)
+register(
+    ModelPreset(
+        name="samkit-demo",
+        config=DEMO_CONFIG,
+        weights=WeightSpec(
+            url="",
+            filename="samkit-demo.safetensors",
+            sha256="ac9508be8e365ce8003b52eab47df43126bad16268f07d74accaadf4cb5aea31",
+            size=12117896,
+            bundled="assets/samkit-demo.safetensors",
+        ),
+        description="samkit's demo model, trained on synthetic shapes (not a general model)",
+        aliases=("demo",),
     )
 )
