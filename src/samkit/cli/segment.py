@@ -20,7 +20,7 @@ from samkit.inference.prompts import prepare_prompts
 from samkit.inference.transforms import load_image
 
 #: Model used when ``--model`` is not given.
-DEFAULT_MODEL = "sam-vit-b"
+DEFAULT_MODEL = "samkit-demo"  # bundled: works offline
 
 
 class DType(str, enum.Enum):
