@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypedDict
 
 import numpy as np
@@ -42,18 +42,18 @@ from samkit.errors import InvalidImage
 from samkit.inference.predictor import ImagePredictor
 from samkit.inference.transforms import (
     ImageLike,
+    coords_to_input,
     postprocess_masks,
-    preprocess_shape,
     to_rgb_uint8,
 )
 from samkit.masks import (
-    batched_nms,
     box_area,
     box_xyxy_to_xywh,
     build_all_layer_point_grids,
     generate_crop_boxes,
     is_box_near_crop_edge,
     masks_to_boxes,
+    nms,
     remove_small_regions,
     rle_area,
     rle_decode,
@@ -323,12 +323,7 @@ class MaskGenerator:
             t0 = time.perf_counter()
             data = _MaskSet.concat(batches)
             if len(data):
-                keep = batched_nms(
-                    data.boxes.float(),
-                    data.iou_preds,
-                    torch.zeros(len(data), dtype=torch.int64),
-                    self.box_nms_thresh,
-                )
+                keep = nms(data.boxes.float(), data.iou_preds, self.box_nms_thresh)
                 data = data.select(keep)
             per_crop.append(data)
             stats.postprocess_s += time.perf_counter() - t0
@@ -337,12 +332,7 @@ class MaskGenerator:
         data = _MaskSet.concat(per_crop)
         if len(crop_boxes) > 1 and len(data):
             scores = 1.0 / box_area(data.crop_boxes.float())
-            keep = batched_nms(
-                data.boxes.float(),
-                scores,
-                torch.zeros(len(data), dtype=torch.int64),
-                self.crop_nms_thresh,
-            )
+            keep = nms(data.boxes.float(), scores, self.crop_nms_thresh)
             data = data.select(keep)
         if self.min_mask_region_area > 0 and len(data):
             data = self._remove_small_regions(data, max(self.box_nms_thresh, self.crop_nms_thresh))
@@ -350,15 +340,7 @@ class MaskGenerator:
         stats.postprocess_s += time.perf_counter() - t0
         stats.num_masks = len(records)
         assert last is not None
-        yield AMGUpdate(
-            crop_index=last.crop_index,
-            num_crops=last.num_crops,
-            batch_index=last.batch_index,
-            num_batches=last.num_batches,
-            candidates=last.candidates,
-            records=records,
-            stats=stats,
-        )
+        yield replace(last, records=records, stats=stats)
 
     # ----------------------------------------------------------------- helpers
     def _encode_outputs(self, rles: list[dict[str, Any]]) -> list[Any]:
@@ -414,10 +396,7 @@ class MaskGenerator:
         crop_h, crop_w = embedding.original_size
         input_size = embedding.input_size
         t0 = time.perf_counter()
-        new_h, new_w = preprocess_shape(crop_h, crop_w, model.image_size)
-        coords = points.copy()
-        coords[:, 0] *= new_w / crop_w
-        coords[:, 1] *= new_h / crop_h
+        coords = coords_to_input(points, (crop_h, crop_w), input_size)
         in_points = torch.as_tensor(coords, device=device).float()[:, None, :]
         in_labels = torch.ones(len(points), 1, dtype=torch.int64, device=device)
         # 1. predicted IoU: it does not depend on the masks, so filter before the
@@ -504,15 +483,5 @@ class MaskGenerator:
                 rles[i] = rle_encode(tensor)[0]
                 boxes[i] = masks_to_boxes(tensor)[0]
                 scores[i] = 0.0
-        keep = batched_nms(
-            boxes.float(), scores, torch.zeros(len(rles), dtype=torch.int64), nms_thresh
-        )
-        updated = _MaskSet(
-            rles=rles,
-            boxes=boxes,
-            iou_preds=data.iou_preds,
-            points=data.points,
-            stability=data.stability,
-            crop_boxes=data.crop_boxes,
-        )
-        return updated.select(keep)
+        keep = nms(boxes.float(), scores, nms_thresh)
+        return replace(data, rles=rles, boxes=boxes).select(keep)
