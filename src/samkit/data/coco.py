@@ -14,22 +14,27 @@ from pycocotools import mask as mask_utils
 from samkit.data.sa1b import decode_rle_objects, load_rgb
 from samkit.data.types import Sample
 
-__all__ = ["CocoInstancesDataset", "coco_segmentation_to_mask"]
+__all__ = ["CocoInstancesDataset", "coco_segmentation_to_mask", "coco_segmentation_to_rle"]
 
 
-def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """Rasterize one COCO ``segmentation`` to an ``(H, W)`` bool mask.
+def coco_segmentation_to_rle(segmentation: Any, height: int, width: int) -> Any:
+    """One COCO ``segmentation`` as a pycocotools compressed RLE object.
 
     Accepts polygons (list of flat ``[x0, y0, x1, y1, ...]`` lists, image pixels; parts are
     merged), uncompressed RLE (``counts`` list) and compressed RLE (``counts`` str/bytes),
-    exactly like ``pycocotools.coco.COCO.annToMask``.
+    exactly like ``pycocotools.coco.COCO.annToRLE``.
     """
     if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation.get("counts"), list):
+        return mask_utils.frPyObjects(segmentation, height, width)
+    return segmentation
+
+
+def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """Rasterize one COCO ``segmentation`` (see :func:`coco_segmentation_to_rle`) to an
+    ``(H, W)`` bool mask, exactly like ``pycocotools.coco.COCO.annToMask``."""
+    rle = coco_segmentation_to_rle(segmentation, height, width)
     return decode_rle_objects(rle).astype(bool)
 
 

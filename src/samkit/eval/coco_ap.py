@@ -45,6 +45,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from samkit.data.coco import coco_segmentation_to_rle
 from samkit.data.sa1b import encode_masks, load_rgb
 
 __all__ = [
@@ -279,13 +280,7 @@ def _quiet() -> Iterator[None]:
 
 def _segm_area(segmentation: Any, height: int, width: int) -> float:
     """Pixel area of a COCO segmentation (polygons, uncompressed or compressed RLE)."""
-    if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
-    return float(mask_utils.area(rle))
+    return float(mask_utils.area(coco_segmentation_to_rle(segmentation, height, width)))
 
 
 def _gt_for_eval(gt: Mapping[str, Any]) -> dict[str, Any]:
