@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
-from tiny_models import save_and_register_tiny
+from tiny_models import assert_cli_error, save_and_register_tiny
 from typer.testing import CliRunner
 
 import samkit
@@ -79,18 +79,6 @@ def run(*args: str | os.PathLike[str], env: dict[str, str] | None = None):
 
 def segment(image: Path, checkpoint: Path, *args: str | os.PathLike[str], env=None):
     return run("segment", image, "--model", TINY, "--checkpoint", checkpoint, *args, env=env)
-
-
-def assert_error(result, *fragments: str) -> str:
-    """Exit status 2 and exactly one stderr line ``samkit: error: ...`` holding ``fragments``."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("samkit: error: "), lines[0]
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -271,37 +259,37 @@ def test_segment_prompt_errors(
     image: Path, tiny_checkpoint: Path, tmp_path: Path, args: list[str], fragments: list[str]
 ) -> None:
     result = segment(image, tiny_checkpoint, *args, "-o", tmp_path / "m.png")
-    assert_error(result, *fragments)
+    assert_cli_error(result, *fragments)
     assert not (tmp_path / "m.png").exists()
 
 
 def test_segment_missing_image(tiny_checkpoint: Path, tmp_path: Path) -> None:
     result = segment(tmp_path / "nope.jpg", tiny_checkpoint, "-p", "1,1", "-o", tmp_path / "m.png")
-    assert_error(result, "image not found", "nope.jpg")
+    assert_cli_error(result, "image not found", "nope.jpg")
 
 
 def test_segment_corrupt_image(tiny_checkpoint: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     result = segment(bad, tiny_checkpoint, "-p", "1,1", "-o", tmp_path / "m.png")
-    assert_error(result, "cannot read image", "bad.jpg")
+    assert_cli_error(result, "cannot read image", "bad.jpg")
 
 
 def test_segment_unknown_model(image: Path, tmp_path: Path) -> None:
     result = run("segment", image, "-m", "sam-vit-z", "-p", "1,1", "-o", tmp_path / "m.png")
-    assert_error(result, "unknown model 'sam-vit-z'", "sam-vit-b")
+    assert_cli_error(result, "unknown model 'sam-vit-z'", "sam-vit-b")
 
 
 def test_segment_missing_checkpoint(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     result = segment(image, tmp_path / "none.pth", "-p", "1,1", "-o", tmp_path / "m.png")
-    assert_error(result, "checkpoint not found")
+    assert_cli_error(result, "checkpoint not found")
 
 
 def test_segment_corrupt_checkpoint(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.pth"
     bad.write_bytes(tiny_checkpoint.read_bytes()[:1000])
     result = segment(image, bad, "-p", "1,1", "-o", tmp_path / "m.png")
-    assert_error(result, "cannot read checkpoint", "bad.pth")
+    assert_cli_error(result, "cannot read checkpoint", "bad.pth")
 
 
 def test_segment_checkpoint_of_another_model(
@@ -312,13 +300,13 @@ def test_segment_checkpoint_of_another_model(
     other = tmp_path / "other.pth"
     torch.save(state, other)
     result = segment(image, other, "-p", "1,1", "-o", "m.png")
-    assert_error(result, "does not match this architecture", "mask_decoder.iou_token.weight")
+    assert_cli_error(result, "does not match this architecture", "mask_decoder.iou_token.weight")
 
 
 def test_segment_missing_output_folder(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "no" / "such" / "dir" / "m.png"
     result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", out)
-    assert_error(result, "--out", "does not exist")
+    assert_cli_error(result, "--out", "does not exist")
 
 
 @pytest.mark.parametrize("option", ["--out", "--overlay", "--json"])
@@ -331,7 +319,7 @@ def test_segment_refuses_to_overwrite_the_image(
     outputs = {"--out": tmp_path / "m.png", option: alias}
     args = [x for key, value in outputs.items() for x in (key, value)]
     result = segment(image, tiny_checkpoint, "-p", "1,1", *args)
-    assert_error(result, option, "input IMAGE", "refusing")
+    assert_cli_error(result, option, "input IMAGE", "refusing")
     assert image.read_bytes() == before
 
 
@@ -341,7 +329,7 @@ def test_segment_refuses_symlink_to_the_image(
     link = tmp_path / "link.png"
     link.symlink_to(image)
     result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", link)
-    assert_error(result, "refusing")
+    assert_cli_error(result, "refusing")
 
 
 def test_segment_refuses_duplicate_outputs(
@@ -349,17 +337,17 @@ def test_segment_refuses_duplicate_outputs(
 ) -> None:
     out = tmp_path / "m.png"
     result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", out, "--overlay", out)
-    assert_error(result, "--overlay and --out")
+    assert_cli_error(result, "--overlay and --out")
 
 
 def test_segment_output_is_a_directory(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", tmp_path)
-    assert_error(result, "is a directory")
+    assert_cli_error(result, "is a directory")
 
 
 def test_segment_bad_device(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", "m.png", "--device", "toaster")
-    assert_error(result, "--device", "toaster")
+    assert_cli_error(result, "--device", "toaster")
 
 
 def test_segment_bad_dtype_is_a_usage_error(image: Path, tiny_checkpoint: Path) -> None:
@@ -422,9 +410,9 @@ def test_download_network_error(tiny_checkpoint: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr("urllib.request.urlopen", unreachable)
     result = run("download", "sam-vit-b", "--no-progress")
-    assert_error(result, "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth")
+    assert_cli_error(result, "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth")
     result = run("download", TINY)
-    assert_error(result, TINY_URL)
+    assert_cli_error(result, TINY_URL)
 
 
 class _FakeResponse(io.BytesIO):
@@ -453,7 +441,7 @@ def test_download_success_and_force(
 
 
 def test_download_unknown_model() -> None:
-    assert_error(run("download", "nope"), "unknown model 'nope'")
+    assert_cli_error(run("download", "nope"), "unknown model 'nope'")
 
 
 def test_version() -> None:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from tiny_models import save_and_register_tiny
+from tiny_models import assert_cli_error, save_and_register_tiny
 from typer.testing import CliRunner
 
 import samkit
@@ -89,18 +89,6 @@ def auto(checkpoint: Path, *args: str | os.PathLike[str]):
     """``samkit auto`` with the tiny model, no filtering and no progress bar."""
     argv = ["auto", *map(str, args), "-m", TINY, "-c", str(checkpoint), *KEEP_ALL]
     return runner.invoke(app, [*argv, "--no-progress"])
-
-
-def assert_error(result, *fragments: str) -> str:
-    """Exit status 2 and exactly one stderr line ``samkit: error: ...``."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("samkit: error: "), lines[0]
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def decode(segmentation: dict) -> np.ndarray:
@@ -437,13 +425,13 @@ def test_refuses_to_overwrite_an_input(checkpoint: Path, tmp_path: Path) -> None
     # An image whose name is what the output would be called, in the output folder.
     image = make_image(tmp_path / "pic.json")
     data = image.read_bytes()
-    assert_error(auto(checkpoint, image, "--out", tmp_path), "would overwrite the input", "pic")
+    assert_cli_error(auto(checkpoint, image, "--out", tmp_path), "would overwrite the input", "pic")
     assert image.read_bytes() == data
     # A link in --out that points at an input.
     make_image(tmp_path / "in" / "a.png")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "a.json").symlink_to(tmp_path / "in" / "a.png")
-    assert_error(
+    assert_cli_error(
         auto(checkpoint, tmp_path / "in", "--out", tmp_path / "out", "--overwrite"),
         "would overwrite the input",
     )
@@ -453,13 +441,13 @@ def test_refuses_to_overwrite_an_input(checkpoint: Path, tmp_path: Path) -> None
 def test_duplicate_stems(checkpoint: Path, folder: Path, tmp_path: Path) -> None:
     make_image(folder / "a.jpg", 3)
     result = auto(checkpoint, folder, "--out", tmp_path / "out")
-    assert_error(result, "same name stem 'a'", "a.jpg", "a.png")
+    assert_cli_error(result, "same name stem 'a'", "a.jpg", "a.png")
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_model(folder: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["auto", str(folder), "-o", "out", "-m", "sam-vit-z"])
-    assert_error(result, "unknown model 'sam-vit-z'")
+    assert_cli_error(result, "unknown model 'sam-vit-z'")
     assert not (tmp_path / "out").exists()
 
 
@@ -483,13 +471,13 @@ def test_bad_input_and_options(
     argv = ["auto", *args, "--out", "out", "-m", TINY, "--no-progress"]
     if "-c" not in args:
         argv += ["-c", str(checkpoint)]
-    assert_error(runner.invoke(app, argv), fragment)
+    assert_cli_error(runner.invoke(app, argv), fragment)
     assert not (tmp_path / "out").exists()
 
 
 def test_out_is_a_file(checkpoint: Path, folder: Path, tmp_path: Path) -> None:
     (tmp_path / "out").write_text("x")
-    assert_error(auto(checkpoint, folder, "--out", tmp_path / "out"), "must be a folder")
+    assert_cli_error(auto(checkpoint, folder, "--out", tmp_path / "out"), "must be a folder")
 
 
 def test_help_lists_auto() -> None:

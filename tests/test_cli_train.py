@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import assert_cli_error
 from typer.testing import CliRunner
 
 import samkit
@@ -71,16 +72,6 @@ def run(*args: str | os.PathLike[str]):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("samkit: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.output
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth")
@@ -113,7 +104,7 @@ def test_synth_writes_sa1b_dataset(tmp_path: Path) -> None:
     ],
 )
 def test_synth_errors(tmp_path: Path, args: tuple[str, ...], fragment: str) -> None:
-    assert_one_line_error(run("synth", tmp_path / "d", *args), fragment)
+    assert_cli_error(run("synth", tmp_path / "d", *args), fragment)
 
 
 # -------------------------------------------------------------------- train
@@ -179,30 +170,30 @@ def test_train_config_file_with_cli_override(dataset: Path, tmp_path: Path) -> N
 )
 def test_train_option_errors(dataset: Path, extra: tuple[str, ...], fragment: str) -> None:
     result = run("train", dataset, "--model", TINY, "--no-pretrained", *extra)
-    assert_one_line_error(result, fragment)
+    assert_cli_error(result, fragment)
 
 
 def test_train_missing_and_empty_data(tmp_path: Path) -> None:
-    assert_one_line_error(
+    assert_cli_error(
         run("train", tmp_path / "nope", "--model", TINY, "--no-pretrained"), "not found"
     )
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_one_line_error(run("train", empty, "--model", TINY, "--no-pretrained"), "empty")
+    assert_cli_error(run("train", empty, "--model", TINY, "--no-pretrained"), "empty")
 
 
 def test_train_bad_config_file(dataset: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"model": TINY, "learning_rate": 1}))
-    assert_one_line_error(run("train", dataset, "--config", bad), "learning_rate")
-    assert_one_line_error(run("train", dataset, "--config", tmp_path / "none.json"), "none.json")
+    assert_cli_error(run("train", dataset, "--config", bad), "learning_rate")
+    assert_cli_error(run("train", dataset, "--config", tmp_path / "none.json"), "none.json")
 
 
 def test_train_bad_init_checkpoint(dataset: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     result = run("train", dataset, "--model", TINY, "--init-checkpoint", junk, "--max-steps", "1")
-    assert_one_line_error(result, "junk.pt")
+    assert_cli_error(result, "junk.pt")
 
 
 def test_train_resume_continues(dataset: Path, tmp_path: Path) -> None:
@@ -216,7 +207,7 @@ def test_train_resume_continues(dataset: Path, tmp_path: Path) -> None:
     assert saved["step"] == 2
     bad = tmp_path / "bad_state.pt"
     torch.save({"format": "other"}, bad)
-    assert_one_line_error(run("train", dataset, *common, "--resume", bad), "bad_state.pt")
+    assert_cli_error(run("train", dataset, *common, "--resume", bad), "bad_state.pt")
 
 
 def test_train_on_coco_annotations(dataset: Path, tmp_path: Path) -> None:
@@ -247,7 +238,7 @@ def test_train_on_coco_annotations(dataset: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (out / "model_final.pt").is_file()
-    assert_one_line_error(
+    assert_cli_error(
         run("train", dataset, "--coco-annotations", tmp_path / "nope.json", "--model", TINY),
         "nope.json",
     )

@@ -22,7 +22,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from rich.console import Console
-from tiny_models import TINY_256, save_and_register_tiny
+from tiny_models import TINY_256, assert_cli_error, save_and_register_tiny
 from typer.testing import CliRunner
 
 import samkit
@@ -472,13 +472,6 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def _assert_error(result: Any, fragment: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("samkit: error: ") and fragment in lines[0], lines[0]
-
-
 def test_cli_coco_ap(coco: CocoFixture, tmp_path: Path, tiny_checkpoint: Path) -> None:
     dets_path = tmp_path / "dets.json"
     dets_path.write_text(json.dumps(_perfect_dets()))
@@ -519,31 +512,31 @@ def test_cli_coco_ap(coco: CocoFixture, tmp_path: Path, tiny_checkpoint: Path) -
 def test_cli_coco_ap_errors(coco: CocoFixture, tmp_path: Path, tiny_checkpoint: Path) -> None:
     base = ["eval", str(coco.images_dir), "--model", TINY, "--checkpoint", str(tiny_checkpoint)]
     gt = ["--coco-annotations", str(coco.gt_path)]
-    _assert_error(runner.invoke(app, [*base, *gt, "--protocol", "coco-ap"]), "--detections")
+    assert_cli_error(runner.invoke(app, [*base, *gt, "--protocol", "coco-ap"]), "--detections")
 
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps([*_perfect_dets(), {**_det(11, 0.5), "image_id": 99}]))
     result = runner.invoke(app, [*base, *gt, "--detections", str(unknown), "--protocol", "coco-ap"])
-    _assert_error(result, "image_id 99")
+    assert_cli_error(result, "image_id 99")
 
     broken = tmp_path / "broken.json"
     broken.write_text("[{not json")
     result = runner.invoke(app, [*base, *gt, "--detections", str(broken), "--protocol", "coco-ap"])
-    _assert_error(result, "--detections")
+    assert_cli_error(result, "--detections")
     missing = tmp_path / "missing.json"
     result = runner.invoke(app, [*base, *gt, "--detections", str(missing), "--protocol", "coco-ap"])
-    _assert_error(result, "--detections")
+    assert_cli_error(result, "--detections")
     empty = tmp_path / "empty.json"
     empty.write_text("[]")
     result = runner.invoke(app, [*base, *gt, "--detections", str(empty), "--protocol", "coco-ap"])
-    _assert_error(result, "empty")
+    assert_cli_error(result, "empty")
 
     dets = tmp_path / "dets.json"
     dets.write_text(json.dumps(_perfect_dets()))
     result = runner.invoke(app, [*base, "--detections", str(dets), "--protocol", "coco-ap"])
-    _assert_error(result, "--coco-annotations")
+    assert_cli_error(result, "--coco-annotations")
     result = runner.invoke(app, [*base, *gt, "--detections", str(dets), "--protocol", "box"])
-    _assert_error(result, "--detections")
+    assert_cli_error(result, "--detections")
 
 
 def test_gt_without_area_iscrowd_and_with_polygons(coco: CocoFixture) -> None:

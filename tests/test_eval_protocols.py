@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_models import save_and_register_tiny
+from tiny_models import assert_cli_error, save_and_register_tiny
 from typer.testing import CliRunner
 
 from samkit.cli.main import app
@@ -292,13 +292,6 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def _assert_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("samkit: error: ") and fragment in lines[0], lines[0]
-
-
 def test_cli_eval_all_protocols(tmp_path: Path, tiny_checkpoint: Path) -> None:
     data = tmp_path / "data"
     write_synthetic_dataset(data, 3, SyntheticConfig(size=(64, 64), objects=(1, 2)))
@@ -329,18 +322,18 @@ def test_cli_eval_all_protocols(tmp_path: Path, tiny_checkpoint: Path) -> None:
 
 def test_cli_eval_errors(tmp_path: Path, tiny_checkpoint: Path) -> None:
     base = ["--model", TINY, "--checkpoint", str(tiny_checkpoint)]
-    _assert_error(runner.invoke(app, ["eval", str(tmp_path / "nope"), *base]), "not found")
+    assert_cli_error(runner.invoke(app, ["eval", str(tmp_path / "nope"), *base]), "not found")
     empty = tmp_path / "empty"
     empty.mkdir()
-    _assert_error(runner.invoke(app, ["eval", str(empty), *base]), "no SA-1B samples")
+    assert_cli_error(runner.invoke(app, ["eval", str(empty), *base]), "no SA-1B samples")
     data = tmp_path / "data"
     write_synthetic_dataset(data, 1, SyntheticConfig(size=(64, 64), objects=(1, 1)))
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     result = runner.invoke(app, ["eval", str(data), "--model", TINY, "--checkpoint", str(bad)])
-    _assert_error(result, "")
+    assert_cli_error(result, "")
     result = runner.invoke(app, ["eval", str(data), *base, "--coco-annotations", "missing.json"])
-    _assert_error(result, "--coco-annotations")
+    assert_cli_error(result, "--coco-annotations")
 
 
 def test_cli_eval_coco(tmp_path: Path, tiny_checkpoint: Path) -> None:

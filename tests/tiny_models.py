@@ -52,3 +52,16 @@ def save_and_register_tiny(
             )
         )
     return path
+
+
+def assert_cli_error(result, *fragments: str) -> str:
+    """Exit status 2 and exactly one stderr line ``samkit: error: ...`` holding every one of
+    ``fragments``, with no traceback in the output. Returns that line."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("samkit: error: "), lines[0]
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
