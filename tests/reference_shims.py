@@ -9,6 +9,12 @@ suite only (samkit never imports torchvision or timm):
   torchvision delegates to ``PIL.Image.fromarray`` and ``Image.resize((w, h), BILINEAR)``.
 - ``torchvision.ops.boxes.batched_nms`` / ``box_area``: a plain greedy NMS (tested
   separately in ``test_reference_shims.py`` against a brute-force definition).
+- ``torchvision.transforms.ToTensor`` / ``Resize`` / ``Normalize`` (the official SAM 2
+  transforms): ``ToTensor`` divides a HWC uint8 array by 255 into CHW float;
+  ``Resize`` on a tensor is ``F.interpolate(bilinear, align_corners=False,
+  antialias=True)`` in torchvision (its tensor path calls exactly that); ``Normalize``
+  is ``(x - mean) / std``. They are TorchScript-compatible modules because the official
+  code scripts them.
 - ``timm.models.layers.DropPath`` / ``to_2tuple`` / ``trunc_normal_`` and
   ``timm.models.registry.register_model``: trivial at inference.
 """
@@ -74,6 +80,46 @@ def batched_nms(
     return nms(boxes + offsets[:, None], scores, iou_threshold)
 
 
+class ToTensor:
+    def __call__(self, pic) -> torch.Tensor:
+        if isinstance(pic, Image.Image):
+            pic = np.asarray(pic)
+        arr = np.asarray(pic)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        t = torch.from_numpy(np.ascontiguousarray(arr.transpose((2, 0, 1)))).contiguous()
+        return t.float().div(255) if t.dtype == torch.uint8 else t.float()
+
+
+class Resize(nn.Module):
+    def __init__(self, size: list[int] | tuple[int, int]) -> None:
+        super().__init__()
+        self.size = [int(size[0]), int(size[1])]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        squeeze = x.dim() == 3
+        if squeeze:
+            x = x.unsqueeze(0)
+        out = torch.nn.functional.interpolate(
+            x, size=self.size, mode="bilinear", align_corners=False, antialias=True
+        )
+        if squeeze:
+            out = out.squeeze(0)
+        return out
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+        return (x - mean) / std
+
+
 class DropPath(nn.Module):
     def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True) -> None:
         super().__init__()
@@ -110,7 +156,13 @@ def install() -> None:
     functional = _module(
         "torchvision.transforms.functional", resize=resize, to_pil_image=to_pil_image
     )
-    transforms = _module("torchvision.transforms", functional=functional)
+    transforms = _module(
+        "torchvision.transforms",
+        functional=functional,
+        ToTensor=ToTensor,
+        Resize=Resize,
+        Normalize=Normalize,
+    )
     ops_boxes = _module(
         "torchvision.ops.boxes", batched_nms=batched_nms, box_area=box_area, nms=nms
     )
@@ -143,6 +195,18 @@ def import_segment_anything():
     import segment_anything
 
     return segment_anything
+
+
+def import_sam2_module(name: str):
+    """Import a module of the official ``sam2`` package, e.g. ``"modeling.memory_encoder"``.
+
+    The memory and transformer modules need no torchvision; the shims are installed
+    anyway so that any ``sam2`` module importing it gets the same stand-ins.
+    """
+    import importlib
+
+    install()
+    return importlib.import_module(f"sam2.{name}")
 
 
 def import_mobile_sam():

@@ -31,7 +31,7 @@ All coordinates are pixels of the image passed to :meth:`generate` unless stated
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypedDict
 
@@ -43,7 +43,6 @@ from samkit.inference.predictor import ImagePredictor
 from samkit.inference.transforms import (
     ImageLike,
     coords_to_input,
-    postprocess_masks,
     to_rgb_uint8,
 )
 from samkit.masks import (
@@ -62,6 +61,7 @@ from samkit.masks import (
     stability_score,
     uncrop_masks,
 )
+from samkit.modeling import SamModel
 from samkit.modeling.sam import Sam
 
 __all__ = ["AMGStats", "AMGUpdate", "MaskGenerator", "MaskRecord", "OutputMode"]
@@ -195,7 +195,7 @@ class MaskGenerator:
     """Generate masks for a whole image by prompting a grid of points.
 
     Args:
-        model_or_predictor: a :class:`~samkit.modeling.sam.Sam` model or an
+        model_or_predictor: a samkit model (SAM 1 family or SAM 2) or an
             :class:`~samkit.ImagePredictor` wrapping one.
         points_per_side: grid points along one side of the image (the grid has
             ``points_per_side ** 2`` points); ``None`` requires ``point_grids``.
@@ -217,11 +217,20 @@ class MaskGenerator:
             pixels from each mask (then NMS again, preferring unchanged masks).
         output_mode: ``"binary_mask"``, ``"uncompressed_rle"`` or ``"coco_rle"``.
         max_chunk_bytes: bound on the full-resolution float logits held at once.
+        multimask_output: three outputs per point (default) or one (SAM 2's option).
+        use_m2m: SAM 2's mask-to-mask refinement: every candidate is decoded once more
+            with its own low-res logits as the mask prompt (single output), and the
+            refined mask and IoU replace it before filtering. Doubles decoder work.
+
+    With SAM 2 models the official generator also passes ``min_mask_region_area`` to
+    its predictor's low-res hole/sprinkle filling, which needs its optional CUDA
+    extension and is skipped (with a warning) without it; samkit skips that step and
+    applies the same full-resolution small-region removal as for SAM 1.
     """
 
     def __init__(
         self,
-        model_or_predictor: Sam | ImagePredictor,
+        model_or_predictor: SamModel | ImagePredictor,
         points_per_side: int | None = 32,
         points_per_batch: int = 64,
         pred_iou_thresh: float | None = None,
@@ -236,13 +245,17 @@ class MaskGenerator:
         min_mask_region_area: int = 0,
         output_mode: OutputMode = "binary_mask",
         max_chunk_bytes: int = 256 * 2**20,
+        multimask_output: bool = True,
+        use_m2m: bool = False,
     ) -> None:
+        from samkit.modeling.sam2 import Sam2
+
         if isinstance(model_or_predictor, ImagePredictor):
             self.predictor = model_or_predictor
-        elif isinstance(model_or_predictor, Sam):
+        elif isinstance(model_or_predictor, (Sam, Sam2)):
             self.predictor = ImagePredictor(model_or_predictor, check_bounds=False)
         else:
-            raise TypeError("MaskGenerator needs a samkit Sam model or an ImagePredictor")
+            raise TypeError("MaskGenerator needs a samkit model or an ImagePredictor")
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
         if output_mode not in _OUTPUT_MODES:
@@ -280,9 +293,11 @@ class MaskGenerator:
         self.min_mask_region_area = min_mask_region_area
         self.output_mode: OutputMode = output_mode
         self.max_chunk_bytes = max_chunk_bytes
+        self.multimask_output = multimask_output
+        self.use_m2m = use_m2m
 
     @property
-    def model(self) -> Sam:
+    def model(self) -> SamModel:
         return self.predictor.model
 
     # ------------------------------------------------------------------ public
@@ -408,9 +423,19 @@ class MaskGenerator:
                 return iou_pred > thresh
             return torch.ones_like(iou_pred, dtype=torch.bool)
 
-        iou, kept, low_res = model.decode_selected(
-            embedding.features, select, points=(in_points, in_labels), multimask_output=True
-        )
+        high_res = embedding.high_res_features
+        if not self.use_m2m:
+            iou, kept, low_res = model.decode_selected(
+                embedding.features,
+                select,
+                points=(in_points, in_labels),
+                multimask_output=self.multimask_output,
+                high_res_features=high_res,
+            )
+        else:
+            iou, kept, low_res = self._decode_m2m(
+                embedding.features, high_res, in_points, in_labels, select
+            )
         k = iou.shape[1]
         keep = torch.nonzero(kept.flatten()).flatten().cpu()  # indices into (b*k), point-major
         iou = iou.flatten().float().cpu()
@@ -428,11 +453,8 @@ class MaskGenerator:
         parts: list[_MaskSet] = []
         for start in range(0, len(keep), chunk):
             idx = keep[start : start + chunk]  # (c,) indices into the flattened outputs
-            logits = postprocess_masks(
-                low_res[start : start + chunk][:, None].float(),
-                input_size,
-                (crop_h, crop_w),
-                model.image_size,
+            logits = model.postprocess_masks(
+                low_res[start : start + chunk][:, None].float(), input_size, (crop_h, crop_w)
             )[:, 0]
             stab = stability_score(logits, thr, self.stability_score_offset).cpu()
             ok = torch.ones(len(idx), dtype=torch.bool)
@@ -464,6 +486,43 @@ class MaskGenerator:
             )
         stats.postprocess_s += time.perf_counter() - t1
         return _MaskSet.concat(parts)
+
+    def _decode_m2m(
+        self,
+        features: torch.Tensor,
+        high_res: tuple[torch.Tensor, ...],
+        points: torch.Tensor,
+        labels: torch.Tensor,
+        select: Callable[[torch.Tensor], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode, then refine every output with itself as the mask prompt.
+
+        Returns IoU ``(b, k)``, keep ``(b, k)`` and kept logits like ``decode_selected``.
+        """
+        model = self.model
+        low_res, _ = model.decode(
+            features,
+            points=(points, labels),
+            multimask_output=self.multimask_output,
+            high_res_features=high_res,
+        )
+        b, k = low_res.shape[:2]
+        limit = model.low_res_logit_limit
+        prev = low_res.flatten(0, 1)[:, None]  # (b*k, 1, h, w), as the predictor returns them
+        if limit is not None:
+            prev = prev.clamp(-limit, limit)
+        pts = points.repeat_interleave(k, dim=0)
+        lbl = labels.repeat_interleave(k, dim=0)
+        refined, iou = model.decode(
+            features,
+            points=(pts, lbl),
+            mask_input=prev,
+            multimask_output=False,
+            high_res_features=high_res,
+        )
+        iou = iou.reshape(b, k)
+        keep = select(iou).to(torch.bool)
+        return iou, keep, refined.reshape(b, k, *refined.shape[-2:])[keep]
 
     def _remove_small_regions(self, data: _MaskSet, nms_thresh: float) -> _MaskSet:
         """Fill small holes, drop small islands, then NMS preferring unchanged masks.

@@ -8,10 +8,11 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from samkit.configs.base import ModelPreset, SamConfig, TinyViTConfig, ViTConfig
+from samkit.configs.base import ModelPreset, Sam2Config, SamConfig, TinyViTConfig, ViTConfig
 from samkit.configs.registry import get_preset
 from samkit.errors import CheckpointError
 from samkit.layers.two_way import TwoWayTransformer
+from samkit.modeling import SamModel
 from samkit.modeling.encoders.vit import ImageEncoderViT
 from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.prompt_encoder import PromptEncoder
@@ -79,14 +80,62 @@ def build_sam(cfg: SamConfig) -> Sam:
     )
 
 
-def _preset(name_or_preset: str | ModelPreset | SamConfig) -> tuple[str, SamConfig]:
-    if isinstance(name_or_preset, SamConfig):
+def build_sam2(cfg: Sam2Config) -> SamModel:
+    """Instantiate a SAM 2 / 2.1 model with random weights from its config."""
+    from samkit.modeling.encoders.hiera import Sam2ImageEncoder
+    from samkit.modeling.memory import build_memory_attention, build_memory_encoder
+    from samkit.modeling.sam2 import Sam2
+
+    pe, md = cfg.prompt_encoder, cfg.mask_decoder
+    return Sam2(
+        config=cfg,
+        image_encoder=Sam2ImageEncoder(cfg.encoder, cfg.neck),
+        memory_attention=build_memory_attention(cfg.memory),
+        memory_encoder=build_memory_encoder(cfg.memory),
+        prompt_encoder=PromptEncoder(
+            embed_dim=pe.embed_dim,
+            image_embedding_size=(pe.image_embedding_size, pe.image_embedding_size),
+            input_image_size=(pe.input_image_size, pe.input_image_size),
+            mask_in_chans=pe.mask_in_chans,
+        ),
+        mask_decoder=MaskDecoder(
+            transformer_dim=md.transformer_dim,
+            transformer=TwoWayTransformer(
+                depth=md.transformer_depth,
+                embedding_dim=md.transformer_dim,
+                num_heads=md.transformer_heads,
+                mlp_dim=md.transformer_mlp_dim,
+                sam2_mlp=True,
+            ),
+            num_multimask_outputs=md.num_multimask_outputs,
+            iou_head_depth=md.iou_head_depth,
+            iou_head_hidden_dim=md.iou_head_hidden_dim,
+            use_high_res_features=True,
+            iou_prediction_use_sigmoid=True,
+            pred_obj_scores=True,
+            pred_obj_scores_mlp=True,
+            use_multimask_token_for_obj_ptr=True,
+            dynamic_multimask_via_stability=True,
+            dynamic_multimask_stability_delta=cfg.dynamic_multimask_stability_delta,
+            dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh,
+        ),
+    )
+
+
+def _build(cfg: SamConfig | Sam2Config) -> SamModel:
+    return build_sam2(cfg) if isinstance(cfg, Sam2Config) else build_sam(cfg)
+
+
+def _preset(
+    name_or_preset: str | ModelPreset | SamConfig | Sam2Config,
+) -> tuple[str, SamConfig | Sam2Config]:
+    if isinstance(name_or_preset, (SamConfig, Sam2Config)):
         return "custom", name_or_preset
     preset = get_preset(name_or_preset) if isinstance(name_or_preset, str) else name_or_preset
     return preset.name, preset.config
 
 
-def _place(model: Sam, device: str | torch.device, dtype: torch.dtype | None) -> Sam:
+def _place(model: SamModel, device: str | torch.device, dtype: torch.dtype | None) -> SamModel:
     model = model.to(device)
     if dtype is not None and dtype != torch.float32:
         # Only the heavy image encoder runs in reduced precision; the prompt encoder and
@@ -96,22 +145,22 @@ def _place(model: Sam, device: str | torch.device, dtype: torch.dtype | None) ->
 
 
 def build_model(
-    name: str | ModelPreset | SamConfig,
+    name: str | ModelPreset | SamConfig | Sam2Config,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
-) -> Sam:
+) -> SamModel:
     """Build a registered architecture with random weights (for tests and training).
 
-    ``name`` is a registry name or alias, a :class:`ModelPreset`, or a :class:`SamConfig`.
-    The model is returned in eval mode.
+    ``name`` is a registry name or alias, a :class:`ModelPreset`, or a :class:`SamConfig`
+    / :class:`Sam2Config`. The model is returned in eval mode.
     """
     preset_name, cfg = _preset(name)
-    model = build_sam(cfg)
+    model = _build(cfg)
     model.name = preset_name
     return _place(model, device, dtype)
 
 
-def load_weights(model: Sam, state_dict: Mapping[str, torch.Tensor], source: str) -> Sam:
+def load_weights(model: SamModel, state_dict: Mapping[str, torch.Tensor], source: str) -> SamModel:
     """Copy an official-format (or HF-format) state dict into ``model``, strictly."""
     from samkit.hf_keys import hf_to_official_sam, is_hf_sam_state_dict
 
@@ -126,12 +175,12 @@ def load_weights(model: Sam, state_dict: Mapping[str, torch.Tensor], source: str
 
 
 def load_model(
-    name: str | ModelPreset | SamConfig,
+    name: str | ModelPreset | SamConfig | Sam2Config,
     checkpoint: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     progress: bool = True,
-) -> Sam:
+) -> SamModel:
     """Build ``name`` and load its weights.
 
     Args:
@@ -148,7 +197,7 @@ def load_model(
     """
     preset_name, cfg = _preset(name)
     if checkpoint is None:
-        if isinstance(name, SamConfig):
+        if isinstance(name, (SamConfig, Sam2Config)):
             raise CheckpointError("a custom config needs an explicit checkpoint path")
         spec = get_preset(preset_name).weights
         if spec is None:
@@ -156,7 +205,7 @@ def load_model(
         checkpoint = resolve_weights(spec, progress=progress)
     state_dict = read_state_dict(checkpoint)
     with torch.device("meta"):
-        model = build_sam(cfg)
+        model = _build(cfg)
     model = model.to_empty(device="cpu")
     model.init_non_persistent_buffers()
     load_weights(model, state_dict, str(checkpoint))

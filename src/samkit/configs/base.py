@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+# SAM 2 normalises 0-1 images with the ImageNet statistics.
+SAM2_PIXEL_MEAN = (0.485, 0.456, 0.406)
+SAM2_PIXEL_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,74 @@ class TinyViTConfig:
 
 
 @dataclass(frozen=True)
+class HieraConfig:
+    """SAM 2 Hiera trunk (hieradet): a 7x7 stride-4 patch embedding, four stages.
+
+    ``stages`` blocks per stage; each later stage halves the resolution (max-pooled
+    queries in its first block, ``q_pool`` of them) and multiplies width by ``dim_mul``
+    and heads by ``head_mul``. ``window_spec`` is the attention window per stage,
+    ``global_att_blocks`` the (global-index) blocks with global attention.
+    """
+
+    embed_dim: int = 96
+    num_heads: int = 1
+    stages: tuple[int, ...] = (1, 2, 7, 2)
+    global_att_blocks: tuple[int, ...] = (5, 7, 9)
+    window_spec: tuple[int, ...] = (8, 4, 14, 7)
+    window_pos_embed_bkg_spatial_size: tuple[int, int] = (7, 7)
+    q_pool: int = 3
+    q_stride: tuple[int, int] = (2, 2)
+    dim_mul: float = 2.0
+    head_mul: float = 2.0
+    mlp_ratio: float = 4.0
+    kind: str = "hiera"
+
+    @property
+    def channel_list(self) -> tuple[int, ...]:
+        """Output width of each stage, deepest first (the FPN's ``backbone_channel_list``)."""
+        dims = [int(self.embed_dim * self.dim_mul**i) for i in range(len(self.stages))]
+        return tuple(reversed(dims))
+
+
+@dataclass(frozen=True)
+class FpnConfig:
+    """SAM 2 FPN neck: 1x1 lateral convs to ``d_model``; top-down fusion only at
+    ``top_down_levels`` (levels 0/1, strides 4/8, use the trunk features directly);
+    ``scalp`` drops the lowest-resolution level(s) from the output."""
+
+    d_model: int = 256
+    top_down_levels: tuple[int, ...] = (2, 3)
+    interp_mode: str = "nearest"
+    scalp: int = 1
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """SAM 2 memory encoder and memory attention (the video path).
+
+    Memory attention: ``num_layers`` layers of RoPE self-attention, RoPE
+    cross-attention to ``mem_dim``-wide memories, and an MLP. Memory encoder: a
+    mask downsampler of 2-stride convs to the backbone stride, a ConvNeXt-style fuser
+    and a projection to ``mem_dim`` channels.
+    """
+
+    d_model: int = 256
+    mem_dim: int = 64
+    num_layers: int = 4
+    num_heads: int = 1
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    rope_theta: float = 10000.0
+    feat_sizes: tuple[int, int] = (64, 64)
+    fuser_layers: int = 2
+    fuser_kernel_size: int = 7
+    downsampler_kernel_size: int = 3
+    downsampler_stride: int = 2
+    downsampler_padding: int = 1
+    downsampler_total_stride: int = 16
+
+
+@dataclass(frozen=True)
 class PromptEncoderConfig:
     embed_dim: int = 256
     image_embedding_size: int = 64
@@ -74,6 +145,51 @@ class SamConfig:
 
 
 @dataclass(frozen=True)
+class Sam2Config:
+    """A SAM 2 / 2.1 model: Hiera + FPN image encoder, SAM heads, memory modules.
+
+    The flags reproduce the official configs (identical for all four sizes); the 2.1
+    files differ from 2.0 only in the four ``version``-dependent flags below.
+    """
+
+    encoder: HieraConfig = field(default_factory=HieraConfig)
+    neck: FpnConfig = field(default_factory=FpnConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    prompt_encoder: PromptEncoderConfig = field(default_factory=PromptEncoderConfig)
+    mask_decoder: MaskDecoderConfig = field(default_factory=MaskDecoderConfig)
+    pixel_mean: tuple[float, float, float] = SAM2_PIXEL_MEAN
+    pixel_std: tuple[float, float, float] = SAM2_PIXEL_STD
+    image_size: int = 1024
+    backbone_stride: int = 16
+    version: str = "2.1"  # "2.0" or "2.1"
+    num_maskmem: int = 7
+    max_obj_ptrs_in_encoder: int = 16
+    sigmoid_scale_for_mem_enc: float = 20.0
+    sigmoid_bias_for_mem_enc: float = -10.0
+    # mask decoder: single-mask output falls back to the best multimask output when
+    # unstable (what the official build functions switch on)
+    dynamic_multimask_stability_delta: float = 0.05
+    dynamic_multimask_stability_thresh: float = 0.98
+    family: str = "sam2"
+
+    @property
+    def no_obj_embed_spatial(self) -> bool:
+        return self.version == "2.1"
+
+    @property
+    def add_tpos_enc_to_obj_ptrs(self) -> bool:
+        return self.version == "2.1"
+
+    @property
+    def proj_tpos_enc_in_obj_ptrs(self) -> bool:
+        return self.version == "2.1"
+
+    @property
+    def use_signed_tpos_enc_to_obj_ptrs(self) -> bool:
+        return self.version == "2.1"
+
+
+@dataclass(frozen=True)
 class WeightSpec:
     """Where a preset's weights come from and how to verify them.
 
@@ -92,7 +208,7 @@ class WeightSpec:
 @dataclass(frozen=True)
 class ModelPreset:
     name: str
-    config: SamConfig
+    config: SamConfig | Sam2Config
     weights: WeightSpec | None
     description: str = ""
     aliases: tuple[str, ...] = ()

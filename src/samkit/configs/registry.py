@@ -6,8 +6,11 @@ Presets are plain frozen dataclasses built at import (no I/O, no torch work).
 from __future__ import annotations
 
 from samkit.configs.base import (
+    FpnConfig,
+    HieraConfig,
     ModelPreset,
     PromptEncoderConfig,
+    Sam2Config,
     SamConfig,
     TinyViTConfig,
     ViTConfig,
@@ -140,3 +143,83 @@ register(
         aliases=("demo",),
     )
 )
+
+# SAM 2 (July 2024) and SAM 2.1 (September 2024): the same four Hiera sizes; 2.1 changes
+# four flags (Sam2Config.version) and the weights. Hashes and sizes: docs/weights_facts.md.
+_SAM2_HOST = "https://dl.fbaipublicfiles.com/segment_anything_2/"
+_HIERA = {
+    "tiny": HieraConfig(96, 1, (1, 2, 7, 2), (5, 7, 9)),
+    "small": HieraConfig(96, 1, (1, 2, 11, 2), (7, 10, 13)),
+    "base-plus": HieraConfig(
+        112, 2, (2, 3, 16, 3), (12, 16, 20), window_pos_embed_bkg_spatial_size=(14, 14)
+    ),
+    "large": HieraConfig(144, 2, (2, 6, 36, 4), (23, 33, 43), window_spec=(8, 4, 16, 8)),
+}
+_SAM2_FILES = {
+    # (version, size): (sha256, bytes)
+    ("2.0", "tiny"): (
+        "65b50056e05bcb13694174f51bb6da89c894b57b75ccdf0ba6352c597c5d1125",
+        155906050,
+    ),
+    ("2.0", "small"): (
+        "95949964d4e548409021d47b22712d5f1abf2564cc0c3c765ba599a24ac7dce3",
+        184309650,
+    ),
+    ("2.0", "base-plus"): (
+        "d0bb7f236400a49669ffdd1be617959a8b1d1065081789d7bbff88eded3a8071",
+        323493298,
+    ),
+    ("2.0", "large"): (
+        "7442e4e9b732a508f80e141e7c2913437a3610ee0c77381a66658c3a445df87b",
+        897952466,
+    ),
+    ("2.1", "tiny"): (
+        "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
+        156008466,
+    ),
+    ("2.1", "small"): (
+        "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
+        184416285,
+    ),
+    ("2.1", "base-plus"): (
+        "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+        323606802,
+    ),
+    ("2.1", "large"): (
+        "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
+        898083611,
+    ),
+}
+_SAM2_DESCRIPTION = {
+    "tiny": "Hiera-T (39M parameters)",
+    "small": "Hiera-S (46M parameters)",
+    "base-plus": "Hiera-B+ (81M parameters)",
+    "large": "Hiera-L (224M parameters)",
+}
+
+
+def sam2_config(size: str, version: str = "2.1") -> Sam2Config:
+    """The architecture of an official SAM 2 (``version="2.0"``) or 2.1 model."""
+    hiera = _HIERA[size]
+    return Sam2Config(encoder=hiera, neck=FpnConfig(), version=version)
+
+
+for _version, _folder, _prefix in (("2.0", "072824", "sam2"), ("2.1", "092824", "sam2.1")):
+    for _size in _HIERA:
+        _file = f"{_prefix}_hiera_{_size.replace('-', '_')}.pt"
+        _sha, _bytes = _SAM2_FILES[(_version, _size)]
+        register(
+            ModelPreset(
+                name=f"{_prefix}-hiera-{_size}",
+                config=sam2_config(_size, _version),
+                weights=WeightSpec(
+                    url=f"{_SAM2_HOST}{_folder}/{_file}",
+                    filename=_file,
+                    sha256=_sha,
+                    size=_bytes,
+                    hf_id=f"facebook/{_prefix}-hiera-{_size}",
+                ),
+                description=f"SAM {_version} {_SAM2_DESCRIPTION[_size]}",
+                aliases=(f"{_prefix}_hiera_{_size.replace('-', '_')}",),
+            )
+        )

@@ -18,21 +18,15 @@ import torch
 
 from samkit.errors import InvalidImage, NoImageSet
 from samkit.inference.prompts import ArrayLike, PromptTensors, prepare_prompts
-from samkit.inference.transforms import (
-    ImageLike,
-    image_to_tensor,
-    postprocess_masks,
-    resize_longest_side,
-    to_rgb_uint8,
-)
-from samkit.modeling.sam import Sam
+from samkit.inference.transforms import ImageLike, to_rgb_uint8
+from samkit.modeling import SamModel
 from samkit.types import BatchMaskPrediction, ImageEmbedding, MaskPrediction
 
 
 class ImagePredictor:
     """Prompted segmentation of single images with a SAM-family model."""
 
-    def __init__(self, model: Sam, *, check_bounds: bool = True) -> None:
+    def __init__(self, model: SamModel, *, check_bounds: bool = True) -> None:
         """``check_bounds``: reject points/boxes outside the image (``InvalidPrompt``).
 
         The official predictor accepts them silently; :mod:`samkit.compat` turns the
@@ -53,20 +47,22 @@ class ImagePredictor:
         return self._embedding
 
     def preprocess(self, image: ImageLike) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
-        """Image -> padded, normalised ``(1, 3, S, S)`` tensor, original and input sizes."""
+        """Image -> normalised ``(1, 3, S, S)`` model input, original and input sizes.
+
+        The resize is the model family's (SAM 1: longest side to S, padded; SAM 2: a
+        square resize).
+        """
         rgb = to_rgb_uint8(image)
         original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
-        resized = resize_longest_side(rgb, self.model.image_size)
-        x = image_to_tensor(resized, self.device)
-        input_size = (int(x.shape[-2]), int(x.shape[-1]))
-        return self.model.preprocess(x), original_size, input_size
+        x, input_size = self.model.prepare_image(rgb)
+        return x, original_size, input_size
 
     @torch.inference_mode()
     def encode(self, image: ImageLike) -> ImageEmbedding:
         """Run the image encoder; returns a new embedding and changes no state."""
         x, original_size, input_size = self.preprocess(image)
-        features = self.model.encode_image(x)
-        return ImageEmbedding(features, original_size, input_size, self.model.name)
+        features, high_res = self.model.embed_image(x)
+        return ImageEmbedding(features, original_size, input_size, self.model.name, tuple(high_res))
 
     def set_image(self, image: ImageLike) -> ImageEmbedding:
         """Encode ``image`` and make it the current image; returns its embedding."""
@@ -220,10 +216,14 @@ class ImagePredictor:
             boxes=prompts.boxes,
             mask_input=prompts.mask_input,
             multimask_output=multimask,
+            high_res_features=emb.high_res_features,
         )
-        masks = postprocess_masks(low_res, emb.input_size, emb.original_size, self.model.image_size)
+        masks = self.model.postprocess_masks(low_res, emb.input_size, emb.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold
+        limit = self.model.low_res_logit_limit
+        if limit is not None:
+            low_res = low_res.clamp(-limit, limit)
         return masks, iou, low_res
 
     def _decode(

@@ -17,13 +17,20 @@ products onto the small side (exact algebra, only float rounding changes):
   values: ``W_o [p_h V_h] = p_h (V_h W_o,h^T)``. Queries are never projected.
 
 The plain path (SDPA on projected heads) is used whenever it is cheaper.
+
+:class:`RoPEAttention` (SAM 2's memory attention) rotates the projected queries and keys
+with a 2-D axial rotary encoding first, so it always takes the plain path.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from samkit.layers.rope import AxialRope, apply_rope_qk, axial_rope
 
 
 class Attention(nn.Module):
@@ -125,6 +132,93 @@ class Attention(nn.Module):
         wo = self.out_proj.weight.reshape(c, h, d).permute(1, 2, 0)  # (H, d, C)
         u = (vh @ wo).reshape(b, h * nk, c)  # values already through the output projection
         return torch.baddbmm(self.out_proj.bias.expand(b, 1, c), probs, u)
+
+
+class RoPEAttention(Attention):
+    """:class:`Attention` with 2-D axial rotary position encoding on queries and keys.
+
+    Same parameters (and checkpoint keys) as :class:`Attention`; the rotation has no
+    weights. The queries must be the tokens of a grid in row-major order: a
+    ``feat_sizes = (width, height)`` grid when there are ``width * height`` of them,
+    otherwise a square grid of side ``sqrt(N_q)``. The rotation tables are computed on
+    first use for each grid size and device and cached outside the module (never in its
+    state dict).
+
+    Args:
+        embedding_dim: query (and output) width ``C``.
+        num_heads: attention heads.
+        downsample_rate: internal width is ``embedding_dim // downsample_rate``.
+        dropout: attention-probability dropout, applied only in training.
+        kv_in_dim: key/value input width ``C_kv`` (default ``embedding_dim``).
+        rope_theta: RoPE frequency base.
+        rope_k_repeat: keys may be several stacked copies of the query grid (memory
+            frames); each copy is rotated like the queries. Needed for cross-attention
+            to memories; without it the rotated keys must number exactly ``N_q``.
+        feat_sizes: ``(width, height)`` of the expected token grid.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        downsample_rate: int = 1,
+        dropout: float = 0.0,
+        kv_in_dim: int | None = None,
+        rope_theta: float = 10000.0,
+        rope_k_repeat: bool = False,
+        feat_sizes: tuple[int, int] = (64, 64),
+    ) -> None:
+        super().__init__(embedding_dim, num_heads, downsample_rate, dropout, kv_in_dim)
+        self.head_dim = self.internal_dim // num_heads
+        if self.head_dim % 4 != 0:
+            raise ValueError("RoPE needs a per-head width divisible by 4")
+        self.rope_theta = float(rope_theta)
+        self.rope_k_repeat = rope_k_repeat
+        self.feat_sizes = (int(feat_sizes[0]), int(feat_sizes[1]))
+
+    def grid_size(self, num_tokens: int) -> tuple[int, int]:
+        """``(width, height)`` of the query grid holding ``num_tokens`` tokens."""
+        if num_tokens == self.feat_sizes[0] * self.feat_sizes[1]:
+            return self.feat_sizes
+        side = math.isqrt(num_tokens)
+        if side * side != num_tokens:
+            raise ValueError(
+                f"{num_tokens} query tokens are neither the {self.feat_sizes} grid nor square"
+            )
+        return side, side
+
+    def rope_tables(self, num_tokens: int, device: torch.device) -> AxialRope:
+        """The cached rotation tables of the ``num_tokens``-token query grid."""
+        end_x, end_y = self.grid_size(num_tokens)
+        return axial_rope(self.head_dim, end_x, end_y, self.rope_theta, device)
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0
+    ) -> torch.Tensor:
+        """Batch-first attention with rotated queries/keys.
+
+        Args:
+            q: ``(B, N_q, C)`` grid tokens.
+            k: ``(B, N_k, C_kv)``: ``N_k - num_k_exclude_rope`` grid tokens (one or, with
+                ``rope_k_repeat``, several stacked grids like the queries') followed by
+                ``num_k_exclude_rope`` tokens that are not rotated (object pointers).
+            v: ``(B, N_k, C_kv)``.
+            num_k_exclude_rope: trailing keys without rotary encoding.
+
+        Returns:
+            ``(B, N_q, C)``.
+        """
+        q = self._separate_heads(self.q_proj(q))  # (B, H, N_q, d)
+        k = self._separate_heads(self.k_proj(k))  # (B, H, N_k, d)
+        v = self._separate_heads(self.v_proj(v))
+        rope = self.rope_tables(q.shape[-2], q.device)
+        q, k = apply_rope_qk(
+            q, k, rope, repeat_k=self.rope_k_repeat, num_k_exclude=num_k_exclude_rope
+        )
+        dropout_p = self.dropout_p if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        b, h, n, c = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
 
 def _softmax_small(x: torch.Tensor) -> torch.Tensor:

@@ -44,10 +44,12 @@ class MLPBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    """``num_layers`` linear layers with ReLU between them (keys ``layers.{i}``).
+    """``num_layers`` linear layers with an activation between them (keys ``layers.{i}``).
 
-    Used by the mask decoder's hypernetworks and IoU head and by SAM 2's object
-    pointer projection. ``sigmoid_output`` applies a sigmoid to the result.
+    Used by the mask decoder's hypernetworks and IoU head, SAM 2's object-score head,
+    object pointer projection, Hiera's block MLP (GELU) and SAM 2's two-way transformer
+    MLP. ``activation`` defaults to ReLU; ``sigmoid_output`` applies a sigmoid to the
+    result.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class MLP(nn.Module):
         output_dim: int,
         num_layers: int,
         sigmoid_output: bool = False,
+        activation: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
@@ -64,13 +67,14 @@ class MLP(nn.Module):
         self.num_layers = num_layers
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims_in, dims_out, strict=True))
         self.sigmoid_output = sigmoid_output
+        self.act = activation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = self.num_layers - 1
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
-                x = F.relu(x)
+                x = self.act(x)
         if self.sigmoid_output:
             x = torch.sigmoid(x)
         return x

@@ -10,14 +10,16 @@ import torch
 from torch import nn
 
 from samkit.layers.attention import Attention
-from samkit.layers.common import MLPBlock
+from samkit.layers.common import MLP, MLPBlock
 
 
 class TwoWayAttentionBlock(nn.Module):
     """Self-attention on tokens, token->image, MLP on tokens, image->token.
 
     ``skip_first_layer_pe`` drops the positional encoding from the first self-attention
-    (used by the first block only).
+    (used by the first block only). ``sam2_mlp`` names the MLP's layers as SAM 2's
+    checkpoints do (``mlp.layers.{0,1}`` instead of ``mlp.lin1``/``mlp.lin2``); the
+    computation is the same.
     """
 
     def __init__(
@@ -29,6 +31,7 @@ class TwoWayAttentionBlock(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
         attention_downsample_rate: int = 2,
         skip_first_layer_pe: bool = False,
+        sam2_mlp: bool = False,
     ) -> None:
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
@@ -37,7 +40,12 @@ class TwoWayAttentionBlock(nn.Module):
             embedding_dim, num_heads, downsample_rate=attention_downsample_rate
         )
         self.norm2 = nn.LayerNorm(embedding_dim)
-        self.mlp = MLPBlock(embedding_dim, mlp_dim, activation)
+        if sam2_mlp:
+            self.mlp: nn.Module = MLP(
+                embedding_dim, mlp_dim, embedding_dim, 2, activation=activation
+            )
+        else:
+            self.mlp = MLPBlock(embedding_dim, mlp_dim, activation)
         self.norm3 = nn.LayerNorm(embedding_dim)
         self.norm4 = nn.LayerNorm(embedding_dim)
         self.cross_attn_image_to_token = Attention(
@@ -89,6 +97,7 @@ class TwoWayTransformer(nn.Module):
         mlp_dim: int,
         activation: type[nn.Module] = nn.ReLU,
         attention_downsample_rate: int = 2,
+        sam2_mlp: bool = False,
     ) -> None:
         super().__init__()
         self.depth = depth
@@ -103,6 +112,7 @@ class TwoWayTransformer(nn.Module):
                 activation=activation,
                 attention_downsample_rate=attention_downsample_rate,
                 skip_first_layer_pe=(i == 0),
+                sam2_mlp=sam2_mlp,
             )
             for i in range(depth)
         )

@@ -1,14 +1,22 @@
 """Mask decoder shared by SAM 1, MobileSAM and (with flags) SAM 2.
 
 Predicts mask logits at 4x the image-embedding resolution (256x256 for a 64x64 embedding)
-and a predicted IoU per mask. Token layout: ``[iou_token, mask_tokens (1 + num_multimask)]``
-followed by the prompt tokens. Output mask 0 is the single-mask output, outputs 1..3 are
-the multimask (ambiguity-aware) outputs.
+and a predicted IoU per mask. Token layout: ``[obj_score_token (SAM 2), iou_token,
+mask_tokens (1 + num_multimask)]`` followed by the prompt tokens. Output mask 0 is the
+single-mask output, outputs 1..3 are the multimask (ambiguity-aware) outputs.
+
+SAM 2 flags: ``use_high_res_features`` adds the stride-8 / stride-4 backbone features
+(already projected by ``conv_s1`` / ``conv_s0``) inside the upscaling,
+``pred_obj_scores`` adds the object-score token and head (``pred_obj_score_head``, an MLP
+with ``pred_obj_scores_mlp``), ``iou_prediction_use_sigmoid`` squashes the IoU head, and
+``dynamic_multimask_via_stability`` replaces an unstable single-mask output by the best
+multimask output (eval only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -17,9 +25,26 @@ from samkit.layers.common import MLP, ConvTranspose2x2, LayerNorm2d
 from samkit.layers.two_way import TwoWayTransformer
 
 
+@dataclass(frozen=True)
+class DecoderOutput:
+    """Everything the decoder predicts for B prompt sets (K = 3 or 1 outputs).
+
+    ``masks`` low-res logits ``(B, K, 4h, 4w)``; ``iou`` ``(B, K)``; ``sam_tokens``
+    ``(B, K', C)`` output tokens for SAM 2's object pointer (K' = 3 with multimask
+    output and ``use_multimask_token_for_obj_ptr``, else 1); ``object_score_logits``
+    ``(B, 1)`` (> 0: the object is present; a constant 10 without an object-score head).
+    """
+
+    masks: torch.Tensor
+    iou: torch.Tensor
+    sam_tokens: torch.Tensor
+    object_score_logits: torch.Tensor
+
+
 class MaskDecoder(nn.Module):
     """Keys: ``transformer.*``, ``iou_token``, ``mask_tokens``, ``output_upscaling.{0,1,3}``,
-    ``output_hypernetworks_mlps.{i}.layers.{j}``, ``iou_prediction_head.layers.{j}``."""
+    ``output_hypernetworks_mlps.{i}.layers.{j}``, ``iou_prediction_head.layers.{j}``; SAM 2
+    adds ``conv_s0``, ``conv_s1``, ``obj_score_token``, ``pred_obj_score_head``."""
 
     def __init__(
         self,
@@ -29,6 +54,14 @@ class MaskDecoder(nn.Module):
         num_multimask_outputs: int = 3,
         iou_head_depth: int = 3,
         iou_head_hidden_dim: int = 256,
+        use_high_res_features: bool = False,
+        iou_prediction_use_sigmoid: bool = False,
+        pred_obj_scores: bool = False,
+        pred_obj_scores_mlp: bool = False,
+        use_multimask_token_for_obj_ptr: bool = False,
+        dynamic_multimask_via_stability: bool = False,
+        dynamic_multimask_stability_delta: float = 0.05,
+        dynamic_multimask_stability_thresh: float = 0.98,
     ) -> None:
         super().__init__()
         self.transformer_dim = transformer_dim
@@ -37,6 +70,17 @@ class MaskDecoder(nn.Module):
         self.iou_token = nn.Embedding(1, transformer_dim)
         self.num_mask_tokens = num_multimask_outputs + 1
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.pred_obj_scores = pred_obj_scores
+        if pred_obj_scores:
+            self.obj_score_token = nn.Embedding(1, transformer_dim)
+        self.use_multimask_token_for_obj_ptr = use_multimask_token_for_obj_ptr
+        self.use_high_res_features = use_high_res_features
+        if use_high_res_features:
+            self.conv_s0 = nn.Conv2d(transformer_dim, transformer_dim // 8, kernel_size=1)
+            self.conv_s1 = nn.Conv2d(transformer_dim, transformer_dim // 4, kernel_size=1)
+        self.dynamic_multimask_via_stability = dynamic_multimask_via_stability
+        self.dynamic_multimask_stability_delta = dynamic_multimask_stability_delta
+        self.dynamic_multimask_stability_thresh = dynamic_multimask_stability_thresh
         self.output_upscaling = nn.Sequential(
             ConvTranspose2x2(transformer_dim, transformer_dim // 4),
             LayerNorm2d(transformer_dim // 4),
@@ -49,8 +93,24 @@ class MaskDecoder(nn.Module):
             for _ in range(self.num_mask_tokens)
         )
         self.iou_prediction_head = MLP(
-            transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth
+            transformer_dim,
+            iou_head_hidden_dim,
+            self.num_mask_tokens,
+            iou_head_depth,
+            sigmoid_output=iou_prediction_use_sigmoid,
         )
+        if pred_obj_scores:
+            self.pred_obj_score_head: nn.Module = (
+                MLP(transformer_dim, transformer_dim, 1, 3)
+                if pred_obj_scores_mlp
+                else nn.Linear(transformer_dim, 1)
+            )
+
+    @property
+    def _first_output(self) -> int:
+        """Index of the IoU token in the output tokens (1 when an object-score token
+        comes first)."""
+        return 1 if self.pred_obj_scores else 0
 
     def forward(
         self,
@@ -59,6 +119,7 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
+        high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode masks for B prompt sets on one or B images.
 
@@ -69,15 +130,70 @@ class MaskDecoder(nn.Module):
             sparse_prompt_embeddings: ``(B, N, C)``.
             dense_prompt_embeddings: ``(B, C, h, w)``.
             multimask_output: return outputs 1..3 instead of output 0.
+            high_res_features: SAM 2 only: ``(feat_s0 (1 or B, C/8, 4h, 4w),
+                feat_s1 (1 or B, C/4, 2h, 2w))`` after ``conv_s0`` / ``conv_s1``.
 
         Returns:
             mask logits ``(B, K, 4h, 4w)`` and predicted IoU ``(B, K)``, K = 3 or 1.
         """
-        masks, iou_pred = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        out = self.forward_full(
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            multimask_output,
+            high_res_features,
         )
-        sl = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, sl], iou_pred[:, sl]
+        return out.masks, out.iou
+
+    def forward_full(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+        high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> DecoderOutput:
+        """:meth:`forward` plus the output tokens and object-score logits."""
+        masks, iou_pred, mask_tokens_out, object_score_logits = self.predict_masks_full(
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            high_res_features,
+        )
+        if multimask_output:
+            masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
+        elif self.dynamic_multimask_via_stability and not self.training:
+            masks, iou_pred = self._dynamic_multimask(masks, iou_pred)
+        else:
+            masks, iou_pred = masks[:, 0:1], iou_pred[:, 0:1]
+        if multimask_output and self.use_multimask_token_for_obj_ptr:
+            tokens = mask_tokens_out[:, 1:]
+        else:
+            tokens = mask_tokens_out[:, 0:1]
+        return DecoderOutput(masks, iou_pred, tokens, object_score_logits)
+
+    def stability_scores(self, mask_logits: torch.Tensor) -> torch.Tensor:
+        """IoU of the masks thresholded at +delta and -delta: ``(..., H, W)`` -> ``(...)``
+        (1 where both are empty)."""
+        flat = mask_logits.flatten(-2)
+        delta = self.dynamic_multimask_stability_delta
+        inter = (flat > delta).sum(dim=-1).float()
+        union = (flat > -delta).sum(dim=-1).float()
+        return torch.where(union > 0, inter / union, 1.0)
+
+    def _dynamic_multimask(
+        self, masks: torch.Tensor, iou: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All four outputs -> one: output 0 if stable, else the multimask output with
+        the highest predicted IoU. ``(B, 4, H, W)``, ``(B, 4)`` -> ``(B, 1, H, W)``, ``(B, 1)``."""
+        best = iou[:, 1:].argmax(dim=-1) + 1
+        rows = torch.arange(masks.shape[0], device=masks.device)
+        stable = self.stability_scores(masks[:, 0]) >= self.dynamic_multimask_stability_thresh
+        pick = torch.where(stable, torch.zeros_like(best), best)
+        return masks[rows, pick].unsqueeze(1), iou[rows, pick].unsqueeze(1)
 
     def forward_selected(
         self,
@@ -87,6 +203,7 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
         select: Callable[[torch.Tensor], torch.Tensor],
+        high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Like :meth:`forward`, but mask logits only for the outputs ``select`` keeps.
 
@@ -100,28 +217,52 @@ class MaskDecoder(nn.Module):
             predicted IoU ``(B, K)``, ``keep`` ``(B, K)`` bool, and the kept logits
             ``(n_kept, 4h, 4w)`` in row-major order of ``keep``.
         """
+        if not multimask_output and self.dynamic_multimask_via_stability and not self.training:
+            # the single output depends on the logits: decode everything, then select
+            masks, iou_pred = self.forward(
+                image_embeddings,
+                image_pe,
+                sparse_prompt_embeddings,
+                dense_prompt_embeddings,
+                multimask_output,
+                high_res_features,
+            )
+            keep = select(iou_pred).to(torch.bool)
+            return iou_pred, keep, masks[keep]
         hs, src, (h, w, c) = self._run_transformer(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
         )
+        first = self._first_output
         sl = slice(1, None) if multimask_output else slice(0, 1)
-        iou_pred = self.iou_prediction_head(hs[:, 0, :])[:, sl]
+        iou_pred = self.iou_prediction_head(hs[:, first, :])[:, sl]
         keep = select(iou_pred).to(torch.bool)
         prompts = torch.nonzero(keep.any(dim=1)).flatten()
         if len(prompts) == 0:
             return iou_pred, keep, src.new_zeros(0, 4 * h, 4 * w)
-        mask_tokens_out = hs[prompts, 1 : 1 + self.num_mask_tokens, :]
+        mask_tokens_out = hs[prompts, first + 1 : first + 1 + self.num_mask_tokens, :]
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )[:, sl]
-        masks = self._upscale_and_project(src[prompts].reshape(-1, h, w, c), hyper_in)
+        if high_res_features is not None and high_res_features[0].shape[0] > 1:
+            high_res_features = (high_res_features[0][prompts], high_res_features[1][prompts])
+        masks = self._upscale_and_project(
+            src[prompts].reshape(-1, h, w, c), hyper_in, high_res_features
+        )
         return iou_pred, keep, masks[keep[prompts]]
 
-    def _upscale_and_project(self, x: torch.Tensor, hyper_in: torch.Tensor) -> torch.Tensor:
-        """``output_upscaling`` then the hypernetwork dot product.
+    def _upscale_and_project(
+        self,
+        x: torch.Tensor,
+        hyper_in: torch.Tensor,
+        high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``output_upscaling`` (with SAM 2's high-res skips) then the hypernetwork product.
 
-        ``x``: channels-last ``(B, h, w, C)`` image tokens; ``hyper_in``: ``(B, K, C/8)``.
-        Returns mask logits ``(B, K, 4h, 4w)``.
+        ``x``: channels-last ``(B, h, w, C)`` image tokens; ``hyper_in``: ``(B, K, C/8)``;
+        ``high_res_features``: ``(feat_s0 (1 or B, C/8, 4h, 4w), feat_s1 (1 or B, C/4,
+        2h, 2w))``, added after the first / second transposed convolution. Returns mask
+        logits ``(B, K, 4h, 4w)``.
 
         Same modules and results as running the ``nn.Sequential`` on NCHW. Everything
         after each 2x2 transposed convolution is per pixel (LayerNorm over channels,
@@ -130,8 +271,15 @@ class MaskDecoder(nn.Module):
         """
         dc1, ln1, act1, dc2, act2 = self.output_upscaling
         b, h, w, _ = x.shape
-        y = act1(ln1.forward_channels_last(dc1.forward_blocked(x)))  # (B,h,w,2,2,C/4)
-        y = act2(dc2.forward_blocked(y))  # (B, h, w, 2, 2, 2, 2, C/8)
+        y = dc1.forward_blocked(x)  # (B, h, w, 2, 2, C/4)
+        if high_res_features is not None:
+            s0, s1 = _blocked_high_res(*high_res_features, h, w)
+            y = y + s1
+        y = act1(ln1.forward_channels_last(y))
+        y = dc2.forward_blocked(y)  # (B, h, w, 2, 2, 2, 2, C/8)
+        if high_res_features is not None:
+            y = y + s0
+        y = act2(y)
         k = hyper_in.shape[1]
         logits = y.reshape(b, -1, y.shape[-1]) @ hyper_in.transpose(1, 2)  # (B, h*w*16, K)
         # (B, h, w, dy1, dx1, dy2, dx2, K) -> (B, K, h, dy1, dy2, w, dx1, dx2)
@@ -147,12 +295,14 @@ class MaskDecoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
         """Output + prompt tokens through the two-way transformer.
 
-        Returns tokens ``(B, 1 + num_mask_tokens + N, C)``, image tokens ``(B, h*w, C)``
-        and ``(h, w, C)``.
+        Returns tokens ``(B, [1 +] 1 + num_mask_tokens + N, C)``, image tokens
+        ``(B, h*w, C)`` and ``(h, w, C)``.
         """
         b = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1)
+        parts = [self.iou_token.weight, self.mask_tokens.weight]
+        if self.pred_obj_scores:
+            parts.insert(0, self.obj_score_token.weight)
+        output_tokens = torch.cat(parts, dim=0).unsqueeze(0).expand(b, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
         if image_embeddings.shape[0] == 1 and (b == 1 or dense_prompt_embeddings.stride(0) == 0):
             # One image and the same dense prompt for every prompt set (no mask input):
@@ -172,19 +322,60 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
+        high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All ``num_mask_tokens`` outputs: logits ``(B, 4, 4h, 4w)``, IoU ``(B, 4)``."""
+        masks, iou_pred, _, _ = self.predict_masks_full(
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            high_res_features,
+        )
+        return masks, iou_pred
+
+    def predict_masks_full(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All outputs: logits ``(B, 4, 4h, 4w)``, IoU ``(B, 4)``, mask tokens
+        ``(B, 4, C)`` and object-score logits ``(B, 1)``."""
         b = sparse_prompt_embeddings.shape[0]
         hs, src, (h, w, c) = self._run_transformer(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
         )
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        first = self._first_output
+        iou_token_out = hs[:, first, :]
+        mask_tokens_out = hs[:, first + 1 : first + 1 + self.num_mask_tokens, :]
 
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )  # (B, num_mask_tokens, C/8)
-        masks = self._upscale_and_project(src.reshape(b, h, w, c), hyper_in)
+        masks = self._upscale_and_project(src.reshape(b, h, w, c), hyper_in, high_res_features)
         iou_pred = self.iou_prediction_head(iou_token_out)
-        return masks, iou_pred
+        if self.pred_obj_scores:
+            object_score_logits = self.pred_obj_score_head(hs[:, 0, :])
+        else:
+            object_score_logits = iou_pred.new_full((b, 1), 10.0)
+        return masks, iou_pred, mask_tokens_out, object_score_logits
+
+
+def _blocked_high_res(
+    feat_s0: torch.Tensor, feat_s1: torch.Tensor, h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reorder SAM 2's skip features into the upscaling's blocked pixel order.
+
+    ``feat_s1`` ``(B, C1, 2h, 2w)`` -> ``(B, h, w, 2, 2, C1)`` (pixel ``(2i+dy, 2j+dx)``);
+    ``feat_s0`` ``(B, C0, 4h, 4w)`` -> ``(B, h, w, 2, 2, 2, 2, C0)`` (pixel
+    ``(4i+2*dy1+dy2, 4j+2*dx1+dx2)`` at index ``[i, j, dy1, dx1, dy2, dx2]``).
+    """
+    b1, c1 = feat_s1.shape[:2]
+    s1 = feat_s1.reshape(b1, c1, h, 2, w, 2).permute(0, 2, 4, 3, 5, 1)
+    b0, c0 = feat_s0.shape[:2]
+    s0 = feat_s0.reshape(b0, c0, h, 2, 2, w, 2, 2).permute(0, 2, 5, 3, 6, 4, 7, 1)
+    return s0, s1

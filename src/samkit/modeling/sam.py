@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
+from samkit.inference.transforms import image_to_tensor, postprocess_masks, resize_longest_side
 from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 
@@ -23,6 +25,8 @@ class Sam(nn.Module):
 
     mask_threshold: float = 0.0
     image_format: str = "RGB"
+    family: str = "sam"
+    low_res_logit_limit: float | None = None  # returned low-res logits are not clamped
 
     def __init__(
         self,
@@ -72,6 +76,25 @@ class Sam(nn.Module):
         h, w = x.shape[-2:]
         return nn.functional.pad(x, (0, self.image_size - w, 0, self.image_size - h))
 
+    def prepare_image(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``(H, W, 3)`` uint8 RGB -> padded, normalised ``(1, 3, S, S)`` input and the
+        resized size ``(H', W')`` (longest side ``S``, aspect kept, PIL bilinear)."""
+        x = image_to_tensor(resize_longest_side(rgb, self.image_size), self.device)
+        return self.preprocess(x), (int(x.shape[-2]), int(x.shape[-1]))
+
+    def embed_image(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Embedding ``(B, C, h, w)`` and the (empty, for SAM 1) high-res features."""
+        return self.encode_image(x), ()
+
+    def postprocess_masks(
+        self,
+        low_res: torch.Tensor,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+    ) -> torch.Tensor:
+        """``(B, K, h, w)`` low-res logits -> ``(B, K, H, W)`` original-image logits."""
+        return postprocess_masks(low_res, input_size, original_size, self.image_size)
+
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         """Run the image encoder on a preprocessed image in the encoder's dtype.
 
@@ -87,6 +110,7 @@ class Sam(nn.Module):
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
+        high_res_features: tuple[torch.Tensor, ...] = (),
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`decode` that computes mask logits only for the outputs ``select`` keeps.
 
@@ -111,10 +135,12 @@ class Sam(nn.Module):
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
+        high_res_features: tuple[torch.Tensor, ...] = (),
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt encoder + mask decoder on ``(1 or B, C, h, w)`` embeddings.
 
-        Prompts are in the model's input frame. Returns low-res logits ``(B, K, 4h, 4w)``
+        Prompts are in the model's input frame (``high_res_features`` must be empty for
+        SAM 1; the argument keeps one signature across families). Returns low-res logits ``(B, K, 4h, 4w)``
         and predicted IoU ``(B, K)``.
         """
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)

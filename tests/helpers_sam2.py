@@ -1,0 +1,135 @@
+"""Helpers for the SAM 2 parity tests: the official ``sam2`` model built from a samkit
+``Sam2Config`` through the official Hydra configs (with overrides for reduced sizes),
+and shared random weights.
+
+The official package is imported through ``reference_shims`` (torchvision stand-ins);
+every helper fails loudly when it cannot be imported.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import reference_shims
+import torch
+from torch import nn
+
+import samkit
+from samkit.configs.base import (
+    FpnConfig,
+    HieraConfig,
+    MemoryConfig,
+    PromptEncoderConfig,
+    Sam2Config,
+)
+
+# A reduced model: every code path of the full one (windowed + global blocks, q-pooling
+# at each stage, FPN top-down level, high-res skips), a fraction of the cost.
+REDUCED_HIERA = HieraConfig(
+    embed_dim=32,
+    num_heads=1,
+    stages=(1, 2, 3, 1),
+    global_att_blocks=(4,),
+    window_spec=(8, 4, 4, 2),
+    window_pos_embed_bkg_spatial_size=(4, 4),
+)
+
+
+def reduced_config(version: str = "2.1", image_size: int = 512) -> Sam2Config:
+    """Reduced Hiera at a smaller input (the decoder keeps its official widths)."""
+    emb = image_size // 16
+    return Sam2Config(
+        encoder=REDUCED_HIERA,
+        neck=FpnConfig(),
+        memory=MemoryConfig(feat_sizes=(emb, emb)),
+        prompt_encoder=PromptEncoderConfig(image_embedding_size=emb, input_image_size=image_size),
+        image_size=image_size,
+        version=version,
+    )
+
+
+def _yaml_name(version: str) -> str:
+    return (
+        "configs/sam2.1/sam2.1_hiera_t.yaml"
+        if version == "2.1"
+        else "configs/sam2/sam2_hiera_t.yaml"
+    )
+
+
+def _overrides(cfg: Sam2Config) -> list[str]:
+    enc = cfg.encoder
+
+    def lst(values) -> str:
+        return "[" + ",".join(str(v) for v in values) + "]"
+
+    t = "++model.image_encoder.trunk."
+    return [
+        f"{t}embed_dim={enc.embed_dim}",
+        f"{t}num_heads={enc.num_heads}",
+        f"{t}stages={lst(enc.stages)}",
+        f"{t}global_att_blocks={lst(enc.global_att_blocks)}",
+        f"{t}window_spec={lst(enc.window_spec)}",
+        f"{t}window_pos_embed_bkg_spatial_size={lst(enc.window_pos_embed_bkg_spatial_size)}",
+        f"++model.image_encoder.neck.backbone_channel_list={lst(enc.channel_list)}",
+        f"++model.image_size={cfg.image_size}",
+        f"++model.memory_attention.layer.self_attention.feat_sizes={lst(cfg.memory.feat_sizes)}",
+        f"++model.memory_attention.layer.cross_attention.feat_sizes={lst(cfg.memory.feat_sizes)}",
+    ]
+
+
+def official_sam2(cfg: Sam2Config, device: str = "cpu") -> nn.Module:
+    """The official ``SAM2Base`` for ``cfg``, built by ``sam2.build_sam.build_sam2``
+    (with its post-processing flags: dynamic multimask via stability) in eval mode."""
+    reference_shims.install()
+    build_sam = reference_shims.import_sam2_module("build_sam")
+    return build_sam.build_sam2(
+        _yaml_name(cfg.version),
+        ckpt_path=None,
+        device=device,
+        mode="eval",
+        hydra_overrides_extra=_overrides(cfg),
+    )
+
+
+def official_image_predictor(model: nn.Module, image_size: int):
+    """``SAM2ImagePredictor`` for ``model``; its feature sizes are hard-coded for a 1024
+    input, so they are set for ``image_size``."""
+    mod = reference_shims.import_sam2_module("sam2_image_predictor")
+    predictor = mod.SAM2ImagePredictor(model)
+    s = image_size
+    predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+    return predictor
+
+
+def random_state_dict(model: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights with healthy scales: weights ~ N(0, 1/fan_in), biases and
+    embeddings small, norms near one (so activations neither vanish nor explode)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, t in model.state_dict().items():
+        shape = t.shape
+        if name.endswith("positional_encoding_gaussian_matrix"):
+            v = torch.randn(shape, generator=g)
+        elif t.dim() == 1 and name.endswith("weight"):  # LayerNorm / LayerNorm2d
+            v = 1.0 + 0.1 * torch.randn(shape, generator=g)
+        elif name.endswith("bias"):
+            v = 0.02 * torch.randn(shape, generator=g)
+        elif t.dim() >= 2 and not name.endswith(("_embed", "tpos_enc", "pos_embed_window")):
+            fan_in = t[0].numel()
+            v = torch.randn(shape, generator=g) / fan_in**0.5
+        else:
+            v = 0.2 * torch.randn(shape, generator=g)
+        out[name] = v.to(t.dtype)
+    return out
+
+
+@functools.cache
+def model_pair(version: str = "2.1", image_size: int = 512, seed: int = 0):
+    """(samkit model, official model) for the reduced config, same random weights."""
+    cfg = reduced_config(version, image_size)
+    ours = samkit.build_model(cfg)
+    official = official_sam2(cfg)
+    sd = random_state_dict(official, seed)
+    official.load_state_dict(sd, strict=True)
+    ours.load_state_dict(sd, strict=True)
+    return ours.eval(), official.eval()
