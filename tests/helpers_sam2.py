@@ -9,6 +9,7 @@ every helper fails loudly when it cannot be imported.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import reference_shims
 import torch
@@ -95,7 +96,9 @@ def official_image_predictor(model: nn.Module, image_size: int):
     """``SAM2ImagePredictor`` for ``model``; its feature sizes are hard-coded for a 1024
     input, so they are set for ``image_size``."""
     mod = reference_shims.import_sam2_module("sam2_image_predictor")
-    predictor = mod.SAM2ImagePredictor(model)
+    with warnings.catch_warnings():  # it torch.jit.scripts its transforms (deprecated)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        predictor = mod.SAM2ImagePredictor(model)
     s = image_size
     predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
     return predictor
@@ -133,3 +136,57 @@ def model_pair(version: str = "2.1", image_size: int = 512, seed: int = 0):
     official.load_state_dict(sd, strict=True)
     ours.load_state_dict(sd, strict=True)
     return ours.eval(), official.eval()
+
+
+# ------------------------------------------------------------------ official presets
+#: samkit size name -> the letter(s) of the official yaml (``sam2.1_hiera_{t,s,b+,l}.yaml``).
+OFFICIAL_SIZES = {"tiny": "t", "small": "s", "base-plus": "b+", "large": "l"}
+
+
+def official_yaml(size: str, version: str) -> str:
+    """The official Hydra config of a published SAM 2 (``"2.0"``) or 2.1 model."""
+    letter = OFFICIAL_SIZES[size]
+    if version == "2.1":
+        return f"configs/sam2.1/sam2.1_hiera_{letter}.yaml"
+    if version == "2.0":
+        return f"configs/sam2/sam2_hiera_{letter}.yaml"
+    raise ValueError(f"unknown SAM 2 version {version!r}")
+
+
+def official_sam2_preset(size: str, version: str = "2.1", device: str = "cpu") -> nn.Module:
+    """The official ``SAM2Base`` of a published model, built from its yaml as shipped: no
+    overrides at all (not even ``build_sam2``'s post-processing flags, which change no
+    weight), so its state dict is exactly what the official checkpoint file holds.
+
+    ``device="meta"`` builds it without allocating anything. The official Hiera computes
+    its drop-path rates with ``torch.linspace(...)[i].item()``, which meta tensors refuse,
+    so ``torch.linspace`` is pinned to the CPU while the model is built (those rates are
+    plain floats and shape nothing).
+    """
+    reference_shims.install()
+    build_sam = reference_shims.import_sam2_module("build_sam")
+
+    def build() -> nn.Module:
+        return build_sam.build_sam2(
+            official_yaml(size, version),
+            ckpt_path=None,
+            device=device,
+            mode="eval",
+            hydra_overrides_extra=[],
+            apply_postprocessing=False,
+        )
+
+    if torch.device(device).type != "meta":
+        return build()
+    real_linspace = torch.linspace
+
+    def cpu_linspace(*args, **kwargs):
+        kwargs["device"] = "cpu"
+        return real_linspace(*args, **kwargs)
+
+    torch.linspace = cpu_linspace
+    try:
+        with torch.device("meta"):
+            return build()
+    finally:
+        torch.linspace = real_linspace

@@ -2,6 +2,8 @@
 
 - Key sets and shapes of every SAM 1-family preset equal the official architecture's
   (built on the meta device on both sides where possible, so nothing is allocated).
+- The same for the eight SAM 2 / 2.1 presets against the official yaml files as shipped,
+  and their parameter counts against the official README's model table.
 - ``samkit.load_model`` loads official-format state dicts (plain, ``{"model": ...}``,
   ``.safetensors``) bit for bit, and every bad file raises ``samkit.CheckpointError``.
 - Downloads: offline, sha256/size mismatches and stream failures raise
@@ -19,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import helpers_sam as H
+import helpers_sam2 as H2
 import numpy as np
 import pytest
 import reference_shims
@@ -35,6 +38,10 @@ from samkit.configs import ModelPreset, ViTConfig
 
 def _sam1_presets() -> list[str]:
     return [n for n in samkit.list_models() if samkit.get_preset(n).config.family == "sam"]
+
+
+def _sam2_presets() -> list[str]:
+    return [n for n in samkit.list_models() if samkit.get_preset(n).config.family == "sam2"]
 
 
 def _shapes(module: torch.nn.Module) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -81,6 +88,112 @@ def test_default_alias_is_vit_h_like_official() -> None:
     sa = reference_shims.import_segment_anything()
     assert sa.sam_model_registry["default"] is sa.sam_model_registry["vit_h"]
     assert samkit.get_preset("default").name == "sam-vit-h"
+
+
+# ------------------------------------------------------------------ SAM 2 goldens
+SAM2_SIZES = ("tiny", "small", "base-plus", "large")
+
+#: "Size (M)" of the model tables in the official README (sam2 1.1.0 package METADATA).
+#: The 2.1 table repeats the 2.0 numbers although 2.1 adds 16,512 parameters.
+SAM2_PUBLISHED_MILLIONS = {"tiny": 38.9, "small": 46.0, "base-plus": 80.8, "large": 224.4}
+
+#: Parameters that 2.1 adds to every size: ``no_obj_embed_spatial`` (1, 64) and
+#: ``obj_ptr_tpos_proj`` (Linear 256 -> 64).
+SAM2_1_EXTRA_PARAMS = 64 + 256 * 64 + 64
+
+
+def _sam2_size_version(name: str) -> tuple[str, str]:
+    cfg = samkit.get_preset(name).config
+    return name.split("-hiera-", 1)[1], cfg.version
+
+
+def _n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_sam2_presets_are_registered() -> None:
+    expected = {f"{p}-hiera-{s}" for p in ("sam2", "sam2.1") for s in SAM2_SIZES}
+    assert set(_sam2_presets()) == expected
+    for name in expected:
+        size, version = _sam2_size_version(name)
+        assert version == ("2.1" if name.startswith("sam2.1-") else "2.0"), name
+        assert size in H2.OFFICIAL_SIZES, name
+
+
+@pytest.mark.parametrize("name", _sam2_presets())
+def test_sam2_state_dict_matches_official_yaml(name: str) -> None:
+    """Every key, shape and dtype of the official model built from its yaml as shipped."""
+    size, version = _sam2_size_version(name)
+    official = H2.official_sam2_preset(size, version, device="meta")
+    with torch.device("meta"):
+        ours = samkit.build_model(name, device="meta")
+    expected, actual = _shapes(official), _shapes(ours)
+    missing = sorted(set(expected) - set(actual))
+    unexpected = sorted(set(actual) - set(expected))
+    assert not missing and not unexpected, f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+    wrong = {k: (actual[k], expected[k]) for k in expected if actual[k] != expected[k]}
+    assert not wrong, f"shape/dtype mismatches: {list(wrong.items())[:5]}"
+    assert _n_params(ours) == _n_params(official)
+
+
+def _hiera_blocks(trunk: torch.nn.Module) -> list[tuple]:
+    """Per block: width in/out, heads, window (0 = global) and q-pooling stride."""
+    return [
+        (b.dim, b.dim_out, b.attn.num_heads, b.window_size, b.q_stride and tuple(b.q_stride))
+        for b in trunk.blocks
+    ]
+
+
+@pytest.mark.parametrize("name", _sam2_presets())
+def test_sam2_config_matches_official_yaml(name: str) -> None:
+    """What shapes cannot show: windows, global blocks, pooling, neck and model flags."""
+    size, version = _sam2_size_version(name)
+    cfg = samkit.get_preset(name).config
+    official = H2.official_sam2_preset(size, version, device="meta")
+    with torch.device("meta"):
+        ours = samkit.build_model(name, device="meta")
+    trunk, enc = official.image_encoder.trunk, cfg.encoder
+    assert _hiera_blocks(ours.image_encoder.trunk) == _hiera_blocks(trunk)
+    stage_ends = [sum(enc.stages[: i + 1]) - 1 for i in range(len(enc.stages))]
+    assert list(trunk.stage_ends) == stage_ends
+    assert tuple(trunk.window_spec) == enc.window_spec
+    assert tuple(trunk.global_att_blocks) == enc.global_att_blocks
+    assert tuple(trunk.window_pos_embed_bkg_spatial_size) == enc.window_pos_embed_bkg_spatial_size
+    assert (len(trunk.q_pool_blocks), tuple(trunk.q_stride)) == (enc.q_pool, enc.q_stride)
+    neck = official.image_encoder.neck
+    assert tuple(neck.backbone_channel_list) == enc.channel_list
+    assert tuple(neck.fpn_top_down_levels) == cfg.neck.top_down_levels
+    assert (neck.d_model, neck.fpn_interp_model) == (cfg.neck.d_model, cfg.neck.interp_mode)
+    assert official.image_encoder.scalp == cfg.neck.scalp
+    layer = official.memory_attention.layers[0]
+    mem = cfg.memory
+    assert official.memory_attention.num_layers == mem.num_layers
+    assert (layer.dim_feedforward, layer.dropout_value) == (mem.dim_feedforward, mem.dropout)
+    assert layer.self_attn.freqs_cis.shape[0] == mem.feat_sizes[0] * mem.feat_sizes[1]
+    for flag in (
+        "image_size",
+        "backbone_stride",
+        "num_maskmem",
+        "max_obj_ptrs_in_encoder",
+        "sigmoid_scale_for_mem_enc",
+        "sigmoid_bias_for_mem_enc",
+        "add_tpos_enc_to_obj_ptrs",
+        "proj_tpos_enc_in_obj_ptrs",
+        "use_signed_tpos_enc_to_obj_ptrs",
+    ):
+        assert getattr(official, flag) == getattr(cfg, flag), flag
+    assert (official.no_obj_embed_spatial is not None) == cfg.no_obj_embed_spatial
+
+
+@pytest.mark.parametrize("size", SAM2_SIZES)
+def test_sam2_parameter_counts_match_published(size: str) -> None:
+    with torch.device("meta"):
+        v20 = _n_params(samkit.build_model(f"sam2-hiera-{size}", device="meta"))
+        v21 = _n_params(samkit.build_model(f"sam2.1-hiera-{size}", device="meta"))
+    published = SAM2_PUBLISHED_MILLIONS[size]
+    assert round(v20 / 1e6, 1) == published, (size, v20)
+    assert v21 == v20 + SAM2_1_EXTRA_PARAMS, (size, v20, v21)
+    assert abs(v21 / 1e6 - published) < 0.1, (size, v21)
 
 
 # ------------------------------------------------------------------------- loading
@@ -352,6 +465,63 @@ def test_unknown_model(call) -> None:
         assert name in msg, f"{name} not listed in {msg!r}"
     assert isinstance(info.value, KeyError)  # documented: UnknownModel is a KeyError
     assert not msg.startswith(("'", '"')), "message must not be quoted like a bare KeyError"
+
+
+# ------------------------------------------------------------ SAM 2 loading/errors
+@pytest.fixture(scope="module")
+def sam2_tiny_sd() -> dict[str, torch.Tensor]:
+    """Random weights with the keys and shapes of the official SAM 2.1 Hiera-T."""
+    official = H2.official_sam2_preset("tiny", "2.1", device="meta")
+    return H2.random_state_dict(official, seed=36)
+
+
+def test_load_sam2_official_format_checkpoint(tmp_path, sam2_tiny_sd) -> None:
+    """``{"model": state_dict}`` (the official SAM 2 file layout) loads strictly, bit for bit."""
+    path = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": sam2_tiny_sd}, path)
+    model = samkit.load_model("sam2.1-hiera-tiny", checkpoint=path)
+    assert model.name == "sam2.1-hiera-tiny"
+    assert model.family == "sam2"
+    assert not model.training
+    loaded = model.state_dict()
+    assert set(loaded) == set(sam2_tiny_sd)
+    for k, v in sam2_tiny_sd.items():
+        assert loaded[k].dtype == v.dtype, k
+        assert torch.equal(loaded[k], v), k
+
+
+def test_sam2_checkpoint_missing_a_key(tmp_path, sam2_tiny_sd) -> None:
+    key = "sam_mask_decoder.obj_score_token.weight"
+    path = tmp_path / "missing.pt"
+    torch.save({"model": {k: v for k, v in sam2_tiny_sd.items() if k != key}}, path)
+    msg = _load_error("sam2.1-hiera-tiny", path)
+    assert str(path) in msg, msg
+    assert f"1 missing keys: {key}" in msg, msg
+    assert "unexpected" not in msg and "shape" not in msg, msg
+
+
+def test_sam2_checkpoint_with_a_wrong_shape(tmp_path, sam2_tiny_sd) -> None:
+    key = "image_encoder.trunk.pos_embed"
+    good = tuple(sam2_tiny_sd[key].shape)
+    bad = (good[0], good[1], good[2] + 1, good[3])
+    path = tmp_path / "wrong_shape.pt"
+    torch.save({"model": {**sam2_tiny_sd, key: torch.zeros(bad)}}, path)
+    msg = _load_error("sam2.1-hiera-tiny", path)
+    assert str(path) in msg, msg
+    assert f"1 shape mismatches: {key} {bad} vs {good}" in msg, msg
+    assert "missing" not in msg and "unexpected" not in msg, msg
+
+
+def test_sam2_0_checkpoint_into_sam2_1_model(tmp_path, sam2_tiny_sd) -> None:
+    """A 2.0 file (no 2.1-only keys) for a 2.1 preset names exactly the three 2.1 keys."""
+    only_21 = ["no_obj_embed_spatial", "obj_ptr_tpos_proj.bias", "obj_ptr_tpos_proj.weight"]
+    official_20 = set(H2.official_sam2_preset("tiny", "2.0", device="meta").state_dict())
+    assert sorted(set(sam2_tiny_sd) - official_20) == only_21
+    path = tmp_path / "sam2_hiera_tiny.pt"
+    torch.save({"model": {k: v for k, v in sam2_tiny_sd.items() if k in official_20}}, path)
+    msg = _load_error("sam2.1-hiera-tiny", path)
+    assert f"3 missing keys: {', '.join(only_21)}" in msg, msg
+    assert "unexpected" not in msg and "shape" not in msg, msg
 
 
 # ----------------------------------------------------------------- cache/download

@@ -49,6 +49,7 @@ from samkit.masks import (
     box_area,
     box_xyxy_to_xywh,
     build_all_layer_point_grids,
+    fill_small_regions_logits,
     generate_crop_boxes,
     is_box_near_crop_edge,
     masks_to_boxes,
@@ -222,10 +223,11 @@ class MaskGenerator:
             with its own low-res logits as the mask prompt (single output), and the
             refined mask and IoU replace it before filtering. Doubles decoder work.
 
-    With SAM 2 models the official generator also passes ``min_mask_region_area`` to
-    its predictor's low-res hole/sprinkle filling, which needs its optional CUDA
-    extension and is skipped (with a warning) without it; samkit skips that step and
-    applies the same full-resolution small-region removal as for SAM 1.
+    ``min_mask_region_area`` follows each family's official generator: SAM 1 removes
+    small holes/islands from the full-resolution masks and re-runs NMS; SAM 2 instead
+    fills holes and removes sprinkles of at most that many pixels in the 256x256 low-res
+    logits before upsampling (the official SAM 2 needs its CUDA extension for this and
+    silently skips it without one; samkit always applies it, on CPU too).
     """
 
     def __init__(
@@ -295,6 +297,7 @@ class MaskGenerator:
         self.max_chunk_bytes = max_chunk_bytes
         self.multimask_output = multimask_output
         self.use_m2m = use_m2m
+        self._family = family
 
     @property
     def model(self) -> SamModel:
@@ -349,7 +352,7 @@ class MaskGenerator:
             scores = 1.0 / box_area(data.crop_boxes.float())
             keep = nms(data.boxes.float(), scores, self.crop_nms_thresh)
             data = data.select(keep)
-        if self.min_mask_region_area > 0 and len(data):
+        if self.min_mask_region_area > 0 and len(data) and self._family == "sam":
             data = self._remove_small_regions(data, max(self.box_nms_thresh, self.crop_nms_thresh))
         records = data.records(self._encode_outputs(data.rles))
         stats.postprocess_s += time.perf_counter() - t0
@@ -453,9 +456,10 @@ class MaskGenerator:
         parts: list[_MaskSet] = []
         for start in range(0, len(keep), chunk):
             idx = keep[start : start + chunk]  # (c,) indices into the flattened outputs
-            logits = model.postprocess_masks(
-                low_res[start : start + chunk][:, None].float(), input_size, (crop_h, crop_w)
-            )[:, 0]
+            lr = low_res[start : start + chunk][:, None].float()
+            if self._family == "sam2" and self.min_mask_region_area > 0:
+                lr = fill_small_regions_logits(lr, self.min_mask_region_area, thr)
+            logits = model.postprocess_masks(lr, input_size, (crop_h, crop_w))[:, 0]
             stab = stability_score(logits, thr, self.stability_score_offset).cpu()
             ok = torch.ones(len(idx), dtype=torch.bool)
             if self.stability_score_thresh > 0.0:

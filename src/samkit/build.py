@@ -161,10 +161,27 @@ def build_model(
 
 
 def load_weights(model: SamModel, state_dict: Mapping[str, torch.Tensor], source: str) -> SamModel:
-    """Copy an official-format (or HF-format) state dict into ``model``, strictly."""
-    from samkit.hf_keys import hf_to_official_sam, is_hf_sam_state_dict
+    """Copy an official-format (or HF-format) state dict into ``model``, strictly.
 
-    if is_hf_sam_state_dict(state_dict):
+    HF SAM 2 dicts (``Sam2VideoModel`` / ``Sam2Model`` names) are tested first: their prompt
+    encoder and decoder share SAM 1's HF names, so :func:`is_hf_sam_state_dict` is true for them
+    too. For a SAM 2 model, a converted HF dict lacking tensors the model needs (the video
+    modules of a file saved from the image-only ``Sam2Model``) raises a
+    :class:`CheckpointError` naming the missing groups.
+    """
+    from samkit.hf_keys import (
+        check_hf_sam2_complete,
+        hf_to_official_sam,
+        hf_to_official_sam2,
+        is_hf_sam2_state_dict,
+        is_hf_sam_state_dict,
+    )
+
+    if is_hf_sam2_state_dict(state_dict):
+        state_dict = hf_to_official_sam2(dict(state_dict))
+        if getattr(model, "family", None) == "sam2":
+            check_hf_sam2_complete(state_dict, model.state_dict().keys(), source)
+    elif is_hf_sam_state_dict(state_dict):
         state_dict = hf_to_official_sam(dict(state_dict))
     check_state_dict(model, state_dict, source)
     try:

@@ -465,6 +465,40 @@ def remove_small_regions(
     return lut[labels], True
 
 
+def fill_small_regions_logits(
+    logits: torch.Tensor, max_area: float, threshold: float = 0.0
+) -> torch.Tensor:
+    """SAM 2's mask clean-up on ``(..., H, W)`` logits (usually the 256x256 low-res ones).
+
+    8-connected background regions ("holes") of at most ``max_area`` pixels are set to
+    ``threshold + 10`` and foreground regions ("sprinkles") of at most ``max_area``
+    pixels to ``threshold - 10``; both are found on the input mask ``logits >
+    threshold``. Same rule as the official SAM 2 predictor's ``max_hole_area`` /
+    ``max_sprinkle_area`` post-processing (which needs its CUDA extension; this is a
+    CPU implementation with scipy). Returns a new tensor.
+    """
+    if max_area <= 0:
+        return logits
+    flat = logits.reshape(-1, *logits.shape[-2:])
+    fg = (flat > threshold).cpu().numpy()
+    out = flat.clone()
+    change = np.zeros(fg.shape, dtype=np.int8)  # +1 fill, -1 remove
+    for i in range(fg.shape[0]):
+        for value, region in ((1, ~fg[i]), (-1, fg[i])):
+            labels, n = ndimage.label(region, structure=_EIGHT_CONNECTED)
+            if n == 0:
+                continue
+            sizes = np.bincount(labels.ravel(), minlength=n + 1)
+            small = sizes <= max_area
+            small[0] = False
+            hit = small[labels]
+            change[i][hit] = value
+    delta = torch.from_numpy(change).to(out.device)
+    out = torch.where(delta > 0, torch.full_like(out, threshold + 10.0), out)
+    out = torch.where(delta < 0, torch.full_like(out, threshold - 10.0), out)
+    return out.reshape(logits.shape)
+
+
 # ---------------------------------------------------------------------------------------
 # Point grids and crops
 # ---------------------------------------------------------------------------------------

@@ -12,19 +12,20 @@ from rich.filesize import decimal
 from rich.table import Table
 
 import samkit
-from samkit.build import build_sam
+from samkit.build import build_model
 from samkit.configs import ModelPreset
 from samkit.weights import bundled_path, cache_dir, cached_path, download, resolve_weights
 
 
 def parameter_count(preset: ModelPreset) -> int | None:
-    """Number of parameters of ``preset``'s architecture (built on the meta device: no memory).
+    """Number of parameters of ``preset``'s architecture, of any family (SAM 1 or SAM 2),
+    built on the meta device: no memory, no weights read.
 
     Returns ``None`` if the architecture cannot be built.
     """
     try:
         with torch.device("meta"):
-            model = build_sam(preset.config)
+            model = build_model(preset, device="meta")
     except Exception:  # a broken preset must not break the listing
         return None
     return sum(p.numel() for p in model.parameters())

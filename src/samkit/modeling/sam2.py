@@ -124,7 +124,10 @@ class Sam2(nn.Module):
         interpolation and antialiasing (what torchvision's ``Resize`` does on tensors),
         then ImageNet mean/std.
         """
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+        arr = np.ascontiguousarray(rgb)
+        if not arr.flags.writeable:  # torch warns on read-only numpy buffers
+            arr = arr.copy()
+        x = torch.from_numpy(arr).to(self.device)
         x = x.permute(2, 0, 1).float().div(255.0).unsqueeze(0)
         s = self.image_size
         x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
