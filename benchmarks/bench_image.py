@@ -5,6 +5,7 @@ medians and the official/samkit ratio (>1 means samkit is faster). Run on demand
 
     python benchmarks/bench_image.py --model sam-vit-b --repeats 3
     python benchmarks/bench_image.py --model mobile-sam
+    python benchmarks/bench_image.py --model sam2.1-hiera-tiny   # vs the official sam2
 
 Needs the test extras (``pip install -c constraints.txt -e ".[test]"``); the official
 packages are imported through the test suite's torchvision/timm shims.
@@ -30,7 +31,33 @@ import samkit  # noqa: E402
 OFFICIAL = {"sam-vit-b": "vit_b", "sam-vit-l": "vit_l", "sam-vit-h": "vit_h", "mobile-sam": "vit_t"}
 
 
+SAM2 = [n for n in samkit.list_models() if n.startswith("sam2")]
+
+
+class _OfficialSam2:
+    """The official SAM2ImagePredictor behind SamPredictor-like calls."""
+
+    def __init__(self, name: str) -> None:
+        import helpers_sam2
+
+        cfg = samkit.get_preset(name).config
+        self.model = helpers_sam2.official_sam2(cfg)
+        self.model.load_state_dict(helpers_sam2.random_state_dict(self.model, seed=0))
+        self.predictor = helpers_sam2.official_image_predictor(self.model, cfg.image_size)
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.predictor.set_image(image)
+
+    def predict(self, point, label, multimask_output=True):
+        return self.predictor.predict(
+            point_coords=point, point_labels=label, multimask_output=multimask_output
+        )
+
+
 def _official(name: str):
+    if name in SAM2:
+        ref = _OfficialSam2(name)
+        return None, ref
     if name == "mobile-sam":
         pkg = reference_shims.import_mobile_sam()
     else:
@@ -56,7 +83,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="sam-vit-b", choices=sorted(OFFICIAL))
+    parser.add_argument("--model", default="sam-vit-b", choices=sorted(OFFICIAL) + SAM2)
     parser.add_argument("--repeats", type=int, default=3, help="encoder repeats")
     parser.add_argument("--prompt-repeats", type=int, default=30)
     parser.add_argument("--no-bf16", action="store_true")
@@ -64,14 +91,15 @@ def main() -> None:
 
     torch.manual_seed(0)
     pkg, ref = _official(args.model)
-    state = ref.state_dict()
+    sam2 = pkg is None
+    state = (ref.model if sam2 else ref).state_dict()
     ours = samkit.build_model(args.model)
     ours.load_state_dict(state)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(768, 1024, 3), dtype=np.uint8)  # H x W
     point, label = np.array([[500.0, 375.0]]), np.array([1])
 
-    ref_pred = pkg.SamPredictor(ref)
+    ref_pred = ref if sam2 else pkg.SamPredictor(ref)
     our_pred = samkit.ImagePredictor(ours)
     rows = []
     with torch.inference_mode():

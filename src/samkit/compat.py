@@ -14,6 +14,20 @@ Migrate by changing one import::
 Method and argument names, return types (numpy from ``predict``, torch from
 ``predict_torch``) and output order are the official ones. Loading uses
 ``torch.load(weights_only=True)`` and strict key checks.
+
+The official SAM 2 / 2.1 names (package ``sam2``) are here too, from
+:mod:`samkit.compat_sam2`: ``build_sam2``, ``build_sam2_hf``, ``SAM2ImagePredictor`` and
+``SAM2AutomaticMaskGenerator``::
+
+    # from sam2.build_sam import build_sam2
+    # from sam2.sam2_image_predictor import SAM2ImagePredictor
+    # from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+    from samkit.compat import build_sam2, SAM2ImagePredictor, SAM2AutomaticMaskGenerator
+
+    model = build_sam2("configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt")
+    predictor = SAM2ImagePredictor(model)           # or .from_pretrained("facebook/...")
+    predictor.set_image(image)                      # HxWx3 uint8 RGB or PIL
+    masks, scores, low_res = predictor.predict(point_coords=..., point_labels=...)
 """
 
 from __future__ import annotations
@@ -25,11 +39,27 @@ import numpy as np
 import torch
 
 from samkit.build import build_model, load_model
+from samkit.compat_sam2 import (
+    SAM2AutomaticMaskGenerator,
+    SAM2ImagePredictor,
+    build_sam2,
+    build_sam2_hf,
+)
 from samkit.errors import InvalidImage
 from samkit.inference.predictor import ImagePredictor
 from samkit.inference.transforms import coords_to_input, preprocess_shape
 from samkit.modeling.sam import Sam
 from samkit.types import ImageEmbedding
+
+__all__ = [
+    "ResizeLongestSide",
+    "SAM2AutomaticMaskGenerator",
+    "SAM2ImagePredictor",
+    "SamPredictor",
+    "build_sam2",
+    "build_sam2_hf",
+    "sam_model_registry",
+]
 
 
 def _builder(name: str) -> Callable[..., Sam]:

@@ -466,7 +466,11 @@ def remove_small_regions(
 
 
 def fill_small_regions_logits(
-    logits: torch.Tensor, max_area: float, threshold: float = 0.0
+    logits: torch.Tensor,
+    max_area: float,
+    threshold: float = 0.0,
+    *,
+    max_sprinkle_area: float | None = None,
 ) -> torch.Tensor:
     """SAM 2's mask clean-up on ``(..., H, W)`` logits (usually the 256x256 low-res ones).
 
@@ -476,20 +480,27 @@ def fill_small_regions_logits(
     threshold``. Same rule as the official SAM 2 predictor's ``max_hole_area`` /
     ``max_sprinkle_area`` post-processing (which needs its CUDA extension; this is a
     CPU implementation with scipy). Returns a new tensor.
+
+    ``max_sprinkle_area``: a separate bound for sprinkles (``max_area`` then bounds the
+    holes only). A bound ``<= 0`` turns its step off.
     """
-    if max_area <= 0:
+    sprinkle_area = max_area if max_sprinkle_area is None else max_sprinkle_area
+    if max_area <= 0 and sprinkle_area <= 0:
         return logits
     flat = logits.reshape(-1, *logits.shape[-2:])
     fg = (flat > threshold).cpu().numpy()
     out = flat.clone()
     change = np.zeros(fg.shape, dtype=np.int8)  # +1 fill, -1 remove
+    steps = [(1, False, max_area), (-1, True, sprinkle_area)]
+    steps = [(value, is_fg, area) for value, is_fg, area in steps if area > 0]
     for i in range(fg.shape[0]):
-        for value, region in ((1, ~fg[i]), (-1, fg[i])):
+        for value, is_fg, area in steps:
+            region = fg[i] if is_fg else ~fg[i]
             labels, n = ndimage.label(region, structure=_EIGHT_CONNECTED)
             if n == 0:
                 continue
             sizes = np.bincount(labels.ravel(), minlength=n + 1)
-            small = sizes <= max_area
+            small = sizes <= area
             small[0] = False
             hit = small[labels]
             change[i][hit] = value

@@ -84,14 +84,15 @@ class MultiScaleAttention(nn.Module):
         b, h, w, _ = x.shape
         heads = self.num_heads
         qkv = self.qkv(x).reshape(b, h * w, 3, heads, -1)
-        q, k, v = qkv.unbind(2)  # (B, HW, heads, d)
-        if self.q_stride is not None:
-            q = _max_pool(q.reshape(b, h, w, -1), self.q_stride)
+        if self.q_stride is None:
+            # one copy into head-major layout for all three: (3, B, heads, HW, d)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        else:
+            k, v = (t.transpose(1, 2) for t in qkv[:, :, 1:].unbind(2))
+            q = _max_pool(qkv[:, :, 0].reshape(b, h, w, -1), self.q_stride)
             h, w = q.shape[1:3]
-            q = q.reshape(b, h * w, heads, -1)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        )
+            q = q.reshape(b, h * w, heads, -1).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, h, w, -1))
 
 
@@ -187,10 +188,30 @@ class Hiera(nn.Module):
             )
             dim = dim_out
         self.channel_list = [self.blocks[i].dim_out for i in self.stage_ends[::-1]]
+        self._pos_cache: tuple[tuple, torch.Tensor] | None = None
 
     def _pos_embed(self, h: int, w: int) -> torch.Tensor:
         """Background embedding (bicubic-resized) plus the tiled window embedding,
-        channels-last ``(1, h, w, C)``."""
+        channels-last ``(1, h, w, C)``.
+
+        It depends only on the parameters and the grid size, so outside autograd it is
+        cached and recomputed when either parameter changes (new weights, device, dtype).
+        """
+        if torch.is_grad_enabled():
+            return self._compute_pos_embed(h, w)
+        params = (self.pos_embed, self.pos_embed_window)
+        key = (h, w) + tuple(
+            (p.data_ptr(), -1 if p.is_inference() else p._version, p.device, p.dtype)
+            for p in params
+        )
+        cached = self._pos_cache
+        if cached is None or cached[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                cached = (key, self._compute_pos_embed(h, w).contiguous())
+            self._pos_cache = cached
+        return cached[1]
+
+    def _compute_pos_embed(self, h: int, w: int) -> torch.Tensor:
         pos = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
         win = self.pos_embed_window
         reps = (h // win.shape[-2], w // win.shape[-1])
