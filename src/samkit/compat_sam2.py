@@ -544,6 +544,7 @@ class SAM2AutomaticMaskGenerator:
         )
         self.mask_threshold = mask_threshold
         self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
+        training = model.training  # samkit's generator puts the model in eval mode
         self.generator = MaskGenerator(
             model,
             points_per_side=points_per_side,
@@ -562,6 +563,7 @@ class SAM2AutomaticMaskGenerator:
             multimask_output=multimask_output,
             use_m2m=use_m2m,
         )
+        model.train(training)  # the official generator leaves the mode alone
 
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs: Any) -> SAM2AutomaticMaskGenerator:
