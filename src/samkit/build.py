@@ -8,7 +8,15 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from samkit.configs.base import ModelPreset, Sam2Config, SamConfig, TinyViTConfig, ViTConfig
+from samkit.configs.base import (
+    MaskDecoderConfig,
+    ModelPreset,
+    PromptEncoderConfig,
+    Sam2Config,
+    SamConfig,
+    TinyViTConfig,
+    ViTConfig,
+)
 from samkit.configs.registry import get_preset
 from samkit.errors import CheckpointError
 from samkit.layers.two_way import TwoWayTransformer
@@ -51,25 +59,34 @@ def _build_encoder(cfg: ViTConfig | TinyViTConfig) -> nn.Module:
     raise TypeError(f"unsupported encoder config {type(cfg).__name__}")
 
 
+def _prompt_encoder(pe: PromptEncoderConfig) -> PromptEncoder:
+    return PromptEncoder(
+        embed_dim=pe.embed_dim,
+        image_embedding_size=(pe.image_embedding_size, pe.image_embedding_size),
+        input_image_size=(pe.input_image_size, pe.input_image_size),
+        mask_in_chans=pe.mask_in_chans,
+    )
+
+
+def _transformer(md: MaskDecoderConfig, sam2_mlp: bool) -> TwoWayTransformer:
+    return TwoWayTransformer(
+        depth=md.transformer_depth,
+        embedding_dim=md.transformer_dim,
+        num_heads=md.transformer_heads,
+        mlp_dim=md.transformer_mlp_dim,
+        sam2_mlp=sam2_mlp,
+    )
+
+
 def build_sam(cfg: SamConfig) -> Sam:
     """Instantiate a SAM 1-family model with random weights from its config."""
-    pe, md = cfg.prompt_encoder, cfg.mask_decoder
+    md = cfg.mask_decoder
     return Sam(
         image_encoder=_build_encoder(cfg.encoder),
-        prompt_encoder=PromptEncoder(
-            embed_dim=pe.embed_dim,
-            image_embedding_size=(pe.image_embedding_size, pe.image_embedding_size),
-            input_image_size=(pe.input_image_size, pe.input_image_size),
-            mask_in_chans=pe.mask_in_chans,
-        ),
+        prompt_encoder=_prompt_encoder(cfg.prompt_encoder),
         mask_decoder=MaskDecoder(
             transformer_dim=md.transformer_dim,
-            transformer=TwoWayTransformer(
-                depth=md.transformer_depth,
-                embedding_dim=md.transformer_dim,
-                num_heads=md.transformer_heads,
-                mlp_dim=md.transformer_mlp_dim,
-            ),
+            transformer=_transformer(md, sam2_mlp=False),
             num_multimask_outputs=md.num_multimask_outputs,
             iou_head_depth=md.iou_head_depth,
             iou_head_hidden_dim=md.iou_head_hidden_dim,
@@ -86,27 +103,16 @@ def build_sam2(cfg: Sam2Config) -> SamModel:
     from samkit.modeling.memory import build_memory_attention, build_memory_encoder
     from samkit.modeling.sam2 import Sam2
 
-    pe, md = cfg.prompt_encoder, cfg.mask_decoder
+    md = cfg.mask_decoder
     return Sam2(
         config=cfg,
         image_encoder=Sam2ImageEncoder(cfg.encoder, cfg.neck),
         memory_attention=build_memory_attention(cfg.memory),
         memory_encoder=build_memory_encoder(cfg.memory),
-        prompt_encoder=PromptEncoder(
-            embed_dim=pe.embed_dim,
-            image_embedding_size=(pe.image_embedding_size, pe.image_embedding_size),
-            input_image_size=(pe.input_image_size, pe.input_image_size),
-            mask_in_chans=pe.mask_in_chans,
-        ),
+        prompt_encoder=_prompt_encoder(cfg.prompt_encoder),
         mask_decoder=MaskDecoder(
             transformer_dim=md.transformer_dim,
-            transformer=TwoWayTransformer(
-                depth=md.transformer_depth,
-                embedding_dim=md.transformer_dim,
-                num_heads=md.transformer_heads,
-                mlp_dim=md.transformer_mlp_dim,
-                sam2_mlp=True,
-            ),
+            transformer=_transformer(md, sam2_mlp=True),
             num_multimask_outputs=md.num_multimask_outputs,
             iou_head_depth=md.iou_head_depth,
             iou_head_hidden_dim=md.iou_head_hidden_dim,

@@ -13,18 +13,17 @@ import torch
 from torch import nn
 
 from samkit.inference.transforms import image_to_tensor, postprocess_masks, resize_longest_side
+from samkit.modeling.base import PromptableModel
 from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 
 
-class Sam(nn.Module):
+class Sam(PromptableModel):
     """A SAM-family model with a single-scale image encoder.
 
     ``image_encoder`` maps a normalised, padded ``(B, 3, S, S)`` image to ``(B, C, h, w)``.
     """
 
-    mask_threshold: float = 0.0
-    image_format: str = "RGB"
     family: str = "sam"
     low_res_logit_limit: float | None = None  # returned low-res logits are not clamped
 
@@ -38,32 +37,11 @@ class Sam(nn.Module):
         pixel_std: tuple[float, float, float],
         image_size: int = 1024,
     ) -> None:
-        super().__init__()
+        super().__init__(pixel_mean, pixel_std)
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         self.image_size = image_size
-        self.name: str | None = None  # registry name, set by build_model / load_model
-        self._pixel_stats = (tuple(pixel_mean), tuple(pixel_std))
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-
-    def init_non_persistent_buffers(self) -> None:
-        """Recompute buffers that checkpoints do not store (after a meta-device build).
-
-        Submodules with their own ``init_non_persistent_buffers`` are refreshed too.
-        """
-        device = self.prompt_encoder.no_mask_embed.weight.device
-        mean, std = self._pixel_stats
-        self.pixel_mean = torch.tensor(mean, device=device).view(-1, 1, 1)
-        self.pixel_std = torch.tensor(std, device=device).view(-1, 1, 1)
-        for module in self.modules():
-            if module is not self and hasattr(module, "init_non_persistent_buffers"):
-                module.init_non_persistent_buffers()
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     @property
     def encoder_dtype(self) -> torch.dtype:

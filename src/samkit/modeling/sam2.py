@@ -22,6 +22,7 @@ from torch import nn
 
 from samkit.configs.base import Sam2Config
 from samkit.layers.common import MLP
+from samkit.modeling.base import PromptableModel
 from samkit.modeling.encoders.hiera import Sam2ImageEncoder
 from samkit.modeling.mask_decoder import DecoderOutput, MaskDecoder
 from samkit.modeling.prompt_encoder import (
@@ -33,14 +34,12 @@ from samkit.modeling.prompt_encoder import (
 HighRes = tuple[torch.Tensor, torch.Tensor]
 
 
-class Sam2(nn.Module):
+class Sam2(PromptableModel):
     """A SAM 2-family model (image and video).
 
     Image path: :meth:`prepare_image` -> :meth:`embed_image` -> :meth:`decode`.
     """
 
-    mask_threshold: float = 0.0
-    image_format: str = "RGB"
     family: str = "sam2"
     # the official image predictor returns low-res logits clamped to this magnitude
     low_res_logit_limit: float | None = 32.0
@@ -55,7 +54,7 @@ class Sam2(nn.Module):
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoder,
     ) -> None:
-        super().__init__()
+        super().__init__(config.pixel_mean, config.pixel_std)
         self.config = config
         self.image_size = config.image_size
         self.image_encoder = image_encoder
@@ -81,10 +80,6 @@ class Sam2(nn.Module):
         self.obj_ptr_tpos_proj: nn.Module = (
             nn.Linear(hidden, mem_dim) if config.proj_tpos_enc_in_obj_ptrs else nn.Identity()
         )
-        self.name: str | None = None
-        self._pixel_stats = (tuple(config.pixel_mean), tuple(config.pixel_std))
-        self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(-1, 1, 1), False)
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -96,20 +91,6 @@ class Sam2(nn.Module):
     def mask_decoder(self) -> MaskDecoder:
         """The SAM mask decoder (same object as ``sam_mask_decoder``)."""
         return self.sam_mask_decoder
-
-    def init_non_persistent_buffers(self) -> None:
-        """Recompute buffers that checkpoints do not store (after a meta-device build)."""
-        device = self.no_mem_embed.device
-        mean, std = self._pixel_stats
-        self.pixel_mean = torch.tensor(mean, device=device).view(-1, 1, 1)
-        self.pixel_std = torch.tensor(std, device=device).view(-1, 1, 1)
-        for module in self.modules():
-            if module is not self and hasattr(module, "init_non_persistent_buffers"):
-                module.init_non_persistent_buffers()
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     @property
     def encoder_dtype(self) -> torch.dtype:
