@@ -8,6 +8,7 @@ samkit is faster) and an output check (mask counts and one-to-one matches at IoU
     python benchmarks/bench_amg.py --model samkit-demo
     python benchmarks/bench_amg.py --model mobile-sam
     python benchmarks/bench_amg.py --model sam-vit-b --bf16
+    python benchmarks/bench_amg.py --model sam2.1-hiera-tiny --points-per-side 16
     python benchmarks/bench_amg.py --model samkit-demo --peak-memory --size 3000,4000
 
 ``samkit-demo`` uses its bundled trained weights and the default thresholds. The SAM 1
@@ -51,8 +52,31 @@ RANDOM_WEIGHT_SETTINGS = {
 }
 
 
+def _is_sam2(name: str) -> bool:
+    return samkit.get_preset(name).config.family == "sam2"
+
+
+def official_generator(name: str, model: torch.nn.Module, settings: dict):
+    """(generator, predictor) of the official package for the model's family."""
+    if _is_sam2(name):
+        import helpers_sam2
+
+        amg = reference_shims.import_sam2_module("automatic_mask_generator")
+        gen = amg.SAM2AutomaticMaskGenerator(model, output_mode="uncompressed_rle", **settings)
+        size = samkit.get_preset(name).config.image_size
+        pred = helpers_sam2.official_image_predictor(model, size)
+        return gen, pred
+    sa = reference_shims.import_segment_anything()
+    gen = sa.SamAutomaticMaskGenerator(model, output_mode="uncompressed_rle", **settings)
+    return gen, sa.SamPredictor(model)
+
+
 def official_model(name: str, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    if name == "mobile-sam":
+    if _is_sam2(name):
+        import helpers_sam2
+
+        model = helpers_sam2.official_sam2(samkit.get_preset(name).config)
+    elif name == "mobile-sam":
         model = reference_shims.import_mobile_sam().sam_model_registry["vit_t"]()
     elif name in OFFICIAL:
         model = reference_shims.import_segment_anything().sam_model_registry[OFFICIAL[name]]()
@@ -130,14 +154,19 @@ def main() -> None:
     else:
         ours = samkit.build_model(args.model)
         # the test suite's seeded random weights (activations O(1) through the network)
-        ours.load_state_dict(random_state_dict(ours.state_dict(), seed=0), strict=True)
+        if _is_sam2(args.model):
+            import helpers_sam2
+
+            ours.load_state_dict(helpers_sam2.random_state_dict(ours, seed=0), strict=True)
+        else:
+            ours.load_state_dict(random_state_dict(ours.state_dict(), seed=0), strict=True)
         settings = dict(RANDOM_WEIGHT_SETTINGS)
         print(f"random weights: thresholds {settings}")
     settings["points_per_side"] = args.points_per_side
     state = {k: v.float() for k, v in ours.state_dict().items()}
     torch.set_grad_enabled(False)
 
-    def run_ours(model: samkit.modeling.sam.Sam) -> tuple[list[dict], float, float]:
+    def run_ours(model: samkit.modeling.SamModel) -> tuple[list[dict], float, float]:
         gen = MaskGenerator(model, output_mode="uncompressed_rle", **settings)
         best = None
         for _ in range(args.repeats):
@@ -157,10 +186,8 @@ def main() -> None:
         print(f"peak_rss_mib {rss:.0f}")
         return
 
-    sa = reference_shims.import_segment_anything()
     ref_model = official_model(args.model, state)
-    ref_gen = sa.SamAutomaticMaskGenerator(ref_model, output_mode="uncompressed_rle", **settings)
-    ref_pred = sa.SamPredictor(ref_model)
+    ref_gen, ref_pred = official_generator(args.model, ref_model, settings)
     best_ref = None
     for _ in range(args.repeats):
         t0 = time.perf_counter()
