@@ -190,3 +190,20 @@ def official_sam2_preset(size: str, version: str = "2.1", device: str = "cpu") -
             return build()
     finally:
         torch.linspace = real_linspace
+
+
+def official_sam2_video(cfg: Sam2Config, device: str = "cpu") -> nn.Module:
+    """The official ``SAM2VideoPredictor`` for ``cfg`` (the reduced-size overrides of
+    :func:`official_sam2`), built by ``sam2.build_sam.build_sam2_video_predictor`` with
+    its post-processing flags (dynamic multimask, binarised click masks for memory,
+    ``fill_hole_area=8``), in eval mode; its state dict has the keys of
+    :func:`official_sam2`'s model."""
+    reference_shims.install()
+    build_sam = reference_shims.import_sam2_module("build_sam")
+    return build_sam.build_sam2_video_predictor(
+        _yaml_name(cfg.version),
+        ckpt_path=None,
+        device=device,
+        mode="eval",
+        hydra_overrides_extra=_overrides(cfg),
+    )

@@ -1,0 +1,62 @@
+"""SAM 2 video: per-frame tracking on a :class:`~samkit.modeling.sam2.Sam2` model.
+
+:mod:`samkit.video.tracker` holds the stateless per-frame computation (frame features,
+memory selection, memory attention, SAM heads, memory encoding) with typed inputs and
+outputs; a session keeping the memory bank is built on top of it.
+"""
+
+from samkit.video.tracker import (
+    DEFAULT_OPTIONS,
+    HOLE_FILL_LOGIT,
+    NO_OBJ_SCORE,
+    FrameFeatures,
+    Memory,
+    MemorySelection,
+    Points,
+    TrackerOptions,
+    TrackOutput,
+    apply_non_overlapping_constraints,
+    concat_points,
+    encode_frame,
+    encode_memory,
+    fill_holes,
+    list_frame_files,
+    load_frame,
+    mask_to_model,
+    model_frame,
+    points_to_model,
+    prepare_frame,
+    select_memories,
+    to_video_resolution,
+    track_step,
+    upsample_to_input,
+    use_multimask,
+)
+
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "HOLE_FILL_LOGIT",
+    "NO_OBJ_SCORE",
+    "FrameFeatures",
+    "Memory",
+    "MemorySelection",
+    "Points",
+    "TrackOutput",
+    "TrackerOptions",
+    "apply_non_overlapping_constraints",
+    "concat_points",
+    "encode_frame",
+    "encode_memory",
+    "fill_holes",
+    "list_frame_files",
+    "load_frame",
+    "mask_to_model",
+    "model_frame",
+    "points_to_model",
+    "prepare_frame",
+    "select_memories",
+    "to_video_resolution",
+    "track_step",
+    "upsample_to_input",
+    "use_multimask",
+]
