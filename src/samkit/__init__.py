@@ -9,6 +9,7 @@ Public API::
     predictor.set_image("photo.jpg")
     result = predictor.predict(points=[[500, 375]], labels=[1])
     masks = samkit.MaskGenerator(model).generate("photo.jpg")   # segment everything
+    session = samkit.VideoPredictor(sam2_model).start("frames/")  # SAM 2 video tracking
 
 Importing samkit does no I/O and changes no global torch setting.
 """
@@ -18,12 +19,17 @@ from samkit.configs import ModelPreset, WeightSpec, get_preset, list_models
 from samkit.errors import (
     CheckpointError,
     DownloadError,
+    FrameOutOfRange,
     InvalidImage,
     InvalidPrompt,
+    InvalidVideo,
     NoImageSet,
+    NoPrompts,
     OutputError,
     SamkitError,
+    SessionClosed,
     UnknownModel,
+    UnknownObject,
 )
 from samkit.inference.predictor import ImagePredictor
 from samkit.types import ImageEmbedding, MaskPrediction
@@ -36,23 +42,35 @@ def __getattr__(name: str):  # lazy: MaskGenerator pulls in pycocotools and scip
         from samkit.amg import MaskGenerator
 
         return MaskGenerator
+    if name in ("VideoPredictor", "VideoSession", "FrameResult"):
+        from samkit.video import session
+
+        return getattr(session, name)
     raise AttributeError(f"module 'samkit' has no attribute {name!r}")
 
 
 __all__ = [
     "CheckpointError",
     "DownloadError",
+    "FrameOutOfRange",
+    "FrameResult",
     "ImageEmbedding",
     "ImagePredictor",
     "InvalidImage",
     "InvalidPrompt",
+    "InvalidVideo",
     "MaskGenerator",
     "MaskPrediction",
     "ModelPreset",
     "NoImageSet",
+    "NoPrompts",
     "OutputError",
     "SamkitError",
+    "SessionClosed",
     "UnknownModel",
+    "UnknownObject",
+    "VideoPredictor",
+    "VideoSession",
     "WeightSpec",
     "__version__",
     "build_model",

@@ -41,3 +41,27 @@ class NoImageSet(SamkitError, RuntimeError):
 
 class OutputError(SamkitError, OSError):
     """An output file cannot be written (or would overwrite an input)."""
+
+
+class InvalidVideo(SamkitError, ValueError):
+    """A video source cannot be read: no frames, unreadable or inconsistent frames, an
+    unsupported format, or a frame of a stream that is no longer available."""
+
+
+class FrameOutOfRange(SamkitError, IndexError):
+    """A frame index is outside the video."""
+
+
+class UnknownObject(SamkitError, KeyError):
+    """The object id is not tracked in this video session."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class NoPrompts(SamkitError, RuntimeError):
+    """Propagation was asked for before every object had a prompt on an untracked frame."""
+
+
+class SessionClosed(SamkitError, RuntimeError):
+    """A closed video session was used."""

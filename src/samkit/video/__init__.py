@@ -2,9 +2,19 @@
 
 :mod:`samkit.video.tracker` holds the stateless per-frame computation (frame features,
 memory selection, memory attention, SAM heads, memory encoding) with typed inputs and
-outputs; a session keeping the memory bank is built on top of it.
+outputs; :mod:`samkit.video.session` builds the user-facing API on it
+(:class:`VideoPredictor` -> :class:`VideoSession`, yielding :class:`FrameResult`).
 """
 
+from samkit.video.session import (
+    FrameOutput,
+    FrameResult,
+    ObjectTrack,
+    Prompt,
+    VideoPredictor,
+    VideoSession,
+    list_video_frames,
+)
 from samkit.video.tracker import (
     DEFAULT_OPTIONS,
     HOLE_FILL_LOGIT,
@@ -38,17 +48,24 @@ __all__ = [
     "HOLE_FILL_LOGIT",
     "NO_OBJ_SCORE",
     "FrameFeatures",
+    "FrameOutput",
+    "FrameResult",
     "Memory",
     "MemorySelection",
+    "ObjectTrack",
     "Points",
+    "Prompt",
     "TrackOutput",
     "TrackerOptions",
+    "VideoPredictor",
+    "VideoSession",
     "apply_non_overlapping_constraints",
     "concat_points",
     "encode_frame",
     "encode_memory",
     "fill_holes",
     "list_frame_files",
+    "list_video_frames",
     "load_frame",
     "mask_to_model",
     "model_frame",

@@ -1,0 +1,936 @@
+"""SAM 2 video sessions: prompt objects on frames, propagate them through a video.
+
+:class:`VideoPredictor` wraps a :class:`~samkit.modeling.sam2.Sam2` model;
+:meth:`VideoPredictor.start` opens a :class:`VideoSession` on a video::
+
+    predictor = VideoPredictor(model)
+    with predictor.start("frames/") as session:       # a folder of 00000.jpg, ...
+        session.add_prompt(0, obj_id=1, points=[[210, 350]], labels=[1])
+        session.add_prompt(0, obj_id=2, box=[300, 0, 500, 400])
+        for result in session.propagate():            # FrameResult per frame
+            result.masks[1]                            # (H, W) bool, video pixels
+
+Coordinates are video pixels: points ``(x, y)``, boxes ``(x0, y0, x1, y1)``, masks
+``(H, W)`` at the video's resolution; results are at the video's resolution too.
+
+Semantics follow the official ``SAM2VideoPredictor`` (``sam2`` 1.1, as built by
+``build_sam2_video_predictor``): every object is tracked alone with its own memory
+bank; a prompt on a frame the object was never tracked on makes it a conditioning
+frame (segmented from its prompts alone); a prompt on an already tracked frame is a
+correction (the frame's earlier logits go with the clicks into the decoder, and the
+result stays a non-conditioning memory); prompted frames are encoded into memory
+(from their hole-filled low-res prediction) when the next propagation starts. One
+Deliberate differences, all where the official silently drops a user's prompt: frames
+holding a prompt for an object (conditioning frames and corrections) are never
+re-tracked for that object, so a correction is not overwritten when a later
+propagation passes over it (the official re-tracks corrected frames without their
+clicks); a new prompt on one of an object's conditioning frames re-segments it as a
+conditioning frame (the official files it as a correction, then discards it because
+the frame is a conditioning frame); and without ``start``,
+:meth:`VideoSession.propagate` starts at the earliest frame prompted since the last
+propagation (the official: the earliest conditioning frame).
+
+Frames are decoded lazily and their backbone features kept in a bounded LRU cache;
+no session ever holds all frames. A folder source can revisit any frame; an iterable
+source (a live stream) keeps only its ``max_cached_frames`` latest frames, so older
+frames can be prompted only while their features are still cached.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from samkit.errors import (
+    FrameOutOfRange,
+    InvalidPrompt,
+    InvalidVideo,
+    NoPrompts,
+    SessionClosed,
+    UnknownObject,
+)
+from samkit.modeling.sam2 import Sam2
+from samkit.video.tracker import (
+    DEFAULT_OPTIONS,
+    NO_OBJ_SCORE,
+    FrameFeatures,
+    Memory,
+    Points,
+    TrackerOptions,
+    encode_frame,
+    encode_memory,
+    fill_holes,
+    mask_to_model,
+    points_to_model,
+    prepare_frame,
+    to_video_resolution,
+    track_step,
+    upsample_to_input,
+)
+
+#: What ``build_sam2_video_predictor`` sets: holes up to 8 low-res pixels are filled.
+DEFAULT_FILL_HOLE_AREA = 8
+#: Default size of the frame-feature LRU cache (frames).
+DEFAULT_MAX_CACHED_FRAMES = 16
+#: The number of frames assumed for a source of unknown length (a stream): long enough
+#: for every pointer window, i.e. what a video of at least ``max_obj_ptrs_in_encoder``
+#: frames gives.
+_UNBOUNDED = 2**31 - 1
+
+_FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+_VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+
+Direction = Literal["forward", "backward", "both"]
+
+
+# ------------------------------------------------------------------------ results
+@dataclass(frozen=True)
+class FrameResult:
+    """The masks of every object of a session on one frame.
+
+    Attributes:
+        frame_index: index of the frame in the video.
+        masks: object id -> ``(H, W)`` bool mask at the video's resolution (all False
+            for an object with no output on this frame).
+        scores: object id -> object score logit (> 0: the object is present;
+            ``NO_OBJ_SCORE`` for an object with no output on this frame).
+        visible: object id -> whether the object is present (score > 0).
+    """
+
+    frame_index: int
+    masks: dict[int, np.ndarray]
+    scores: dict[int, float]
+    visible: dict[int, bool]
+
+
+@dataclass
+class FrameOutput:
+    """One object's stored prediction on one frame.
+
+    Attributes:
+        low_res_logits: ``(1, 1, S/4, S/4)`` hole-filled mask logits (model frame).
+        score: ``(1, 1)`` object score logit.
+        memory: the frame's memory (None until encoded, for a fresh prompt); may be
+            pointer-only (no spatial features) in streaming mode.
+        obj_ptr: ``(1, hidden_dim)`` object pointer.
+    """
+
+    low_res_logits: torch.Tensor
+    score: torch.Tensor
+    memory: Memory | None = None
+    obj_ptr: torch.Tensor | None = None
+
+
+@dataclass
+class Prompt:
+    """One object's prompt on one frame, in the model's input frame: clicks (and a box
+    as two corner points) or a binary ``(1, 1, S, S)`` mask."""
+
+    points: Points | None = None
+    mask: torch.Tensor | None = None
+
+
+@dataclass
+class ObjectTrack:
+    """Everything the session keeps for one object.
+
+    Attributes:
+        obj_id: the user's object id.
+        prompts: frame -> the object's prompt on that frame.
+        pending: frame -> (output, is_conditioning) of prompts added since the last
+            propagation; their memory is encoded when the next propagation starts.
+        cond: frame -> output of a conditioning frame (with memory).
+        non_cond: frame -> output of a tracked (or corrected) frame (with memory).
+        tracked: frame -> whether it was last tracked in reverse.
+        last: the most recent output of the object (any frame).
+    """
+
+    obj_id: int
+    prompts: dict[int, Prompt] = field(default_factory=dict)
+    pending: dict[int, tuple[FrameOutput, bool]] = field(default_factory=dict)
+    cond: dict[int, FrameOutput] = field(default_factory=dict)
+    non_cond: dict[int, FrameOutput] = field(default_factory=dict)
+    tracked: dict[int, bool] = field(default_factory=dict)
+    last: tuple[int, FrameOutput] | None = None
+
+    def output(self, frame: int, is_cond: bool | None = None) -> FrameOutput | None:
+        """The latest output on ``frame``: a pending one (of the given kind, any kind
+        if None), else the conditioning one, else the tracked one."""
+        pend = self.pending.get(frame)
+        if pend is not None and (is_cond is None or pend[1] == is_cond):
+            return pend[0]
+        return self.cond.get(frame) or self.non_cond.get(frame)
+
+
+# ------------------------------------------------------------------------ sources
+def _frame_sort_key(path: Path) -> tuple:
+    try:
+        return (0, int(path.stem), "")
+    except ValueError:  # not an integer stem: natural order of the name
+        parts = re.split(r"(\d+)", path.name)
+        return (1, 0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
+
+
+def list_video_frames(folder: str | os.PathLike) -> list[Path]:
+    """The frames of a folder: JPEG files (``<index>.jpg``) sorted by their integer
+    stem as the official loader does; if there are none, PNG files likewise (names
+    that are not integers sort naturally)."""
+    folder = Path(folder)
+    files = [p for p in folder.iterdir() if p.is_file()]
+    for suffixes in ((".jpg", ".jpeg"), (".png",)):
+        chosen = [p for p in files if p.suffix.lower() in suffixes]
+        if chosen:
+            return sorted(chosen, key=_frame_sort_key)
+    raise InvalidVideo(f"no JPEG or PNG frames in {folder}")
+
+
+def _check_rgb(frame: object, index: int) -> np.ndarray:
+    arr = np.asarray(frame)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise InvalidVideo(
+            f"frame {index}: expected an (H, W, 3) uint8 RGB array, "
+            f"got {arr.dtype} {tuple(arr.shape)}"
+        )
+    return arr
+
+
+def _video_file_frames(path: Path) -> Iterator[np.ndarray]:
+    """RGB frames of a video file, decoded lazily with ``av`` or ``imageio`` (optional)."""
+    try:
+        import av  # type: ignore[import-not-found]
+    except ImportError:
+        av = None
+    if av is not None:
+
+        def gen() -> Iterator[np.ndarray]:
+            with av.open(str(path)) as container:
+                for frame in container.decode(video=0):
+                    yield frame.to_ndarray(format="rgb24")
+
+        return gen()
+    try:
+        import imageio.v3 as iio  # type: ignore[import-not-found]
+    except ImportError:
+        raise InvalidVideo(
+            f"{path}: reading video files needs 'av' or 'imageio' (not installed); "
+            "extract the frames to a folder of JPEG files instead"
+        ) from None
+    return (np.asarray(f)[..., :3] for f in iio.imiter(str(path)))
+
+
+class _FrameSource:
+    """Lazy frames of a video: a folder of images (random access) or an iterator
+    (sequential; only the latest ``keep`` frames are retained)."""
+
+    def __init__(self, source: object, keep: int, num_frames: int | None) -> None:
+        self.paths: list[Path] | None = None
+        self.iterator: Iterator[object] | None = None
+        self.recent: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.keep = keep
+        self.pulled = 0
+        self.exhausted = False
+        self.video_size: tuple[int, int] | None = None
+        self.length: int | None = num_frames
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if path.is_dir():
+                self.paths = list_video_frames(path)
+                self.length = len(self.paths)
+                self.exhausted = True
+            elif path.is_file() and path.suffix.lower() in _VIDEO_SUFFIXES:
+                self.iterator = _video_file_frames(path)
+            else:
+                raise InvalidVideo(f"{source}: not a folder of frames or a video file")
+        elif isinstance(source, np.ndarray) and source.ndim == 4:
+            self.iterator = iter(source)
+            self.length = source.shape[0]
+        elif isinstance(source, Iterable):
+            if self.length is None and hasattr(source, "__len__"):
+                self.length = len(source)  # type: ignore[arg-type]
+            self.iterator = iter(source)
+        else:
+            raise InvalidVideo(f"unsupported video source {type(source).__name__}")
+        # the first frame gives the video's size
+        if not self.has(0):
+            raise InvalidVideo("the video has no frames")
+        self.rgb(0)
+
+    @property
+    def num_frames(self) -> int | None:
+        """The number of frames when known (a folder, a sized iterable, or a stream
+        read to its end)."""
+        return self.length
+
+    def _pull_until(self, index: int) -> None:
+        assert self.iterator is not None
+        while self.pulled <= index and not self.exhausted:
+            try:
+                frame = next(self.iterator)
+            except StopIteration:
+                self.exhausted = True
+                self.length = self.pulled
+                break
+            arr = _check_rgb(frame, self.pulled)
+            self._check_size(arr.shape[:2], self.pulled)
+            self.recent[self.pulled] = arr
+            self.pulled += 1
+            while len(self.recent) > self.keep:
+                self.recent.popitem(last=False)
+
+    def _check_size(self, size: tuple[int, int], index: int) -> None:
+        size = (int(size[0]), int(size[1]))
+        if self.video_size is None:
+            self.video_size = size
+        elif size != self.video_size:
+            raise InvalidVideo(f"frame {index} is {size}, the video is {self.video_size}")
+
+    def has(self, index: int) -> bool:
+        """Whether frame ``index`` exists (reads a stream up to it)."""
+        if index < 0:
+            return False
+        if self.paths is not None:
+            return index < len(self.paths)
+        self._pull_until(index)
+        return index < self.pulled
+
+    def rgb(self, index: int) -> np.ndarray:
+        """Frame ``index`` as an ``(H, W, 3)`` uint8 array."""
+        if not self.has(index):
+            raise FrameOutOfRange(f"frame {index} is outside the video")
+        if self.paths is not None:
+            from PIL import Image
+
+            try:
+                with Image.open(self.paths[index]) as img:
+                    arr = np.asarray(img.convert("RGB"))
+            except OSError as exc:
+                raise InvalidVideo(f"cannot read {self.paths[index]}: {exc}") from exc
+            self._check_size(arr.shape[:2], index)
+            return arr
+        arr = self.recent.get(index)
+        if arr is None:
+            raise InvalidVideo(
+                f"frame {index} of the stream is no longer available "
+                f"(only the latest {self.keep} frames are kept)"
+            )
+        return arr
+
+    def close(self) -> None:
+        self.recent.clear()
+        close = getattr(self.iterator, "close", None)
+        if callable(close):
+            close()
+        self.iterator = None
+        self.paths = None
+
+
+# ------------------------------------------------------------------------ predictor
+class VideoPredictor:
+    """Video object tracking with a SAM 2 / 2.1 model (see the module docstring).
+
+    Args:
+        model: the :class:`~samkit.modeling.sam2.Sam2` model (put in eval mode).
+        options: tracking flags (default: those of the official video predictor).
+        fill_hole_area: fill background holes of at most this many low-res pixels in
+            every prediction (8, as ``build_sam2_video_predictor``; 0 disables).
+    """
+
+    def __init__(
+        self,
+        model: Sam2,
+        *,
+        options: TrackerOptions | None = None,
+        fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
+    ) -> None:
+        if not isinstance(model, Sam2):
+            raise TypeError(f"VideoPredictor needs a SAM 2 model, got {type(model).__name__}")
+        self.model = model.eval()
+        self.options = options or DEFAULT_OPTIONS
+        self.fill_hole_area = fill_hole_area
+
+    def start(
+        self,
+        source: str | os.PathLike | Iterable[np.ndarray],
+        *,
+        keep_results: bool = True,
+        max_cached_frames: int = DEFAULT_MAX_CACHED_FRAMES,
+        num_frames: int | None = None,
+    ) -> VideoSession:
+        """Open a session on a video.
+
+        Args:
+            source: a folder of JPEG (else PNG) frames, sorted by their integer names;
+                an iterable of ``(H, W, 3)`` uint8 RGB frames (pulled lazily); or a
+                video file when ``av`` or ``imageio`` is installed.
+            keep_results: keep every frame's output and memory (needed to correct or
+                re-propagate old frames). False (streaming): keep only the conditioning
+                memories, the memories of the last ``num_maskmem`` frames (times the
+                memory stride) and the object pointers the tracker can still use.
+            max_cached_frames: size of the frame-feature LRU cache (and of the frames
+                kept from an iterable source).
+            num_frames: length of an iterable source of unknown length (it bounds the
+                object-pointer window as in the official predictor); without it a
+                stream is taken as long (at least ``max_obj_ptrs_in_encoder`` frames).
+        """
+        if max_cached_frames < 1:
+            raise ValueError("max_cached_frames must be >= 1")
+        return VideoSession(self, source, keep_results, max_cached_frames, num_frames)
+
+
+# ------------------------------------------------------------------------ session
+class VideoSession:
+    """The prompts, memories and results of objects tracked through one video.
+
+    Created by :meth:`VideoPredictor.start`. Frame indices count from 0; coordinates
+    are video pixels. Usable as a context manager (closes on exit).
+    """
+
+    def __init__(
+        self,
+        predictor: VideoPredictor,
+        source: object,
+        keep_results: bool,
+        max_cached_frames: int,
+        num_frames: int | None,
+    ) -> None:
+        self._predictor = predictor
+        self._model = predictor.model
+        self._options = predictor.options
+        self._fill = predictor.fill_hole_area
+        self._frames = _FrameSource(source, max_cached_frames, num_frames)
+        self._features: OrderedDict[int, FrameFeatures] = OrderedDict()
+        self._max_cached = max_cached_frames
+        self._keep_results = keep_results
+        self._objects: dict[int, ObjectTrack] = {}
+        self._pos_enc: torch.Tensor | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def video_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the video's frames."""
+        self._check_open()
+        assert self._frames.video_size is not None
+        return self._frames.video_size
+
+    @property
+    def num_frames(self) -> int | None:
+        """The number of frames, when known (None for a stream not yet read to its end)."""
+        self._check_open()
+        return self._frames.num_frames
+
+    @property
+    def object_ids(self) -> list[int]:
+        """Ids of the session's objects, in the order they were added."""
+        self._check_open()
+        return list(self._objects)
+
+    @property
+    def objects(self) -> dict[int, ObjectTrack]:
+        """The per-object state (read-only use)."""
+        self._check_open()
+        return dict(self._objects)
+
+    @property
+    def stored_memory_frames(self) -> int:
+        """Number of ``(object, frame)`` memories stored (conditioning and tracked,
+        pointer-only ones included)."""
+        self._check_open()
+        return sum(
+            sum(o.memory is not None for o in (*t.cond.values(), *t.non_cond.values()))
+            for t in self._objects.values()
+        )
+
+    @property
+    def stored_spatial_memory_frames(self) -> int:
+        """Number of stored memories that still hold spatial features."""
+        self._check_open()
+        return sum(
+            sum(
+                o.memory is not None and o.memory.maskmem_features.numel() > 0
+                for o in (*t.cond.values(), *t.non_cond.values())
+            )
+            for t in self._objects.values()
+        )
+
+    @property
+    def cached_feature_frames(self) -> int:
+        """Number of frames whose backbone features are cached."""
+        self._check_open()
+        return len(self._features)
+
+    @property
+    def buffered_frames(self) -> int:
+        """Number of decoded frames kept from an iterable source."""
+        self._check_open()
+        return len(self._frames.recent)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Free frames, features and memories; any later use raises SessionClosed."""
+        if self._closed:
+            return
+        self._frames.close()
+        self._features.clear()
+        self._objects.clear()
+        self._pos_enc = None
+        self._closed = True
+
+    def __enter__(self) -> VideoSession:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reset(self) -> None:
+        """Remove every object with its prompts, memories and results (cached frame
+        features are kept)."""
+        self._check_open()
+        self._objects.clear()
+
+    def remove_object(self, obj_id: int) -> None:
+        """Remove an object with its prompts, memories and results (the others are
+        tracked alone, so they are unaffected)."""
+        self._track(obj_id)
+        del self._objects[obj_id]
+
+    def clear_frame(self, frame: int, obj_id: int | None = None) -> FrameResult:
+        """Remove the prompts of one object (all objects if None) on ``frame``.
+
+        A conditioning frame left without prompts becomes a tracked frame (its output
+        is kept as a non-conditioning memory, and the frame counts as never tracked, so
+        a new prompt there makes it a conditioning frame again), as in the official
+        ``clear_all_prompts_in_frame``. Returns the frame's masks afterwards."""
+        self._check_open()
+        self._check_frame(frame)
+        tracks = [self._track(obj_id)] if obj_id is not None else list(self._objects.values())
+        for track in tracks:
+            track.prompts.pop(frame, None)
+            track.pending.pop(frame, None)
+            out = track.cond.pop(frame, None)
+            if out is not None:
+                if out.memory is not None:
+                    out.memory = _relabel(out.memory, is_conditioning=False)
+                track.non_cond[frame] = out
+                track.tracked.pop(frame, None)
+        is_cond = any(t.pending.get(frame, (None, False))[1] for t in self._objects.values())
+        return self._result(frame, is_cond)
+
+    # ------------------------------------------------------------------ prompting
+    def add_prompt(
+        self,
+        frame: int,
+        obj_id: int,
+        points: Sequence[Sequence[float]] | np.ndarray | torch.Tensor | None = None,
+        labels: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+        box: Sequence[float] | np.ndarray | torch.Tensor | None = None,
+        mask: np.ndarray | torch.Tensor | None = None,
+    ) -> FrameResult:
+        """Prompt object ``obj_id`` on ``frame`` (a new id adds an object, at any time)
+        and return the frame's masks for all objects.
+
+        Args:
+            frame: frame index.
+            obj_id: the object's id (any int).
+            points: ``(P, 2)`` clicks ``(x, y)`` in video pixels, with ``labels``
+                ``(P,)`` (1 positive, 0 negative).
+            box: ``(x0, y0, x1, y1)`` in video pixels (with or without points).
+            mask: ``(H, W)`` binary mask at the video's resolution (instead of points
+                and box).
+
+        The prompt replaces the object's earlier prompt on this frame. On a frame the
+        object was never tracked on (or one of its conditioning frames) it makes a
+        conditioning frame, segmented from the prompt alone; on a tracked frame it
+        corrects the tracked mask using the object's memory. With clicks, the object's
+        earlier logits on the frame (if any) go with them into the decoder, as in the
+        official predictor. Prompts take effect on other frames at the next
+        :meth:`propagate`.
+        """
+        self._check_open()
+        self._check_frame(frame)
+        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool):
+            raise InvalidPrompt(f"object ids are ints, got {obj_id!r}")
+        obj_id = int(obj_id)
+        size = self.model_size
+        if mask is not None:
+            if points is not None or labels is not None or box is not None:
+                raise InvalidPrompt("give a mask, or points and/or a box, not both")
+            m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)
+            if m.ndim != 2 or m.shape != self.video_size:
+                raise InvalidPrompt(
+                    f"mask must be (H, W) = {self.video_size}, got {tuple(m.shape)}"
+                )
+            prompt = Prompt(mask=mask_to_model(torch.from_numpy(m.astype(bool)), size))
+        else:
+            prompt = Prompt(points=self._points(points, labels, box))
+
+        track = self._objects.get(obj_id) or ObjectTrack(obj_id)
+        # a frame the object was never tracked on, or one of its conditioning frames
+        # (re-prompted: it stays a conditioning frame), is segmented from its prompts
+        is_init = frame not in track.tracked or frame in track.cond
+        reverse = False if is_init else track.tracked[frame]
+        is_cond = is_init
+        prev = None
+        if prompt.points is not None:
+            earlier = track.output(frame, is_cond)
+            if earlier is not None:
+                prev = earlier.low_res_logits.clamp(-32.0, 32.0)
+        feats = self._frame_features(frame)
+        out = track_step(
+            self._model,
+            frame,
+            feats,
+            is_init_cond_frame=is_init,
+            point_inputs=prompt.points,
+            mask_inputs=prompt.mask,
+            cond_memories=_memories(track.cond),
+            non_cond_memories=_memories(track.non_cond),
+            num_frames=self._model_num_frames,
+            track_in_reverse=reverse,
+            run_mem_encoder=False,
+            prev_sam_mask_logits=prev,
+            options=self._options,
+        )
+        low = fill_holes(out.low_res_masks, self._fill)
+        result = FrameOutput(low, out.object_score_logits, obj_ptr=out.obj_ptr)
+        self._objects.setdefault(obj_id, track)
+        track.prompts[frame] = prompt
+        track.pending[frame] = (result, is_cond)
+        track.last = (frame, result)
+        return self._result(frame, is_cond)
+
+    def _points(self, points, labels, box) -> Points:
+        if points is None and box is None:
+            raise InvalidPrompt("give points (with labels), a box, or a mask")
+        try:
+            pts = None if points is None else _float_array(points).reshape(-1, 2)
+            labs = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
+            bx = None if box is None else _float_array(box).reshape(4)
+        except ValueError as exc:
+            raise InvalidPrompt(f"malformed prompt: {exc}") from exc
+        if (pts is None) != (labs is None):
+            raise InvalidPrompt("points and labels must be given together")
+        if pts is not None and labs is not None:
+            if len(pts) != len(labs):
+                raise InvalidPrompt(f"{len(pts)} points but {len(labs)} labels")
+            if not np.isin(labs, (0, 1)).all():
+                raise InvalidPrompt("point labels must be 0 (negative) or 1 (positive)")
+        for arr in (pts, bx):
+            if arr is not None and not np.isfinite(arr).all():
+                raise InvalidPrompt("prompt coordinates must be finite")
+        if bx is not None and (bx[2] < bx[0] or bx[3] < bx[1]):
+            raise InvalidPrompt("box must be (x0, y0, x1, y1) with x0 <= x1, y0 <= y1")
+        return points_to_model(
+            None if pts is None else torch.from_numpy(pts),
+            None if labs is None else torch.from_numpy(labs),
+            self.video_size,
+            self.model_size,
+            box=None if bx is None else torch.from_numpy(bx),
+        )
+
+    # ------------------------------------------------------------------ propagation
+    def propagate(
+        self,
+        direction: Direction = "forward",
+        start: int | None = None,
+        max_frames: int | None = None,
+    ) -> Iterator[FrameResult]:
+        """Track every object through the video, yielding one :class:`FrameResult` per
+        frame as it is computed.
+
+        Args:
+            direction: "forward" (increasing frame index), "backward", or "both"
+                (forward from ``start``, then backward from ``start - 1``).
+            start: first frame; default: the earliest frame prompted since the last
+                propagation, else the earliest conditioning frame.
+            max_frames: track at most this many frames after ``start`` in each
+                direction (``max_frames + 1`` frames with ``start``); default: to the
+                video's end.
+
+        Frames where an object has a prompt are not re-tracked for it (its prompted
+        output is returned). Raises :class:`~samkit.errors.NoPrompts` if an object has
+        no conditioning frame (or there are no objects).
+        """
+        self._check_open()
+        if direction not in ("forward", "backward", "both"):
+            raise ValueError(f"direction must be forward, backward or both, not {direction!r}")
+        if start is not None:
+            self._check_frame(start)
+        if max_frames is not None and max_frames < 0:
+            raise ValueError("max_frames must be >= 0")
+        if not self._objects:
+            raise NoPrompts("no objects: add a prompt before propagating")
+        for track in self._objects.values():
+            if not track.cond and not any(c for _, c in track.pending.values()):
+                raise NoPrompts(
+                    f"object {track.obj_id} has no conditioning frame "
+                    "(a prompt on a frame it was not tracked on)"
+                )
+        return self._propagate(direction, start, max_frames)
+
+    def _propagate(
+        self, direction: Direction, start: int | None, max_frames: int | None
+    ) -> Iterator[FrameResult]:
+        pending_frames = [f for t in self._objects.values() for f in t.pending]
+        self._preflight()
+        if start is None:
+            if pending_frames:
+                start = min(pending_frames)
+            else:
+                start = min(f for t in self._objects.values() for f in t.cond)
+        if direction == "backward":
+            yield from self._run(start, True, max_frames)
+            return
+        yield from self._run(start, False, max_frames)
+        if direction == "both" and start > 0 and max_frames != 0:
+            limit = None if max_frames is None else max_frames - 1
+            yield from self._run(start - 1, True, limit)
+
+    def _preflight(self) -> None:
+        """Encode the memory of prompted frames (from their hole-filled low-res
+        prediction, as the official) and file them as conditioning or tracked."""
+        for track in self._objects.values():
+            # the official files non-conditioning outputs first, then conditioning ones
+            items = sorted(track.pending.items(), key=lambda kv: kv[1][1])
+            for frame, (out, is_cond) in items:
+                feats = self._frame_features(frame)
+                maskmem, pos = encode_memory(
+                    self._model,
+                    feats,
+                    upsample_to_input(self._model, out.low_res_logits),
+                    out.score,
+                    is_mask_from_pts=True,
+                    options=self._options,
+                )
+                assert out.obj_ptr is not None
+                out.memory = Memory(
+                    frame,
+                    is_cond,
+                    maskmem.to(torch.bfloat16),
+                    self._shared_pos(pos),
+                    out.obj_ptr,
+                    out.score,
+                )
+                (track.cond if is_cond else track.non_cond)[frame] = out
+            track.pending.clear()
+            for frame in track.cond:
+                track.non_cond.pop(frame, None)
+
+    def _run(self, start: int, reverse: bool, max_frames: int | None) -> Iterator[FrameResult]:
+        step = -1 if reverse else 1
+        frame = start
+        count = 0
+        while frame >= 0 and self._frames.has(frame):
+            if max_frames is not None and count > max_frames:
+                break
+            self._check_open()
+            feats: FrameFeatures | None = None
+            for track in list(self._objects.values()):
+                if not track.cond:  # added while this propagation runs: next time
+                    continue
+                if frame in track.cond or frame in track.prompts:
+                    out = track.cond.get(frame) or track.non_cond.get(frame)
+                else:
+                    out = None
+                if out is None:
+                    if feats is None:
+                        feats = self._frame_features(frame)
+                    out = self._track_frame(track, frame, feats, reverse)
+                    track.non_cond[frame] = out
+                track.tracked[frame] = reverse
+                track.last = (frame, out)
+            if not self._keep_results:
+                self._prune(frame, reverse)
+            yield self._result(frame, None)
+            frame += step
+            count += 1
+
+    def _track_frame(
+        self, track: ObjectTrack, frame: int, feats: FrameFeatures, reverse: bool
+    ) -> FrameOutput:
+        out = track_step(
+            self._model,
+            frame,
+            feats,
+            is_init_cond_frame=False,
+            cond_memories=_memories(track.cond),
+            non_cond_memories=_memories(track.non_cond),
+            num_frames=self._model_num_frames,
+            track_in_reverse=reverse,
+            run_mem_encoder=True,
+            options=self._options,
+        )
+        memory = out.to_memory(frame, False)
+        memory.maskmem_pos_enc = self._shared_pos(memory.maskmem_pos_enc)
+        low = fill_holes(out.low_res_masks, self._fill)
+        return FrameOutput(low, out.object_score_logits, memory, out.obj_ptr)
+
+    def _prune(self, frame: int, reverse: bool) -> None:
+        """Streaming mode: drop what tracking after ``frame`` (in this direction) can no
+        longer read: spatial memories older than the memory window, pointers older than
+        the pointer window, and all other per-frame results."""
+        stride = self._options.memory_temporal_stride
+        spatial_back = (self._model.num_maskmem + 1) * stride
+        ptr_back = self._model.config.max_obj_ptrs_in_encoder
+        step = -1 if reverse else 1
+        for track in self._objects.values():
+            for t in list(track.non_cond):
+                if t in track.prompts:
+                    continue
+                back = (frame - t) * step
+                if back < 0:
+                    continue  # ahead of the tracking direction
+                if back >= ptr_back:
+                    del track.non_cond[t]
+                    continue
+                out = track.non_cond[t]
+                if back >= spatial_back and out.memory is not None:
+                    out.memory = _pointer_only(out.memory)
+                if t != frame:  # results are not kept; a fresh tensor frees the old one
+                    out.low_res_logits = out.low_res_logits.new_empty(0)
+            for t in list(track.tracked):
+                if (frame - t) * step >= ptr_back:
+                    del track.tracked[t]
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def model_size(self) -> int:
+        """Side ``S`` of the model's square input."""
+        return self._model.image_size
+
+    @property
+    def _model_num_frames(self) -> int:
+        n = self._frames.num_frames
+        return _UNBOUNDED if n is None else n
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosed("this video session is closed")
+
+    def _check_frame(self, frame: int) -> None:
+        if not isinstance(frame, (int, np.integer)) or isinstance(frame, bool):
+            raise FrameOutOfRange(f"frame index must be an int, got {frame!r}")
+        if not self._frames.has(int(frame)):
+            n = self._frames.num_frames
+            raise FrameOutOfRange(
+                f"frame {frame} is outside the video" + (f" ({n} frames)" if n is not None else "")
+            )
+
+    def _track(self, obj_id: int) -> ObjectTrack:
+        self._check_open()
+        track = self._objects.get(obj_id)
+        if track is None:
+            raise UnknownObject(f"no object {obj_id!r} (objects: {list(self._objects)})")
+        return track
+
+    def _frame_features(self, frame: int) -> FrameFeatures:
+        feats = self._features.get(frame)
+        if feats is not None:
+            self._features.move_to_end(frame)
+            return feats
+        rgb = self._frames.rgb(frame)
+        cfg = self._model.config
+        image = prepare_frame(rgb, self._model.image_size, cfg.pixel_mean, cfg.pixel_std)
+        feats = encode_frame(self._model, image)
+        self._features[frame] = feats
+        while len(self._features) > self._max_cached:
+            self._features.popitem(last=False)
+        return feats
+
+    def _shared_pos(self, pos: torch.Tensor) -> torch.Tensor:
+        """The memory position encoding is the same for every frame: keep one copy."""
+        if self._pos_enc is None:
+            self._pos_enc = pos[:1].clone()
+        return self._pos_enc.expand(pos.shape[0], -1, -1, -1)
+
+    def _result(self, frame: int, is_cond: bool | None) -> FrameResult:
+        """Masks of every object on ``frame`` (latest outputs; pending ones of the kind
+        ``is_cond`` first, as the official consolidation)."""
+        ids: list[int] = []
+        lows: list[torch.Tensor] = []
+        scores: dict[int, float] = {}
+        h, w = self.video_size
+        for obj_id, track in self._objects.items():
+            out = track.output(frame, is_cond)
+            if out is None or out.low_res_logits.numel() == 0:
+                scores[obj_id] = NO_OBJ_SCORE
+                continue
+            ids.append(obj_id)
+            lows.append(out.low_res_logits)
+            scores[obj_id] = float(out.score.reshape(-1)[0])
+        masks: dict[int, np.ndarray] = {}
+        if lows:
+            video = to_video_resolution(torch.cat(lows).float(), (h, w))
+            found = dict(zip(ids, (video[:, 0] > 0).cpu().numpy(), strict=True))
+        else:
+            found = {}
+        for obj_id in self._objects:
+            masks[obj_id] = found.get(obj_id, np.zeros((h, w), dtype=bool))
+        visible = {i: s > 0 for i, s in scores.items()}
+        return FrameResult(frame, masks, scores, visible)
+
+    def logits(self, frame: int, obj_id: int) -> torch.Tensor | None:
+        """The latest ``(1, 1, H, W)`` mask logits of an object on ``frame`` at the
+        video's resolution (hole-filled low-res logits upsampled), or None."""
+        track = self._track(obj_id)
+        out = track.output(frame)
+        if out is None or out.low_res_logits.numel() == 0:
+            return None
+        return to_video_resolution(out.low_res_logits.float(), self.video_size)
+
+
+def _float_array(x: object) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def _memories(outputs: dict[int, FrameOutput]) -> dict[int, Memory]:
+    return {t: o.memory for t, o in outputs.items() if o.memory is not None}
+
+
+def _relabel(memory: Memory, *, is_conditioning: bool) -> Memory:
+    return Memory(
+        memory.frame_index,
+        is_conditioning,
+        memory.maskmem_features,
+        memory.maskmem_pos_enc,
+        memory.obj_ptr,
+        memory.object_score_logits,
+    )
+
+
+def _pointer_only(memory: Memory) -> Memory:
+    """The memory without its spatial features (only its object pointer is used)."""
+    if memory.maskmem_features.numel() == 0:
+        return memory
+    return Memory(
+        memory.frame_index,
+        memory.is_conditioning,
+        memory.maskmem_features.new_empty(0),
+        memory.maskmem_pos_enc.new_empty(0),
+        memory.obj_ptr,
+        memory.object_score_logits,
+    )
+
+
+__all__ = [
+    "DEFAULT_FILL_HOLE_AREA",
+    "DEFAULT_MAX_CACHED_FRAMES",
+    "FrameOutput",
+    "FrameResult",
+    "ObjectTrack",
+    "Prompt",
+    "VideoPredictor",
+    "VideoSession",
+    "list_video_frames",
+]
