@@ -14,7 +14,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from samkit.cli import auto, models, segment, synth, train
+from samkit.cli import auto, models, segment, synth, track, train
 from samkit.cli import eval as eval_cmd
 from samkit.cli.common import DEBUG_ENV, EXIT_ERROR, debug_enabled, one_line
 from samkit.errors import SamkitError
@@ -52,6 +52,7 @@ app.command("models")(models.list_models_command)
 app.command("download")(models.download_command)
 app.command("segment")(segment.segment_command)
 app.command("auto")(auto.auto_command)
+app.command("track")(track.track_command)
 app.command("eval")(eval_cmd.eval_command)
 app.command("train")(train.train_command)
 app.command("synth")(synth.synth_command)

@@ -878,6 +878,13 @@ class VideoSession:
         visible = {i: s > 0 for i, s in scores.items()}
         return FrameResult(frame, masks, scores, visible)
 
+    def frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` as an ``(H, W, 3)`` uint8 RGB array at the video's resolution
+        (re-read from disk for folders; a live stream keeps only its recent frames and
+        raises :class:`~samkit.errors.FrameOutOfRange` for older ones)."""
+        self._check_open()
+        return self._frames.rgb(index)
+
     def logits(self, frame: int, obj_id: int) -> torch.Tensor | None:
         """The latest ``(1, 1, H, W)`` mask logits of an object on ``frame`` at the
         video's resolution (hole-filled low-res logits upsampled), or None."""

@@ -1,0 +1,510 @@
+"""``samkit track``: prompt objects on frames of a video, track them through it (SAM 2).
+
+VIDEO is a folder of JPEG (else PNG) frames sorted by their integer names, or a video
+file when ``av`` or ``imageio`` is installed. Prompts are ``FRAME:X,Y[:OBJ]`` clicks and
+``FRAME:X0,Y0,X1,Y1[:OBJ]`` boxes in video pixels; OBJ (the object id) defaults to 1.
+Into ``--out DIR`` the command writes, per tracked frame:
+
+* ``--format png`` (default): ``DIR/<obj>/<frame:05d>.png``, one 0/255 mask per object;
+* ``--format rle-json``: ``DIR/<frame:05d>.json`` with, per object, its COCO RLE mask,
+  object score logit and visibility;
+* ``--format overlay-mp4``: ``DIR/overlay.mp4``, the frames with the masks tinted (needs
+  OpenCV, ``cv2``).
+
+Every file is written into a temporary folder next to DIR and moved into place when the
+run has finished, so an interrupted run leaves DIR as it was.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import contextlib
+import enum
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+import samkit
+from samkit.cli.common import CliError
+from samkit.cli.output import mask_png, mask_rle
+from samkit.cli.segment import CheckpointOption, DeviceOption, ModelOption, parse_device
+from samkit.configs.base import Sam2Config
+from samkit.errors import FrameOutOfRange, InvalidPrompt, InvalidVideo, OutputError
+from samkit.fileio import atomic_write_bytes, current_umask
+
+__all__ = [
+    "OVERLAY_FILE",
+    "Direction",
+    "ObjectPrompt",
+    "TrackFormat",
+    "parse_prompts",
+    "track_command",
+]
+
+#: Name of the video written by ``--format overlay-mp4``, in ``--out``.
+OVERLAY_FILE = "overlay.mp4"
+#: Frames per second of the overlay video.
+OVERLAY_FPS = 10.0
+OVERLAY_ALPHA = 0.5
+
+
+class TrackFormat(str, enum.Enum):
+    """What ``samkit track`` writes."""
+
+    png = "png"
+    rle_json = "rle-json"
+    overlay_mp4 = "overlay-mp4"
+
+
+class Direction(str, enum.Enum):
+    """Which way propagation runs from the prompted frames."""
+
+    forward = "forward"
+    backward = "backward"
+    both = "both"
+
+
+# ----------------------------------------------------------------------------- prompts
+@dataclass
+class ObjectPrompt:
+    """The prompt of one object on one frame (video pixels)."""
+
+    points: list[list[float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    box: list[float] | None = None
+
+
+def _parse_int(part: str, name: str, option: str, text: str) -> int:
+    try:
+        value = int(part.strip())
+    except ValueError:
+        raise InvalidPrompt(
+            f"{option} {text!r}: {name}={part.strip()!r} is not an integer"
+        ) from None
+    return value
+
+
+def _parse_spec(text: str, option: str, names: tuple[str, ...]) -> tuple[int, list[float], int]:
+    """``FRAME:NUMBERS[:OBJ]`` -> ``(frame, numbers, obj)``."""
+    form = f"FRAME:{','.join(names)}[:OBJ]"
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise InvalidPrompt(f"{option} expects {form}, got {text!r}")
+    frame = _parse_int(parts[0], "FRAME", option, text)
+    if frame < 0:
+        raise InvalidPrompt(f"{option} {text!r}: FRAME must be >= 0")
+    numbers: list[float] = []
+    pieces = [p.strip() for p in parts[1].split(",")]
+    if len(pieces) != len(names):
+        raise InvalidPrompt(
+            f"{option} expects {form} ({len(names)} numbers after FRAME:), got {text!r}"
+        )
+    for name, piece in zip(names, pieces, strict=True):
+        try:
+            value = float(piece)
+        except ValueError:
+            raise InvalidPrompt(f"{option} {text!r}: {name}={piece!r} is not a number") from None
+        if not np.isfinite(value):
+            raise InvalidPrompt(f"{option} {text!r}: {name} must be a finite number")
+        numbers.append(value)
+    obj = _parse_int(parts[2], "OBJ", option, text) if len(parts) == 3 else 1
+    return frame, numbers, obj
+
+
+def parse_prompts(
+    points: list[str], negatives: list[str], boxes: list[str]
+) -> dict[tuple[int, int], ObjectPrompt]:
+    """Option strings -> ``{(frame, obj): ObjectPrompt}``; positive clicks come first.
+
+    Raises :class:`InvalidPrompt` for a malformed spec, two boxes for one object on one
+    frame, an inverted box, or no prompt at all.
+    """
+    prompts: dict[tuple[int, int], ObjectPrompt] = defaultdict(ObjectPrompt)
+    for option, values, label in (("--point", points, 1), ("--negative", negatives, 0)):
+        for text in values:
+            frame, xy, obj = _parse_spec(text, option, ("X", "Y"))
+            prompts[(frame, obj)].points.append(xy)
+            prompts[(frame, obj)].labels.append(label)
+    for text in boxes:
+        frame, box, obj = _parse_spec(text, "--box", ("X0", "Y0", "X1", "Y1"))
+        if box[2] < box[0] or box[3] < box[1]:
+            raise InvalidPrompt(f"--box {text!r}: needs X0 <= X1 and Y0 <= Y1")
+        entry = prompts[(frame, obj)]
+        if entry.box is not None:
+            raise InvalidPrompt(f"--box {text!r}: object {obj} already has a box on frame {frame}")
+        entry.box = box
+    if not prompts:
+        raise InvalidPrompt(
+            "no prompt: give at least one --point FRAME:X,Y, --negative FRAME:X,Y "
+            "or --box FRAME:X0,Y0,X1,Y1"
+        )
+    return dict(sorted(prompts.items()))
+
+
+# ----------------------------------------------------------------------------- checks
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (after resolving links)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _check_video(video: Path) -> int | None:
+    """Refuse a missing or unusable VIDEO; the number of frames of a folder."""
+    if not video.exists():
+        raise InvalidVideo(f"video not found: {video}")
+    if video.is_dir():
+        from samkit.video import list_video_frames
+
+        try:
+            return len(list_video_frames(video))
+        except OSError as exc:
+            raise InvalidVideo(f"cannot read folder {video}: {exc.strerror or exc}") from None
+    if not os.access(video, os.R_OK):
+        raise InvalidVideo(f"cannot read {video}: permission denied")
+    return None
+
+
+def _check_out(out: Path, video: Path, overwrite: bool) -> None:
+    """Refuse an output folder that overlaps the input, is a file, or is not empty."""
+    if video.is_dir():
+        if _inside(out, video):
+            raise OutputError(f"--out {out} is inside the input folder {video}; choose another")
+        if _inside(video, out):
+            raise OutputError(f"--out {out} holds the input folder {video}; choose another")
+    elif out.exists() and out.resolve() == video.resolve():
+        raise OutputError(f"--out {out} is the input video; refusing to overwrite it")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputError(f"--out {out} is not empty (--overwrite writes into it)")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write --out {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write --out {out}: folder {parent} is not writable")
+
+
+def _check_frames(prompts: dict[tuple[int, int], ObjectPrompt], num_frames: int | None) -> None:
+    if num_frames is None:
+        return
+    for frame, obj in prompts:
+        if frame >= num_frames:
+            raise FrameOutOfRange(
+                f"prompt for object {obj} on frame {frame}: the video has {num_frames} frames "
+                f"(0 to {num_frames - 1})"
+            )
+
+
+# ----------------------------------------------------------------------------- outputs
+def _colour(obj_id: int) -> np.ndarray:
+    hue = (obj_id * 0.618033988749895) % 1.0
+    return np.asarray(colorsys.hsv_to_rgb(hue, 0.8, 1.0), dtype=np.float32) * 255.0
+
+
+class _Overlay:
+    """Frames with their masks tinted, written to an MP4 with OpenCV (frames in index
+    order, buffered until the run ends since ``both`` yields them out of order)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.frames: dict[int, Path] = {}
+        self.folder = Path(tempfile.mkdtemp(prefix=".overlay.", dir=path.parent))
+
+    def add(self, index: int, rgb: np.ndarray, masks: dict[int, np.ndarray]) -> None:
+        out = rgb.astype(np.float32)
+        for obj_id, mask in masks.items():
+            out[mask] = out[mask] * (1 - OVERLAY_ALPHA) + _colour(obj_id) * OVERLAY_ALPHA
+        frame = np.clip(np.round(out), 0, 255).astype(np.uint8)
+        path = self.folder / f"{index:05d}.npy"
+        np.save(path, frame)
+        self.frames[index] = path
+
+    def close(self) -> None:
+        import cv2
+
+        try:
+            if self.frames:
+                first = np.load(next(iter(self.frames.values())))
+                h, w = first.shape[:2]
+                writer = cv2.VideoWriter(
+                    str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), OVERLAY_FPS, (w, h)
+                )
+                if not writer.isOpened():
+                    raise OutputError(f"cannot write {self.path}: OpenCV has no MP4 encoder")
+                try:
+                    for index in sorted(self.frames):
+                        writer.write(np.load(self.frames[index])[..., ::-1].copy())
+                finally:
+                    writer.release()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _writer(
+    fmt: TrackFormat, folder: Path, size: tuple[int, int], frame_name: Callable[[int], str | None]
+) -> Callable[[Any], None]:
+    """A function writing one :class:`~samkit.video.FrameResult` into ``folder``."""
+    if fmt is TrackFormat.png:
+
+        def write_png(result: Any) -> None:
+            for obj_id, mask in result.masks.items():
+                sub = folder / str(obj_id)
+                sub.mkdir(exist_ok=True)
+                atomic_write_bytes(sub / f"{result.frame_index:05d}.png", mask_png(mask))
+
+        return write_png
+
+    def write_json(result: Any) -> None:
+        record = {
+            "frame_index": result.frame_index,
+            "frame": frame_name(result.frame_index),
+            "size": list(size),
+            "objects": [
+                {
+                    "id": obj_id,
+                    "score": float(result.scores[obj_id]),
+                    "visible": bool(result.visible[obj_id]),
+                    "segmentation": mask_rle(mask),
+                }
+                for obj_id, mask in result.masks.items()
+            ],
+        }
+        data = (json.dumps(record, indent=2) + "\n").encode("utf-8")
+        atomic_write_bytes(folder / f"{result.frame_index:05d}.json", data)
+
+    return write_json
+
+
+def _move_into(tmp: Path, out: Path) -> None:
+    """Move the finished outputs of ``tmp`` into ``out`` (a rename when ``out`` is new)."""
+    try:
+        if not out.exists():
+            os.replace(tmp, out)
+            return
+        for src in sorted(tmp.rglob("*")):
+            dst = out / src.relative_to(tmp)
+            if src.is_dir():
+                if dst.exists() and not dst.is_dir():
+                    raise OutputError(f"cannot write {dst}: a file is in the way of a folder")
+                dst.mkdir(exist_ok=True)
+            else:
+                if dst.is_dir():
+                    raise OutputError(f"cannot write {dst}: it is a folder")
+                os.replace(src, dst)
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"cannot write into --out {out}: {exc.strerror or exc}") from None
+
+
+# ----------------------------------------------------------------------------- progress
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, total: int | None) -> Iterator[Callable[..., None]]:
+    """Yield ``update(advance=..., rate=...)`` moving a rich bar on stderr (a no-op when
+    disabled or when stderr is not a terminal)."""
+    if not enabled:
+        yield lambda **kwargs: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda **kwargs: None
+        return
+    bar = Progress(
+        TextColumn("[bold]track[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    with bar:
+        task = bar.add_task("", total=total, rate="")
+
+        def update(**fields: Any) -> None:
+            bar.update(task, **fields)
+
+        yield update
+
+
+def _frames_to_run(direction: Direction, start: int, num_frames: int | None) -> int | None:
+    if num_frames is None:
+        return None
+    if direction is Direction.forward:
+        return num_frames - start
+    if direction is Direction.backward:
+        return start + 1
+    return num_frames
+
+
+# ----------------------------------------------------------------------------- command
+def track_command(
+    video: Annotated[
+        Path,
+        typer.Argument(
+            metavar="VIDEO_OR_FOLDER",
+            help="A folder of JPEG (else PNG) frames named by their index, or a video file "
+            "(needs av or imageio).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output folder (created if missing; must be empty)."),
+    ],
+    model: ModelOption,
+    checkpoint: CheckpointOption = None,
+    point: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--point",
+            "-p",
+            metavar="FRAME:X,Y[:OBJ]",
+            help="Foreground click on frame FRAME, in video pixels, for object OBJ "
+            "(default 1). Repeatable.",
+        ),
+    ] = None,
+    negative: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--negative",
+            "-n",
+            metavar="FRAME:X,Y[:OBJ]",
+            help="Background click on frame FRAME for object OBJ (default 1). Repeatable.",
+        ),
+    ] = None,
+    box: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--box",
+            "-b",
+            metavar="FRAME:X0,Y0,X1,Y1[:OBJ]",
+            help="Box around object OBJ (default 1) on frame FRAME. Repeatable "
+            "(one per object and frame).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        TrackFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="png: DIR/<obj>/<frame>.png masks; rle-json: DIR/<frame>.json with COCO RLE, "
+            "score and visibility per object; overlay-mp4: DIR/overlay.mp4 (needs cv2).",
+        ),
+    ] = TrackFormat.png,
+    direction: Annotated[
+        Direction,
+        typer.Option(
+            "--direction",
+            help="forward from the earliest prompted frame, backward from the latest, "
+            "or both ways from the earliest.",
+        ),
+    ] = Direction.forward,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a non-empty --out folder.")
+    ] = False,
+    device: DeviceOption = "cpu",
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
+    ] = True,
+) -> None:
+    """Track prompted objects through a video with a SAM 2 model and write their masks.
+
+    Example (object 1 clicked on frame 0, object 2 boxed on frame 10):
+
+        samkit track frames/ --model sam2.1-hiera-tiny --point 0:210,350
+        --box 10:300,0,500,400:2 --direction both --out masks/
+    """
+    prompts = parse_prompts(point or [], negative or [], box or [])
+    preset = samkit.get_preset(model)
+    if not isinstance(preset.config, Sam2Config):
+        raise CliError(f"samkit track needs a SAM 2 model; {preset.name} is not one")
+    num_frames = _check_video(video)
+    _check_frames(prompts, num_frames)
+    _check_out(out, video, overwrite)
+    if fmt is TrackFormat.overlay_mp4:
+        try:
+            import cv2  # noqa: F401
+        except ImportError:
+            raise CliError(
+                "--format overlay-mp4 needs OpenCV (pip install opencv-python-headless); "
+                "use png or rle-json"
+            ) from None
+    if checkpoint is not None and not checkpoint.is_file():
+        raise CliError(f"checkpoint not found: {checkpoint}")
+    dev = parse_device(device)
+
+    from samkit.video import VideoPredictor, list_video_frames
+
+    names = [p.name for p in list_video_frames(video)] if video.is_dir() else None
+    sam = samkit.load_model(preset.name, checkpoint=checkpoint, device=dev)
+    predictor = VideoPredictor(sam)
+    frames = [f for f, _ in prompts]
+    start = max(frames) if direction is Direction.backward else min(frames)
+    objects = sorted({obj for _, obj in prompts})
+
+    parent = out.parent if str(out.parent) else Path(".")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700; honour the umask
+    count = 0
+    began = time.perf_counter()
+    try:
+        with predictor.start(video) as session:
+            for (frame, obj), prompt in prompts.items():
+                session.add_prompt(
+                    frame,
+                    obj,
+                    points=prompt.points or None,
+                    labels=prompt.labels or None,
+                    box=prompt.box,
+                )
+            size = session.video_size
+            write = _writer(fmt, tmp, size, lambda i: None if names is None else names[i])
+            overlay = _Overlay(tmp / OVERLAY_FILE) if fmt is TrackFormat.overlay_mp4 else None
+            total = _frames_to_run(direction, start, session.num_frames)
+            try:
+                with _progress_bar(progress, total) as update:
+                    for result in session.propagate(direction=direction.value, start=start):
+                        if overlay is not None:
+                            # the session's own frame reader: also serves a video file
+                            rgb = session.frame(result.frame_index)
+                            overlay.add(result.frame_index, rgb, result.masks)
+                        else:
+                            write(result)
+                        count += 1
+                        rate = count / max(time.perf_counter() - began, 1e-9)
+                        update(advance=1, rate=f"{rate:.1f} frames/s")
+            finally:
+                if overlay is not None:
+                    overlay.close()
+        seconds = time.perf_counter() - began
+        _move_into(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    rate = count / seconds if seconds > 0 else 0.0
+    shown = ", ".join(str(o) for o in objects)
+    typer.echo(
+        f"tracked {len(objects)} object(s) [{shown}] over {count} frames in {seconds:.1f} s "
+        f"({rate:.1f} frames/s); wrote {fmt.value} to {out}"
+    )

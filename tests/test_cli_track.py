@@ -1,0 +1,302 @@
+"""``samkit track``: SAM 2 video tracking from the command line.
+
+A very small SAM 2.1 (64-pixel input, one-layer memory attention and decoder, random
+weights) is registered in this process as ``cli-test-sam2-track``; the video is a folder
+of a few synthetic JPEG frames with a moving rectangle. The command's PNG and RLE-JSON
+outputs are compared with what :class:`samkit.video.VideoSession` gives for the same
+prompts on the same checkpoint, then every one-line error is checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import helpers_sam2 as H2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+from tiny_models import assert_cli_error
+from typer.testing import CliRunner
+
+import samkit
+from samkit.cli.main import app
+from samkit.configs import ModelPreset, WeightSpec
+from samkit.video import VideoPredictor
+
+NAME = "cli-test-sam2-track"
+H, W = 48, 64
+NUM_FRAMES = 5
+
+runner = CliRunner()
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+def _config():
+    cfg = H2.reduced_config("2.1", 64)
+    return dataclasses.replace(
+        cfg,
+        encoder=dataclasses.replace(cfg.encoder, stages=(1, 1, 1, 1), global_att_blocks=(2,)),
+        memory=dataclasses.replace(cfg.memory, num_layers=1, dim_feedforward=64),
+        mask_decoder=dataclasses.replace(
+            cfg.mask_decoder, transformer_depth=1, transformer_mlp_dim=64, iou_head_hidden_dim=32
+        ),
+    )
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights of the tiny SAM 2.1, registered as ``cli-test-sam2-track``."""
+    cfg = _config()
+    with torch.device("meta"):
+        template = samkit.build_model(cfg, device="meta")
+    path = tmp_path_factory.mktemp("sam2-track") / "track.pt"
+    # seed 3: non-empty masks, objects both visible and not on some frames
+    torch.save({"model": H2.random_state_dict(template, seed=3)}, path)
+    data = path.read_bytes()
+    if NAME not in samkit.list_models():
+        samkit.configs.register(
+            ModelPreset(
+                name=NAME,
+                config=cfg,
+                weights=WeightSpec(
+                    url=f"https://example.invalid/samkit/{NAME}.pt",
+                    filename=f"{NAME}.pt",
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size=len(data),
+                ),
+                description="tiny random SAM 2.1 for the samkit track tests",
+            )
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint: Path):
+    return samkit.load_model(NAME, checkpoint=checkpoint)
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``NUM_FRAMES`` JPEG frames: a bright rectangle moving right on a noisy background."""
+    folder = tmp_path_factory.mktemp("frames")
+    rng = np.random.default_rng(0)
+    for i in range(NUM_FRAMES):
+        pixels = rng.integers(0, 60, (H, W, 3), dtype=np.uint8)
+        pixels[10:30, 8 + 4 * i : 30 + 4 * i] = (220, 200, 40)
+        pixels[32:44, 40:56] = (40, 90, 220)
+        Image.fromarray(pixels).save(folder / f"{i:05d}.jpg", quality=95)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def run(*args: str | os.PathLike[str]):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def track(frames: Path, checkpoint: Path, out: Path, *args: str):
+    return run("track", frames, "--model", NAME, "--checkpoint", checkpoint, "--out", out, *args)
+
+
+def reference(model, frames: Path, prompts, direction: str, start: int) -> dict[int, object]:
+    """Frame -> FrameResult of the library for ``[(frame, obj, kwargs), ...]``."""
+    with VideoPredictor(model).start(frames) as session:
+        for frame, obj, kwargs in prompts:
+            session.add_prompt(frame, obj, **kwargs)
+        results = {r.frame_index: r for r in session.propagate(direction=direction, start=start)}
+    # the comparisons mean something only if the random model finds some pixels
+    assert any(m.any() for r in results.values() for m in r.masks.values())
+    return results
+
+
+def read_mask(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.mode == "L"
+        pixels = np.asarray(im)
+    assert pixels.shape == (H, W)
+    assert set(np.unique(pixels)) <= {0, 255}
+    return pixels == 255
+
+
+def decode(segmentation: dict) -> np.ndarray:
+    rle = {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}
+    return mask_utils.decode(rle).astype(bool)
+
+
+# ---------------------------------------------------------------- outputs
+def test_png_one_object_matches_session(frames, checkpoint, model, tmp_path):
+    out = tmp_path / "masks"
+    result = track(frames, checkpoint, out, "--point", "0:18,20")
+    assert result.exit_code == 0, result.output
+    assert "tracked 1 object(s) [1] over 5 frames" in result.stdout
+    ref = reference(model, frames, [(0, 1, {"points": [[18, 20]], "labels": [1]})], "forward", 0)
+    assert sorted(p.name for p in out.iterdir()) == ["1"]
+    assert sorted(p.name for p in (out / "1").iterdir()) == [
+        f"{i:05d}.png" for i in range(NUM_FRAMES)
+    ]
+    for i in range(NUM_FRAMES):
+        np.testing.assert_array_equal(read_mask(out / "1" / f"{i:05d}.png"), ref[i].masks[1])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".masks.")]  # no temp left
+    assert sorted(p.name for p in frames.iterdir()) == [f"{i:05d}.jpg" for i in range(5)]
+
+
+def test_rle_json_two_objects_matches_session(frames, checkpoint, model, tmp_path):
+    out = tmp_path / "rle"
+    args = ("--point", "0:18,20", "--negative", "0:48,38:1", "--box", "0:38,30,58,46:2")
+    result = track(frames, checkpoint, out, "--format", "rle-json", *args)
+    assert result.exit_code == 0, result.output
+    prompts = [
+        (0, 1, {"points": [[18, 20], [48, 38]], "labels": [1, 0]}),
+        (0, 2, {"box": [38, 30, 58, 46]}),
+    ]
+    ref = reference(model, frames, prompts, "forward", 0)
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.json" for i in range(NUM_FRAMES)]
+    for i in range(NUM_FRAMES):
+        record = json.loads((out / f"{i:05d}.json").read_text())
+        assert record["frame_index"] == i and record["frame"] == f"{i:05d}.jpg"
+        assert record["size"] == [H, W]
+        assert [o["id"] for o in record["objects"]] == [1, 2]
+        for obj in record["objects"]:
+            oid = obj["id"]
+            np.testing.assert_array_equal(decode(obj["segmentation"]), ref[i].masks[oid])
+            assert obj["score"] == pytest.approx(ref[i].scores[oid], abs=1e-6)
+            assert obj["visible"] == ref[i].visible[oid]
+    assert {v for r in ref.values() for v in r.visible.values()} == {True, False}
+
+
+@pytest.mark.parametrize(("direction", "start", "expected"), [("both", 2, 5), ("backward", 3, 4)])
+def test_direction_from_a_middle_frame(
+    frames, checkpoint, model, tmp_path, direction, start, expected
+):
+    out = tmp_path / "both"
+    args = ("--point", "2:26,20:1", "--box", f"{start}:38,30,58,46:2", "--direction", direction)
+    result = track(frames, checkpoint, out, *args)
+    assert result.exit_code == 0, result.output
+    prompts = [(2, 1, {"points": [[26, 20]], "labels": [1]}), (start, 2, {"box": [38, 30, 58, 46]})]
+    ref_start = 2 if direction == "both" else start
+    ref = reference(model, frames, prompts, direction, ref_start)
+    assert len(ref) == expected
+    for obj in (1, 2):
+        names = sorted(p.name for p in (out / str(obj)).iterdir())
+        assert names == [f"{i:05d}.png" for i in sorted(ref)]
+        for i, res in ref.items():
+            np.testing.assert_array_equal(
+                read_mask(out / str(obj) / f"{i:05d}.png"), res.masks[obj]
+            )
+
+
+def test_overwrite(frames, checkpoint, tmp_path):
+    out = tmp_path / "masks"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert_cli_error(
+        track(frames, checkpoint, out, "--point", "0:18,20"), "not empty", "--overwrite"
+    )
+    result = track(frames, checkpoint, out, "--point", "0:18,20", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (out / "keep.txt").read_text() == "x"
+    assert len(list((out / "1").iterdir())) == NUM_FRAMES
+
+
+def test_overlay_mp4(frames, checkpoint, tmp_path, monkeypatch):
+    pytest.importorskip("cv2")
+    out = tmp_path / "video"
+    result = track(frames, checkpoint, out, "--point", "0:18,20", "--format", "overlay-mp4")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["overlay.mp4"]
+    assert (out / "overlay.mp4").stat().st_size > 0
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    result = track(frames, checkpoint, tmp_path / "v2", "--point", "0:18,20", "-f", "overlay-mp4")
+    assert_cli_error(result, "overlay-mp4 needs OpenCV")
+
+
+# ---------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("spec", "fragments"),
+    [
+        (("--point", "18,20"), ("--point expects FRAME:X,Y[:OBJ]",)),
+        (("--point", "a:18,20"), ("FRAME='a' is not an integer",)),
+        (("--point", "0:18"), ("--point expects FRAME:X,Y[:OBJ]",)),
+        (("--point", "0:18,y"), ("Y='y' is not a number",)),
+        (("--point", "0:18,20:x"), ("OBJ='x' is not an integer",)),
+        (("--point", "-1:18,20"), ("FRAME must be >= 0",)),
+        (("--negative", "0:1,2:3:4"), ("--negative expects",)),
+        (("--box", "0:1,2,3"), ("--box expects FRAME:X0,Y0,X1,Y1[:OBJ]",)),
+        (("--box", "0:5,5,1,1"), ("X0 <= X1",)),
+        (("--box", "0:1,1,5,5", "--box", "0:2,2,6,6"), ("already has a box on frame 0",)),
+        ((), ("no prompt",)),
+    ],
+)
+def test_malformed_prompts(frames, checkpoint, tmp_path, spec, fragments):
+    assert_cli_error(track(frames, checkpoint, tmp_path / "o", *spec), *fragments)
+    assert not (tmp_path / "o").exists()
+
+
+def test_frame_out_of_range(frames, checkpoint, tmp_path):
+    result = track(frames, checkpoint, tmp_path / "o", "--point", "0:1,1", "--box", "5:1,1,9,9:2")
+    assert_cli_error(result, "frame 5", "5 frames")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_video(checkpoint, tmp_path):
+    assert_cli_error(
+        track(tmp_path / "missing", checkpoint, tmp_path / "o", "--point", "0:1,1"),
+        "video not found",
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no frames")
+    assert_cli_error(
+        track(empty, checkpoint, tmp_path / "o", "--point", "0:1,1"), "no JPEG or PNG frames"
+    )
+    text = tmp_path / "clip.txt"
+    text.write_text("not a video")
+    assert_cli_error(
+        track(text, checkpoint, tmp_path / "o", "--point", "0:1,1"),
+        "not a folder of frames or a video file",
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_not_sam2():
+    result = run("track", ".", "--model", "samkit-demo", "--point", "0:1,1", "--out", "o")
+    assert_cli_error(result, "samkit track needs a SAM 2 model")
+
+
+def test_never_writes_into_the_input_folder(frames, checkpoint, tmp_path):
+    assert_cli_error(
+        track(frames, checkpoint, frames / "masks", "--point", "0:1,1"), "inside the input folder"
+    )
+    assert_cli_error(
+        track(frames, checkpoint, frames, "--point", "0:1,1", "--overwrite"),
+        "inside the input folder",
+    )
+    assert_cli_error(
+        track(frames, checkpoint, frames.parent, "--point", "0:1,1", "--overwrite"),
+        "holds the input folder",
+    )
+    assert sorted(p.name for p in frames.iterdir()) == [f"{i:05d}.jpg" for i in range(5)]
+    file_out = tmp_path / "file"
+    file_out.write_text("x")
+    assert_cli_error(track(frames, checkpoint, file_out, "--point", "0:1,1"), "is a file")
