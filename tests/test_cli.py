@@ -37,7 +37,10 @@ H, W = 48, 64  # non-square on purpose: catches (H, W) / (W, H) mix-ups
 runner = CliRunner()
 
 # pycocotools' decode trips a numpy 2 deprecation warning inside pycocotools itself.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.usefixtures("cli_isolated"),  # private cache, cwd = tmp (conftest.py)
+]
 
 
 # ---------------------------------------------------------------- fixtures
@@ -51,14 +54,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "tiny random model for the CLI tests",
         aliases=("cli-tiny",),
     )
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Private weights cache, no debug mode, and the tmp folder as working directory."""
-    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

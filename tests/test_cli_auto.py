@@ -45,7 +45,10 @@ KEEP_ALL = (
 )
 
 runner = CliRunner()
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.usefixtures("cli_isolated"),  # private cache, cwd = tmp (conftest.py)
+]
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -58,13 +61,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "https://example.invalid/samkit/auto-test-tiny.pth",
         "tiny random model for the samkit auto tests",
     )
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 def make_image(path: Path, seed: int = 0, size: tuple[int, int] = (H, W)) -> Path:

@@ -52,7 +52,10 @@ KEEP_ALL = (
 PUBLISHED_MILLIONS = {"tiny": 38.9, "small": 46.0, "base-plus": 80.8, "large": 224.4}
 
 runner = CliRunner()
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.usefixtures("cli_isolated"),  # private cache, cwd = tmp (conftest.py)
+]
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -102,13 +105,6 @@ def reduced_checkpoint(tmp_path_factory: pytest.TempPathFactory, reduced_sd) -> 
 def reduced_model(reduced_checkpoint: Path):
     """The library's view of the reduced checkpoint, loaded once."""
     return samkit.load_model(REDUCED, checkpoint=reduced_checkpoint)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

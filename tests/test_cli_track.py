@@ -35,7 +35,10 @@ H, W = 48, 64
 NUM_FRAMES = 5
 
 runner = CliRunner()
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.usefixtures("cli_isolated"),  # private cache, cwd = tmp (conftest.py)
+]
 
 
 def _config():
@@ -102,13 +105,6 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pixels[32:44, 40:56] = (40, 90, 220)
         Image.fromarray(pixels).save(folder / f"{i:05d}.jpg", quality=95)
     return folder
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 def run(*args: str | os.PathLike[str]):

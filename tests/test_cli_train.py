@@ -31,7 +31,10 @@ TINY = "cli-train-tiny"
 runner = CliRunner()
 
 # pycocotools' decode trips a numpy 2 deprecation warning inside pycocotools itself.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.usefixtures("cli_isolated"),  # private cache, cwd = tmp (conftest.py)
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,13 +62,6 @@ def tiny_preset() -> str:
             ModelPreset(name=TINY, config=cfg, weights=None, description="CLI train tests")
         )
     return TINY
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 def run(*args: str | os.PathLike[str]):

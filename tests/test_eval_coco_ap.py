@@ -30,7 +30,10 @@ from samkit.cli.main import app
 from samkit.eval import CocoAPResult, coco_mask_ap
 from samkit.eval.report import print_results, result_table, results_to_dict, write_json
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.usefixtures("cli_isolated"),  # private cache, cwd = tmp (conftest.py)
+]
 
 H, W = 128, 160  # every image: (H, W) pixels
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -463,13 +466,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "https://example.invalid/coco-ap-test-tiny.pth",
         "tiny random model for the coco-ap CLI tests",
     )
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 def test_cli_coco_ap(coco: CocoFixture, tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -26,7 +26,10 @@ from samkit.eval.protocols import (
 )
 from samkit.eval.report import result_table, results_to_dict, write_json
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.usefixtures("cli_isolated"),  # private cache, cwd = tmp (conftest.py)
+]
 
 H, W = 40, 50
 
@@ -283,13 +286,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "https://example.invalid/eval-test-tiny.pth",
         "tiny random model for the eval CLI tests",
     )
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 def test_cli_eval_all_protocols(tmp_path: Path, tiny_checkpoint: Path) -> None:
