@@ -10,7 +10,6 @@ prompts on the same checkpoint, then every one-line error is checked.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -22,12 +21,11 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
-from tiny_models import assert_cli_error
+from tiny_models import assert_cli_error, register_checkpoint
 from typer.testing import CliRunner
 
 import samkit
 from samkit.cli.main import app
-from samkit.configs import ModelPreset, WeightSpec
 from samkit.video import VideoPredictor
 
 NAME = "cli-test-sam2-track"
@@ -71,22 +69,13 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sam2-track") / "track.pt"
     # seed 3: non-empty masks, objects both visible and not on some frames
     torch.save({"model": H2.random_state_dict(template, seed=3)}, path)
-    data = path.read_bytes()
-    if NAME not in samkit.list_models():
-        samkit.configs.register(
-            ModelPreset(
-                name=NAME,
-                config=cfg,
-                weights=WeightSpec(
-                    url=f"https://example.invalid/samkit/{NAME}.pt",
-                    filename=f"{NAME}.pt",
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                ),
-                description="tiny random SAM 2.1 for the samkit track tests",
-            )
-        )
-    return path
+    return register_checkpoint(
+        path,
+        NAME,
+        cfg,
+        f"https://example.invalid/samkit/{NAME}.pt",
+        "tiny random SAM 2.1 for the samkit track tests",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from samkit.configs import (
     ViTConfig,
     WeightSpec,
 )
+from samkit.configs.base import Sam2Config
 
 # 256-pixel model input (16x16 embedding) instead of 1024 keeps every decode ~0.1 s.
 TINY_256 = SamConfig(
@@ -24,6 +25,35 @@ TINY_256 = SamConfig(
     mask_decoder=MaskDecoderConfig(transformer_mlp_dim=64, iou_head_hidden_dim=32),
     image_size=256,
 )
+
+
+def register_checkpoint(
+    path: Path,
+    name: str,
+    config: SamConfig | Sam2Config,
+    url: str,
+    description: str,
+    aliases: tuple[str, ...] = (),
+) -> Path:
+    """Register preset ``name`` (once per process) whose weight spec (``url``, sha256,
+    size, file name ``<name><suffix>``) describes the existing file ``path``."""
+    data = path.read_bytes()
+    if name not in samkit.list_models():
+        samkit.configs.register(
+            ModelPreset(
+                name=name,
+                config=config,
+                weights=WeightSpec(
+                    url=url,
+                    filename=f"{name}{path.suffix}",
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size=len(data),
+                ),
+                description=description,
+                aliases=aliases,
+            )
+        )
+    return path
 
 
 def save_and_register_tiny(
@@ -35,23 +65,7 @@ def save_and_register_tiny(
     model = samkit.build_model(TINY_256)
     path = folder / "tiny.pth"
     torch.save(model.state_dict(), path)
-    data = path.read_bytes()
-    if name not in samkit.list_models():
-        samkit.configs.register(
-            ModelPreset(
-                name=name,
-                config=TINY_256,
-                weights=WeightSpec(
-                    url=url,
-                    filename=f"{name}.pth",
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                ),
-                description=description,
-                aliases=aliases,
-            )
-        )
-    return path
+    return register_checkpoint(path, name, TINY_256, url, description, aliases)
 
 
 def assert_cli_error(result, *fragments: str) -> str:
