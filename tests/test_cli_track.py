@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 import samkit
 from samkit.cli.main import app
-from samkit.video import VideoPredictor
+from samkit.video import VideoFileReader, VideoFileWriter, VideoPredictor
 
 NAME = "cli-test-sam2-track"
 H, W = 48, 64
@@ -205,15 +205,62 @@ def test_overwrite(frames, checkpoint, tmp_path):
 
 
 def test_overlay_mp4(frames, checkpoint, tmp_path, monkeypatch):
-    pytest.importorskip("cv2")
     out = tmp_path / "video"
     result = track(frames, checkpoint, out, "--point", "0:18,20", "--format", "overlay-mp4")
     assert result.exit_code == 0, result.output
     assert [p.name for p in out.iterdir()] == ["overlay.mp4"]
-    assert (out / "overlay.mp4").stat().st_size > 0
-    monkeypatch.setitem(sys.modules, "cv2", None)
+    with VideoFileReader(out / "overlay.mp4") as reader:
+        assert len(reader) == NUM_FRAMES and reader.size == (H, W)
+        assert reader.fps == pytest.approx(10.0)  # a folder has no frame rate: 10/s
+        first = reader.read(0).astype(int)
+    with Image.open(sorted(frames.iterdir())[0]) as im:
+        original = np.asarray(im).astype(int)
+    masks = reference(
+        samkit.load_model(NAME, checkpoint=checkpoint),
+        frames,
+        [(0, 1, {"points": [[18, 20]], "labels": [1]})],
+        "forward",
+        0,
+    )
+    tinted = masks[0].masks[1]
+    assert tinted.any() and not tinted.all()
+    # tinted pixels changed, the others are the frame (up to video coding)
+    assert np.abs(first - original)[tinted].mean() > 3 * np.abs(first - original)[~tinted].mean()
+    monkeypatch.setitem(sys.modules, "av", None)
     result = track(frames, checkpoint, tmp_path / "v2", "--point", "0:18,20", "-f", "overlay-mp4")
-    assert_cli_error(result, "overlay-mp4 needs OpenCV")
+    assert_cli_error(result, "overlay-mp4 needs PyAV")
+
+
+def test_video_file_input(frames, checkpoint, tmp_path):
+    """An MP4 input: the masks equal the library's on the same file; its frame rate
+    carries over to the overlay; a prompt past its end is one clear error."""
+    mp4 = tmp_path / "clip.mp4"
+    with VideoFileWriter(mp4, fps=5) as writer:
+        for path in sorted(frames.iterdir()):
+            with Image.open(path) as im:
+                writer.write(np.asarray(im.convert("RGB")))
+    model = samkit.load_model(NAME, checkpoint=checkpoint)
+    ref = reference(model, mp4, [(2, 1, {"points": [[26, 20]], "labels": [1]})], "both", 2)
+    out = tmp_path / "masks"
+    result = track(mp4, checkpoint, out, "--point", "2:26,20", "--direction", "both")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "1").iterdir()) == [
+        f"{i:05d}.png" for i in range(NUM_FRAMES)
+    ]
+    for i in range(NUM_FRAMES):
+        assert np.array_equal(read_mask(out / "1" / f"{i:05d}.png"), ref[i].masks[1])
+    result = track(mp4, checkpoint, tmp_path / "ov", "--point", "0:18,20", "-f", "overlay-mp4")
+    assert result.exit_code == 0, result.output
+    with VideoFileReader(tmp_path / "ov" / "overlay.mp4") as reader:
+        assert reader.fps == pytest.approx(5.0) and len(reader) == NUM_FRAMES
+    assert_cli_error(
+        track(mp4, checkpoint, tmp_path / "o", "--point", f"{NUM_FRAMES}:18,20"),
+        f"the video has {NUM_FRAMES} frames",
+    )
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\0" * 64)
+    assert_cli_error(track(bad, checkpoint, tmp_path / "o", "--point", "0:1,1"), "bad.mp4")
+    assert not (tmp_path / "o").exists()
 
 
 # ---------------------------------------------------------------- errors

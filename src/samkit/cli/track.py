@@ -1,15 +1,15 @@
 """``samkit track``: prompt objects on frames of a video, track them through it (SAM 2).
 
 VIDEO is a folder of JPEG (else PNG) frames sorted by their integer names, or a video
-file when ``av`` or ``imageio`` is installed. Prompts are ``FRAME:X,Y[:OBJ]`` clicks and
+file (needs PyAV: ``pip install 'samkit[video]'``), decoded lazily with random access. Prompts are ``FRAME:X,Y[:OBJ]`` clicks and
 ``FRAME:X0,Y0,X1,Y1[:OBJ]`` boxes in video pixels; OBJ (the object id) defaults to 1.
 Into ``--out DIR`` the command writes, per tracked frame:
 
 * ``--format png`` (default): ``DIR/<obj>/<frame:05d>.png``, one 0/255 mask per object;
 * ``--format rle-json``: ``DIR/<frame:05d>.json`` with, per object, its COCO RLE mask,
   object score logit and visibility;
-* ``--format overlay-mp4``: ``DIR/overlay.mp4``, the frames with the masks tinted (needs
-  OpenCV, ``cv2``).
+* ``--format overlay-mp4``: ``DIR/overlay.mp4``, the frames with the masks tinted, at the
+  input video's frame rate (10 frames/s for a folder; needs PyAV, ``samkit[video]``).
 
 Every file is written into a temporary folder next to DIR and moved into place when the
 run has finished, so an interrupted run leaves DIR as it was.
@@ -158,20 +158,28 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _check_video(video: Path) -> int | None:
-    """Refuse a missing or unusable VIDEO; the number of frames of a folder."""
+def _check_video(video: Path) -> tuple[int, float | None]:
+    """Refuse a missing or unusable VIDEO; its number of frames and frame rate (``None``
+    for a folder)."""
     if not video.exists():
         raise InvalidVideo(f"video not found: {video}")
     if video.is_dir():
         from samkit.video import list_video_frames
 
         try:
-            return len(list_video_frames(video))
+            return len(list_video_frames(video)), None
         except OSError as exc:
             raise InvalidVideo(f"cannot read folder {video}: {exc.strerror or exc}") from None
     if not os.access(video, os.R_OK):
         raise InvalidVideo(f"cannot read {video}: permission denied")
-    return None
+    from samkit.video.io import VIDEO_SUFFIXES, VideoFileReader
+
+    if video.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InvalidVideo(
+            f"{video}: not a folder of frames or a video file ({', '.join(VIDEO_SUFFIXES)})"
+        )
+    with VideoFileReader(video) as reader:
+        return len(reader), reader.fps
 
 
 def _check_out(out: Path, video: Path, overwrite: bool) -> None:
@@ -212,8 +220,8 @@ def _colour(obj_id: int) -> np.ndarray:
 
 
 class _Overlay:
-    """Frames with their masks tinted, written to an MP4 with OpenCV (frames in index
-    order, buffered until the run ends since ``both`` yields them out of order)."""
+    """Frames with their masks tinted, written to an MP4 with PyAV (frames in index
+    order, buffered on disk until the run ends since ``both`` yields them out of order)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -229,23 +237,14 @@ class _Overlay:
         np.save(path, frame)
         self.frames[index] = path
 
-    def close(self) -> None:
-        import cv2
+    def close(self, fps: float) -> None:
+        from samkit.video.io import VideoFileWriter
 
         try:
             if self.frames:
-                first = np.load(next(iter(self.frames.values())))
-                h, w = first.shape[:2]
-                writer = cv2.VideoWriter(
-                    str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), OVERLAY_FPS, (w, h)
-                )
-                if not writer.isOpened():
-                    raise OutputError(f"cannot write {self.path}: OpenCV has no MP4 encoder")
-                try:
+                with VideoFileWriter(self.path, fps=fps) as writer:
                     for index in sorted(self.frames):
-                        writer.write(np.load(self.frames[index])[..., ::-1].copy())
-                finally:
-                    writer.release()
+                        writer.write(np.load(self.frames[index]))
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -364,7 +363,7 @@ def track_command(
         typer.Argument(
             metavar="VIDEO_OR_FOLDER",
             help="A folder of JPEG (else PNG) frames named by their index, or a video file "
-            "(needs av or imageio).",
+            "(needs PyAV: pip install 'samkit[video]').",
             show_default=False,
         ),
     ],
@@ -409,7 +408,7 @@ def track_command(
             "--format",
             "-f",
             help="png: DIR/<obj>/<frame>.png masks; rle-json: DIR/<frame>.json with COCO RLE, "
-            "score and visibility per object; overlay-mp4: DIR/overlay.mp4 (needs cv2).",
+            "score and visibility per object; overlay-mp4: DIR/overlay.mp4 (needs PyAV).",
         ),
     ] = TrackFormat.png,
     direction: Annotated[
@@ -439,16 +438,15 @@ def track_command(
     preset = samkit.get_preset(model)
     if not isinstance(preset.config, Sam2Config):
         raise CliError(f"samkit track needs a SAM 2 model; {preset.name} is not one")
-    num_frames = _check_video(video)
+    num_frames, fps = _check_video(video)
     _check_frames(prompts, num_frames)
     _check_out(out, video, overwrite)
     if fmt is TrackFormat.overlay_mp4:
         try:
-            import cv2  # noqa: F401
+            import av  # noqa: F401
         except ImportError:
             raise CliError(
-                "--format overlay-mp4 needs OpenCV (pip install opencv-python-headless); "
-                "use png or rle-json"
+                "--format overlay-mp4 needs PyAV (pip install 'samkit[video]'); use png or rle-json"
             ) from None
     if checkpoint is not None and not checkpoint.is_file():
         raise CliError(f"checkpoint not found: {checkpoint}")
@@ -496,7 +494,7 @@ def track_command(
                         update(advance=1, rate=f"{rate:.1f} frames/s")
             finally:
                 if overlay is not None:
-                    overlay.close()
+                    overlay.close(fps or OVERLAY_FPS)
         seconds = time.perf_counter() - began
         _move_into(tmp, out)
     finally:

@@ -6,6 +6,7 @@ outputs; :mod:`samkit.video.session` builds the user-facing API on it
 (:class:`VideoPredictor` -> :class:`VideoSession`, yielding :class:`FrameResult`).
 """
 
+from samkit.video.io import VideoFileReader, VideoFileWriter
 from samkit.video.session import (
     FrameOutput,
     FrameResult,
@@ -57,6 +58,8 @@ __all__ = [
     "Prompt",
     "TrackOutput",
     "TrackerOptions",
+    "VideoFileReader",
+    "VideoFileWriter",
     "VideoPredictor",
     "VideoSession",
     "apply_non_overlapping_constraints",

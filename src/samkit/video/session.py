@@ -58,6 +58,7 @@ from samkit.errors import (
     UnknownObject,
 )
 from samkit.modeling.sam2 import Sam2
+from samkit.video.io import VIDEO_SUFFIXES, VideoFileReader
 from samkit.video.tracker import (
     DEFAULT_OPTIONS,
     NO_OBJ_SCORE,
@@ -86,7 +87,6 @@ DEFAULT_MAX_CACHED_FRAMES = 16
 _UNBOUNDED = 2**31 - 1
 
 _FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-_VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 Direction = Literal["forward", "backward", "both"]
 
@@ -202,36 +202,13 @@ def _check_rgb(frame: object, index: int) -> np.ndarray:
     return arr
 
 
-def _video_file_frames(path: Path) -> Iterator[np.ndarray]:
-    """RGB frames of a video file, decoded lazily with ``av`` or ``imageio`` (optional)."""
-    try:
-        import av  # type: ignore[import-not-found]
-    except ImportError:
-        av = None
-    if av is not None:
-
-        def gen() -> Iterator[np.ndarray]:
-            with av.open(str(path)) as container:
-                for frame in container.decode(video=0):
-                    yield frame.to_ndarray(format="rgb24")
-
-        return gen()
-    try:
-        import imageio.v3 as iio  # type: ignore[import-not-found]
-    except ImportError:
-        raise InvalidVideo(
-            f"{path}: reading video files needs 'av' or 'imageio' (not installed); "
-            "extract the frames to a folder of JPEG files instead"
-        ) from None
-    return (np.asarray(f)[..., :3] for f in iio.imiter(str(path)))
-
-
 class _FrameSource:
-    """Lazy frames of a video: a folder of images (random access) or an iterator
-    (sequential; only the latest ``keep`` frames are retained)."""
+    """Lazy frames of a video: a folder of images or a video file (random access), or
+    an iterator (sequential; only the latest ``keep`` frames are retained)."""
 
     def __init__(self, source: object, keep: int, num_frames: int | None) -> None:
         self.paths: list[Path] | None = None
+        self.reader: VideoFileReader | None = None
         self.iterator: Iterator[object] | None = None
         self.recent: OrderedDict[int, np.ndarray] = OrderedDict()
         self.keep = keep
@@ -245,8 +222,10 @@ class _FrameSource:
                 self.paths = list_video_frames(path)
                 self.length = len(self.paths)
                 self.exhausted = True
-            elif path.is_file() and path.suffix.lower() in _VIDEO_SUFFIXES:
-                self.iterator = _video_file_frames(path)
+            elif path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+                self.reader = VideoFileReader(path)
+                self.length = len(self.reader)
+                self.exhausted = True
             else:
                 raise InvalidVideo(f"{source}: not a folder of frames or a video file")
         elif isinstance(source, np.ndarray) and source.ndim == 4:
@@ -298,6 +277,8 @@ class _FrameSource:
             return False
         if self.paths is not None:
             return index < len(self.paths)
+        if self.reader is not None:
+            return index < len(self.reader)
         self._pull_until(index)
         return index < self.pulled
 
@@ -315,6 +296,10 @@ class _FrameSource:
                 raise InvalidVideo(f"cannot read {self.paths[index]}: {exc}") from exc
             self._check_size(arr.shape[:2], index)
             return arr
+        if self.reader is not None:
+            arr = self.reader.read(index)
+            self._check_size(arr.shape[:2], index)
+            return arr
         arr = self.recent.get(index)
         if arr is None:
             raise InvalidVideo(
@@ -330,6 +315,9 @@ class _FrameSource:
             close()
         self.iterator = None
         self.paths = None
+        if self.reader is not None:
+            self.reader.close()
+        self.reader = None
 
 
 # ------------------------------------------------------------------------ predictor
@@ -368,8 +356,9 @@ class VideoPredictor:
 
         Args:
             source: a folder of JPEG (else PNG) frames, sorted by their integer names;
-                an iterable of ``(H, W, 3)`` uint8 RGB frames (pulled lazily); or a
-                video file when ``av`` or ``imageio`` is installed.
+                a video file (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``,
+                ``.m4v``; needs PyAV, ``samkit[video]``), decoded lazily with random
+                access; or an iterable of ``(H, W, 3)`` uint8 RGB frames (pulled lazily).
             keep_results: keep every frame's output and memory (needed to correct or
                 re-propagate old frames). False (streaming): keep only the conditioning
                 memories, the memories of the last ``num_maskmem`` frames (times the

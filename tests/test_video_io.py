@@ -1,0 +1,183 @@
+"""Video files (``samkit.video.io``, PyAV): random-access reading, atomic writing, and a
+video session on an MP4 giving what the same frames give from memory.
+
+The clips are written in the tests with PyAV itself (H.264 with B-frames and a keyframe
+every 4 frames, so reads out of order exercise seeking and the presentation-order frame
+index) or with :class:`VideoFileWriter`. Each frame carries its index as a flat grey
+level, so a decoded frame can be checked to be the right one despite lossy coding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import helpers_sam2 as H2
+import numpy as np
+import pytest
+import torch
+
+import samkit
+from samkit.errors import FrameOutOfRange, InvalidVideo
+from samkit.video import VideoFileReader, VideoFileWriter, VideoPredictor
+
+H, W = 48, 64
+NUM = 14
+LEVEL = 16  # grey level step between frames
+
+
+def _frame(i: int) -> np.ndarray:
+    """Frame ``i``: grey level ``LEVEL * (i + 1)`` with a bright square moving right."""
+    rgb = np.full((H, W, 3), LEVEL * (i + 1), dtype=np.uint8)
+    rgb[12:30, 4 + 3 * i : 22 + 3 * i] = (230, 210, 40)
+    return rgb
+
+
+def _index_of(rgb: np.ndarray) -> int:
+    """The frame index encoded by a decoded frame's background grey level."""
+    return round(float(np.median(rgb[36:, :, 1])) / LEVEL) - 1
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """An H.264 MP4 with B-frames and a keyframe every 4 frames, written by PyAV."""
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.gop_size = 4
+        stream.options = {"bf": "2", "crf": "12", "sc_threshold": "0"}
+        for i in range(NUM):
+            frame = av.VideoFrame.from_ndarray(_frame(i), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_reader_random_access_equals_sequential(clip):
+    with VideoFileReader(clip) as reader:
+        assert len(reader) == NUM
+        assert reader.size == (H, W)
+        assert reader.fps == pytest.approx(25.0)
+        sequential = list(reader)
+    assert [_index_of(f) for f in sequential] == list(range(NUM))
+    for i, f in enumerate(sequential):
+        assert f.shape == (H, W, 3) and f.dtype == np.uint8
+        assert np.abs(f.astype(int) - _frame(i)).mean() < 4  # lossy, but the same picture
+    order = [9, 2, 13, 0, 5, 5, 12, 3, 7, 6, 1, 11, 4, 8, 10]
+    with VideoFileReader(clip) as reader:
+        for i in order:
+            assert np.array_equal(reader.read(i), sequential[i]), f"frame {i}"
+
+
+def test_reader_errors(clip, tmp_path):
+    with VideoFileReader(clip) as reader:
+        with pytest.raises(FrameOutOfRange):
+            reader.read(NUM)
+        with pytest.raises(FrameOutOfRange):
+            reader.read(-1)
+    garbage = tmp_path / "bad.mp4"
+    garbage.write_bytes(b"\0" * 64)
+    with pytest.raises(InvalidVideo, match="bad.mp4"):
+        VideoFileReader(garbage)
+    with pytest.raises(InvalidVideo):
+        VideoFileReader(tmp_path / "missing.mp4")
+
+
+def test_reader_without_pyav(clip, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)
+    with pytest.raises(InvalidVideo, match=r"samkit\[video\]"):
+        VideoFileReader(clip)
+
+
+@pytest.mark.parametrize("codec", [None, "mpeg4"])
+def test_writer_round_trip(tmp_path, codec):
+    path = tmp_path / "out.mp4"
+    with VideoFileWriter(path, fps=12.5, codec=codec) as writer:
+        for i in range(6):
+            writer.write(_frame(i))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no temporary left
+    with VideoFileReader(path) as reader:
+        assert len(reader) == 6
+        assert reader.fps == pytest.approx(12.5)
+        frames = list(reader)
+    assert [_index_of(f) for f in frames] == list(range(6))
+    for i, f in enumerate(frames):
+        assert np.abs(f.astype(int) - _frame(i)).mean() < 6
+
+
+def test_writer_odd_size_is_padded(tmp_path):
+    path = tmp_path / "odd.mp4"
+    with VideoFileWriter(path) as writer:
+        for i in range(3):
+            writer.write(_frame(i)[:47, :63])
+    with VideoFileReader(path) as reader:
+        assert reader.size == (48, 64)
+        assert _index_of(reader.read(2)) == 2
+
+
+def test_writer_is_atomic(tmp_path):
+    path = tmp_path / "out.mp4"
+    path.write_bytes(b"previous")
+    with pytest.raises(RuntimeError), VideoFileWriter(path) as writer:
+        writer.write(_frame(0))
+        raise RuntimeError("interrupted")
+    assert path.read_bytes() == b"previous"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+    with pytest.raises(ValueError, match="differs"), VideoFileWriter(path) as writer:
+        writer.write(_frame(0))
+        writer.write(_frame(0)[:40])
+    assert path.read_bytes() == b"previous"
+
+
+# ----------------------------------------------------------------- video session
+@pytest.fixture(scope="module")
+def model():
+    cfg = H2.reduced_config("2.1", 64)
+    cfg = dataclasses.replace(
+        cfg,
+        encoder=dataclasses.replace(cfg.encoder, stages=(1, 1, 1, 1), global_att_blocks=(2,)),
+        memory=dataclasses.replace(cfg.memory, num_layers=1, dim_feedforward=64),
+        mask_decoder=dataclasses.replace(
+            cfg.mask_decoder, transformer_depth=1, transformer_mlp_dim=64, iou_head_hidden_dim=32
+        ),
+    )
+    with torch.device("meta"):
+        template = samkit.build_model(cfg, device="meta")
+    sam = samkit.build_model(cfg)
+    sam.load_state_dict(H2.random_state_dict(template, seed=0))  # masks in all three runs
+    return sam.eval()
+
+
+def _run(model, source, direction: str, start: int, prompt_frame: int):
+    with VideoPredictor(model).start(source) as session:
+        assert session.num_frames == NUM
+        square_x = 13.0 + 3 * prompt_frame  # the centre of the moving square
+        session.add_prompt(prompt_frame, 1, points=[[square_x, 20.0]], labels=[1])
+        session.add_prompt(prompt_frame, 2, box=[30.0, 30.0, 60.0, 46.0])
+        return {r.frame_index: r for r in session.propagate(direction=direction, start=start)}
+
+
+def test_session_on_a_video_file(model, clip):
+    """A session reads an MP4 lazily and gives exactly what the same decoded frames give
+    as an in-memory array; ``both`` from the middle needs random access (backward to 0,
+    then forward from 8)."""
+    direction, frame = "both", 7
+    with VideoFileReader(clip) as reader:
+        decoded = np.stack(list(reader))
+    with torch.inference_mode():
+        from_file = _run(model, clip, direction, frame, frame)
+        from_array = _run(model, decoded, direction, frame, frame)
+    assert sorted(from_file) == sorted(from_array) == list(range(NUM))
+    assert any(m.any() for r in from_file.values() for m in r.masks.values())
+    for f, ref in from_array.items():
+        got = from_file[f]
+        for obj in (1, 2):
+            assert np.array_equal(got.masks[obj], ref.masks[obj]), f"frame {f} object {obj}"
+            assert got.scores[obj] == ref.scores[obj]
