@@ -426,3 +426,35 @@ def test_both_directions_and_reprompting_a_conditioning_frame(pair):
         assert mid in track.cond and mid not in track.non_cond
         assert not torch.equal(track.cond[mid].score, before)  # the new prediction
         assert track.cond[mid].memory is not None and track.cond[mid].memory.is_conditioning
+
+
+def test_objects_with_the_same_memory_frames_are_batched(pair, forward, monkeypatch):
+    """Objects prompted on the same frames are tracked in one batched step per frame
+    (giving what the unbatched first propagation of the fixture gave, up to float
+    rounding); an object prompted on another frame is a batch of its own."""
+    import samkit.video.session as session_module
+
+    sizes: dict[int, list[int]] = {}
+    real = session_module.track_step
+
+    def recording(model, frame, *args, **kwargs):
+        if kwargs.get("num_objects") is not None:  # tracking (prompts: per object)
+            sizes.setdefault(frame, []).append(kwargs["num_objects"])
+        return real(model, frame, *args, **kwargs)
+
+    monkeypatch.setattr(session_module, "track_step", recording)
+    with VideoPredictor(pair["ours"]).start(pair["folder"]) as session:
+        _prompt_frame0(session)
+        session.add_prompt(2, 3, points=[[120.0, 85.0]], labels=[1])
+        results = {r.frame_index: r for r in session.propagate()}
+    # objects 1 and 2 together, object 3 (conditioned on frame 2, not 0) alone; on frame
+    # 2 object 3 has its prompted output
+    assert sizes[2] == [2]
+    for f in (1, *range(3, tp.NUM_FRAMES)):
+        assert sorted(sizes[f]) == [1, 2], f
+    for f in range(1, tp.NUM_FRAMES):
+        ref = forward["first"][f][0]
+        for obj in (1, 2):
+            assert abs(results[f].scores[obj] - ref.scores[obj]) < 1e-3
+            disagree = np.mean(results[f].masks[obj] != ref.masks[obj])
+            assert disagree < 1e-3, (f, obj, disagree)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -722,7 +722,7 @@ class VideoSession:
             if max_frames is not None and count > max_frames:
                 break
             self._check_open()
-            feats: FrameFeatures | None = None
+            todo: list[ObjectTrack] = []
             for track in list(self._objects.values()):
                 if not track.cond:  # added while this propagation runs: next time
                     continue
@@ -731,12 +731,18 @@ class VideoSession:
                 else:
                     out = None
                 if out is None:
-                    if feats is None:
-                        feats = self._frame_features(frame)
-                    out = self._track_frame(track, frame, feats, reverse)
-                    track.non_cond[frame] = out
+                    todo.append(track)
+                    continue
                 track.tracked[frame] = reverse
                 track.last = (frame, out)
+            if todo:
+                feats = self._frame_features(frame)
+                for group in _batches(todo):
+                    outs = self._track_frame(group, frame, feats, reverse)
+                    for track, out in zip(group, outs, strict=True):
+                        track.non_cond[frame] = out
+                        track.tracked[frame] = reverse
+                        track.last = (frame, out)
             if not self._keep_results:
                 self._prune(frame, reverse)
             yield self._result(frame, None)
@@ -744,24 +750,44 @@ class VideoSession:
             count += 1
 
     def _track_frame(
-        self, track: ObjectTrack, frame: int, feats: FrameFeatures, reverse: bool
-    ) -> FrameOutput:
+        self, group: list[ObjectTrack], frame: int, feats: FrameFeatures, reverse: bool
+    ) -> list[FrameOutput]:
+        """Track the objects of ``group`` (same memory frames, see :func:`_batches`) on
+        ``frame`` in one batched step; one output per object."""
+        if len(group) == 1:
+            cond: Mapping[int, Memory] = _memories(group[0].cond)
+            non_cond: Mapping[int, Memory] = _memories(group[0].non_cond)
+        else:
+            cond = _BatchedMemories([t.cond for t in group])
+            non_cond = _BatchedMemories([t.non_cond for t in group])
         out = track_step(
             self._model,
             frame,
             feats,
             is_init_cond_frame=False,
-            cond_memories=_memories(track.cond),
-            non_cond_memories=_memories(track.non_cond),
+            cond_memories=cond,
+            non_cond_memories=non_cond,
             num_frames=self._model_num_frames,
             track_in_reverse=reverse,
             run_mem_encoder=True,
             options=self._options,
+            num_objects=len(group),
         )
         memory = out.to_memory(frame, False)
         memory.maskmem_pos_enc = self._shared_pos(memory.maskmem_pos_enc)
         low = fill_holes(out.low_res_masks, self._fill)
-        return FrameOutput(low, out.object_score_logits, memory, out.obj_ptr)
+        assert out.obj_ptr is not None
+        if len(group) == 1:
+            return [FrameOutput(low, out.object_score_logits, memory, out.obj_ptr)]
+        return [
+            FrameOutput(
+                low[i : i + 1].clone(),
+                out.object_score_logits[i : i + 1].clone(),
+                _own(memory.select(slice(i, i + 1))),
+                out.obj_ptr[i : i + 1].clone(),
+            )
+            for i in range(len(group))
+        ]
 
     def _prune(self, frame: int, reverse: bool) -> None:
         """Streaming mode: drop what tracking after ``frame`` (in this direction) can no
@@ -892,6 +918,71 @@ def _float_array(x: object) -> np.ndarray:
 
 def _memories(outputs: dict[int, FrameOutput]) -> dict[int, Memory]:
     return {t: o.memory for t, o in outputs.items() if o.memory is not None}
+
+
+def _memory_frames(outputs: dict[int, FrameOutput]) -> tuple[tuple[int, bool], ...]:
+    """``(frame, has spatial memory)`` of the outputs that hold a memory, by frame."""
+    return tuple(
+        (t, o.memory.maskmem_features.numel() > 0)
+        for t, o in sorted(outputs.items())
+        if o.memory is not None
+    )
+
+
+def _batches(tracks: list[ObjectTrack]) -> list[list[ObjectTrack]]:
+    """Group objects whose memory banks hold the same frames (same conditioning frames,
+    same tracked frames, spatial memories kept for the same ones): each group attends to
+    the same memory frames at the same temporal positions, so it is tracked in one
+    batched step, as the official predictor does for all its objects. Objects prompted
+    on different frames form separate groups. Order: first object of each group."""
+    groups: dict[tuple, list[ObjectTrack]] = {}
+    for track in tracks:
+        key = (_memory_frames(track.cond), _memory_frames(track.non_cond))
+        groups.setdefault(key, []).append(track)
+    return list(groups.values())
+
+
+class _BatchedMemories(Mapping[int, Memory]):
+    """The memories of several objects with the same memory frames, concatenated along
+    the batch on access (only the frames a step reads are concatenated)."""
+
+    def __init__(self, outputs: list[dict[int, FrameOutput]]) -> None:
+        self._outputs = outputs
+        self._frames = [t for t, o in outputs[0].items() if o.memory is not None]
+        self._cache: dict[int, Memory] = {}
+
+    def __getitem__(self, frame: int) -> Memory:
+        mem = self._cache.get(frame)
+        if mem is None:
+            parts = [out[frame].memory for out in self._outputs]
+            mem = Memory.cat([p for p in parts if p is not None])
+            if mem.num_objects != len(self._outputs):
+                raise KeyError(frame)
+            self._cache[frame] = mem
+        return mem
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._frames)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __contains__(self, frame: object) -> bool:
+        return frame in self._frames
+
+
+def _own(memory: Memory) -> Memory:
+    """One object's rows of a batched memory, copied so that the object's memory does
+    not keep the whole batch alive (the position encoding stays shared)."""
+    pos = memory.maskmem_pos_enc
+    return Memory(
+        memory.frame_index,
+        memory.is_conditioning,
+        memory.maskmem_features.clone(),
+        pos,
+        memory.obj_ptr.clone(),
+        memory.object_score_logits.clone(),
+    )
 
 
 def _relabel(memory: Memory, *, is_conditioning: bool) -> Memory:

@@ -482,9 +482,9 @@ def _select_closest_cond(
     return selected, {t: m for t, m in cond.items() if t not in selected}
 
 
-def _by_frame(memories: Iterable[Memory] | Mapping[int, Memory]) -> dict[int, Memory]:
+def _by_frame(memories: Iterable[Memory] | Mapping[int, Memory]) -> Mapping[int, Memory]:
     if isinstance(memories, Mapping):
-        return dict(memories)
+        return memories  # read only; may be lazy (the session's batched memories)
     out: dict[int, Memory] = {}
     for m in memories:
         if m.frame_index in out:
