@@ -7,10 +7,25 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
+
+
+def _probe_torchvision_for_transformers() -> None:
+    """transformers asks once (and caches) whether torchvision is installed. Ask now,
+    before any test module puts the torchvision stand-ins of ``reference_shims`` into
+    ``sys.modules``, so that the answer (not installed) never depends on test order."""
+    try:
+        from transformers.utils import import_utils
+    except ImportError:
+        return  # the HF parity modules then fail loudly on their own imports
+    import_utils.is_torchvision_available()
+
+
+_probe_torchvision_for_transformers()
 
 
 @pytest.fixture
@@ -20,3 +35,14 @@ def cli_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-tensor tests (thread-pool stalls cost more
+    than they gain on a loaded 2-core machine). Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

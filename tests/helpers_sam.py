@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import samkit
-from samkit.configs import SamConfig, ViTConfig
+from samkit.configs import SamConfig, TinyViTConfig, ViTConfig
 
 # The reduced ViT used by most parity tests: same code paths as the full model (windowed
 # and global blocks, rel-pos, neck, 1024 input, 64x64 embedding), a fraction of the cost.
@@ -47,16 +47,13 @@ def official_sam(
 
 
 def official_sam_from_config(cfg: SamConfig) -> nn.Module:
-    """The official classes assembled with the numbers of a samkit ViT ``SamConfig``
-    (any image size, patch size, window size and decoder widths)."""
-    sa = reference_shims.import_segment_anything()
-    m = sa.modeling
+    """The official classes assembled with the numbers of a samkit ``SamConfig``: the
+    ``segment_anything`` ones for a ViT encoder (any image size, patch size, window size
+    and decoder widths), MobileSAM's for a TinyViT encoder (any widths and depths)."""
     enc, pe, dec = cfg.encoder, cfg.prompt_encoder, cfg.mask_decoder
-    if not isinstance(enc, ViTConfig):
-        raise TypeError("official_sam_from_config builds ViT encoders only")
-    emb = pe.image_embedding_size
-    sam = m.Sam(
-        image_encoder=m.ImageEncoderViT(
+    if isinstance(enc, ViTConfig):
+        m = reference_shims.import_segment_anything().modeling
+        encoder = m.ImageEncoderViT(
             depth=enc.depth,
             embed_dim=enc.embed_dim,
             img_size=enc.img_size,
@@ -69,7 +66,35 @@ def official_sam_from_config(cfg: SamConfig) -> nn.Module:
             global_attn_indexes=list(enc.global_attn_indexes),
             window_size=enc.window_size,
             out_chans=enc.out_chans,
-        ),
+        )
+    elif isinstance(enc, TinyViTConfig):
+        m = reference_shims.import_mobile_sam().modeling
+        if enc.out_chans != 256:
+            raise ValueError("MobileSAM's TinyViT neck has 256 output channels")
+        encoder = m.TinyViT(
+            img_size=enc.img_size,
+            in_chans=3,
+            num_classes=enc.num_classes,
+            embed_dims=list(enc.embed_dims),
+            depths=list(enc.depths),
+            num_heads=list(enc.num_heads),
+            window_sizes=list(enc.window_sizes),
+            mlp_ratio=enc.mlp_ratio,
+            drop_rate=0.0,
+            drop_path_rate=0.0,
+            use_checkpoint=False,
+            mbconv_expand_ratio=enc.mbconv_expand_ratio,
+            local_conv_size=enc.local_conv_size,
+            layer_lr_decay=0.8,
+        )
+        _last_merge_keeps_resolution(encoder)
+        if enc.img_size != 1024:
+            _any_grid_size(encoder, pe.image_embedding_size)
+    else:
+        raise TypeError(f"no official class for {type(enc).__name__}")
+    emb = pe.image_embedding_size
+    sam = m.Sam(
+        image_encoder=encoder,
         prompt_encoder=m.PromptEncoder(
             embed_dim=pe.embed_dim,
             image_embedding_size=(emb, emb),
@@ -92,6 +117,30 @@ def official_sam_from_config(cfg: SamConfig) -> nn.Module:
         pixel_std=list(cfg.pixel_std),
     )
     return sam.eval()
+
+
+def _last_merge_keeps_resolution(encoder: nn.Module) -> None:
+    """Shim: MobileSAM picks the stride of a patch merging from its output width (1 only
+    for 320, 448 or 576, the widths of its released models), while its layer resolutions
+    assume the merge into the last stage keeps the resolution (as samkit does for any
+    width). For other widths (the demo's 160) set that one depthwise conv's stride to 1."""
+    conv = encoder.layers[-2].downsample.conv2.c
+    conv.stride = (1, 1)
+
+
+def _any_grid_size(encoder: nn.Module, side: int) -> None:
+    """Shim: MobileSAM's ``TinyViT.forward_features`` reshapes its tokens to a fixed
+    64x64 grid (a 1024 input). For another input size, replace that one reshape by the
+    model's ``side x side`` grid; every layer still runs the official code."""
+
+    def forward_features(x: torch.Tensor) -> torch.Tensor:
+        x = encoder.patch_embed(x)
+        for layer in encoder.layers:
+            x = layer(x)
+        b, _, c = x.shape
+        return encoder.neck(x.view(b, side, side, c).permute(0, 3, 1, 2))
+
+    encoder.forward_features = forward_features
 
 
 def official_registry_model(key: str) -> nn.Module:

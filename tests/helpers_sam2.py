@@ -8,11 +8,15 @@ every helper fails loudly when it cannot be imported.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
+from pathlib import Path
 
+import numpy as np
 import reference_shims
 import torch
+from PIL import Image
 from torch import nn
 
 import samkit
@@ -46,6 +50,38 @@ def reduced_config(version: str = "2.1", image_size: int = 512) -> Sam2Config:
         prompt_encoder=PromptEncoderConfig(image_embedding_size=emb, input_image_size=image_size),
         image_size=image_size,
         version=version,
+    )
+
+
+#: Size of :func:`write_clip`'s frames.
+CLIP_H, CLIP_W = 120, 160
+
+
+def write_clip(folder: Path, num_frames: int) -> None:
+    """``num_frames`` JPEG frames ``00000.jpg`` ...: a red rectangle moving right and a
+    green one moving up over uniform noise (the tracking parity tests' clip)."""
+    rng = np.random.default_rng(0)
+    for t in range(num_frames):
+        noise = rng.integers(0, 256, (CLIP_H, CLIP_W, 3), dtype=np.uint8)
+        img = (noise * 0.5 + 60).astype(np.uint8)
+        x = 20 + 6 * t
+        img[30:70, x : x + 40] = (220, 40, 40)
+        y = 70 - 4 * t
+        img[y : y + 30, 100:140] = (40, 200, 60)
+        Image.fromarray(img).save(folder / f"{t:05d}.jpg", quality=90)
+
+
+def tiny_video_config(version: str = "2.1") -> Sam2Config:
+    """A very small SAM 2 for video-session and CLI tests: 64-pixel input, one block per
+    Hiera stage, one-layer memory attention and decoder (random weights only)."""
+    cfg = reduced_config(version, 64)
+    return dataclasses.replace(
+        cfg,
+        encoder=dataclasses.replace(cfg.encoder, stages=(1, 1, 1, 1), global_att_blocks=(2,)),
+        memory=dataclasses.replace(cfg.memory, num_layers=1, dim_feedforward=64),
+        mask_decoder=dataclasses.replace(
+            cfg.mask_decoder, transformer_depth=1, transformer_mlp_dim=64, iou_head_hidden_dim=32
+        ),
     )
 
 

@@ -9,7 +9,6 @@ prompts on the same checkpoint, then every one-line error is checked.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -35,35 +34,15 @@ NUM_FRAMES = 5
 runner = CliRunner()
 pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
-    pytest.mark.usefixtures("cli_isolated"),  # private cache, cwd = tmp (conftest.py)
+    pytest.mark.usefixtures("cli_isolated", "one_thread"),  # conftest.py
 ]
 
 
-def _config():
-    cfg = H2.reduced_config("2.1", 64)
-    return dataclasses.replace(
-        cfg,
-        encoder=dataclasses.replace(cfg.encoder, stages=(1, 1, 1, 1), global_att_blocks=(2,)),
-        memory=dataclasses.replace(cfg.memory, num_layers=1, dim_feedforward=64),
-        mask_decoder=dataclasses.replace(
-            cfg.mask_decoder, transformer_depth=1, transformer_mlp_dim=64, iou_head_hidden_dim=32
-        ),
-    )
-
-
 # ---------------------------------------------------------------- fixtures and helpers
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random weights of the tiny SAM 2.1, registered as ``cli-test-sam2-track``."""
-    cfg = _config()
+    cfg = H2.tiny_video_config()
     with torch.device("meta"):
         template = samkit.build_model(cfg, device="meta")
     path = tmp_path_factory.mktemp("sam2-track") / "track.pt"

@@ -58,12 +58,12 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+import helpers_sam2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers_sam2 import reduced_config
-from PIL import Image
 from test_hf_sam2_parity import _hf_video_config, _random_hf_state_dict
 from transformers import Sam2VideoModel
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
@@ -95,28 +95,14 @@ SCORE_TOL = 1e-3
 MAX_FLIPS_LOW = 2  # mask pixels (logit sign) allowed to differ at low resolution
 MAX_FLIPS_VIDEO = 10  # ... and at video resolution (19200 pixels)
 NO_OBJ = vt.NO_OBJ_SCORE
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids thread-pool stalls on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # --------------------------------------------------------------------------- setup
 def _write_clip(folder, num_frames: int = NUM_FRAMES) -> None:
-    rng = np.random.default_rng(0)
-    for t in range(num_frames):
-        noise = rng.integers(0, 256, (VIDEO_H, VIDEO_W, 3), dtype=np.uint8)
-        img = (noise * 0.5 + 60).astype(np.uint8)
-        x = 20 + 6 * t
-        img[30:70, x : x + 40] = (220, 40, 40)
-        y = 70 - 4 * t
-        img[y : y + 30, 100:140] = (40, 200, 60)
-        Image.fromarray(img).save(folder / f"{t:05d}.jpg", quality=90)
+    """The clip of the official tracking parity test (its first ``num_frames`` frames)."""
+    assert (VIDEO_H, VIDEO_W) == (helpers_sam2.CLIP_H, helpers_sam2.CLIP_W)
+    helpers_sam2.write_clip(folder, num_frames)
 
 
 def _models(version: str, score_bias: float = SCORE_BIAS):

@@ -43,7 +43,6 @@ import numpy as np
 import pytest
 import reference_shims
 import torch
-from PIL import Image
 from scipy import ndimage
 
 import samkit
@@ -84,15 +83,8 @@ def _connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _write_clip(folder, num_frames: int = NUM_FRAMES) -> None:
-    rng = np.random.default_rng(0)
-    for t in range(num_frames):
-        noise = rng.integers(0, 256, (VIDEO_H, VIDEO_W, 3), dtype=np.uint8)
-        img = (noise * 0.5 + 60).astype(np.uint8)
-        x = 20 + 6 * t
-        img[30:70, x : x + 40] = (220, 40, 40)
-        y = 70 - 4 * t
-        img[y : y + 30, 100:140] = (40, 200, 60)
-        Image.fromarray(img).save(folder / f"{t:05d}.jpg", quality=90)
+    assert (VIDEO_H, VIDEO_W) == (h.CLIP_H, h.CLIP_W)
+    h.write_clip(folder, num_frames)
 
 
 def _memory(out: dict, frame: int, is_cond: bool) -> vt.Memory:

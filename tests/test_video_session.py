@@ -16,7 +16,6 @@ bounded memories and caches, giving the same masks as keeping everything.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import helpers_sam2 as h
@@ -41,15 +40,7 @@ LAST = tp.NUM_FRAMES - 1
 # prompts on the last frame for the backward run (the rectangles have moved)
 BACK_CLICK = [[88.0, 50.0]]
 BACK_BOX = [95.0, 33.0, 145.0, 73.0]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids thread-pool stalls on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _official(official, fn):
@@ -328,15 +319,7 @@ def test_typed_errors(pair, tmp_path):
 # ----------------------------------------------------------------- streaming
 def _tiny_model():
     """A very small SAM 2.1 (64-pixel input, one-layer memory attention and decoder)."""
-    cfg = h.reduced_config("2.1", 64)
-    cfg = dataclasses.replace(
-        cfg,
-        encoder=dataclasses.replace(cfg.encoder, stages=(1, 1, 1, 1), global_att_blocks=(2,)),
-        memory=dataclasses.replace(cfg.memory, num_layers=1, dim_feedforward=64),
-        mask_decoder=dataclasses.replace(
-            cfg.mask_decoder, transformer_depth=1, transformer_mlp_dim=64, iou_head_hidden_dim=32
-        ),
-    )
+    cfg = h.tiny_video_config()
     torch.manual_seed(0)
     return samkit.build_model(cfg).eval()
 
