@@ -948,16 +948,17 @@ class _BatchedMemories(Mapping[int, Memory]):
 
     def __init__(self, outputs: list[dict[int, FrameOutput]]) -> None:
         self._outputs = outputs
-        self._frames = [t for t, o in outputs[0].items() if o.memory is not None]
+        # frame -> None, in the first object's order (all objects hold the same frames)
+        self._frames = dict.fromkeys(t for t, o in outputs[0].items() if o.memory is not None)
         self._cache: dict[int, Memory] = {}
 
     def __getitem__(self, frame: int) -> Memory:
         mem = self._cache.get(frame)
         if mem is None:
-            parts = [out[frame].memory for out in self._outputs]
-            mem = Memory.cat([p for p in parts if p is not None])
-            if mem.num_objects != len(self._outputs):
+            parts = [out[frame].memory for out in self._outputs]  # KeyError if absent
+            if any(p is None for p in parts):
                 raise KeyError(frame)
+            mem = Memory.cat(parts)  # type: ignore[arg-type]
             self._cache[frame] = mem
         return mem
 
