@@ -86,6 +86,7 @@ class VideoFileReader:
         if not self._pts:
             self.close()
             raise InvalidVideo(f"{self.path}: the video has no frames")
+        stream = self._stream  # the counting fallback reopened the file
         rate = stream.average_rate or stream.guessed_rate
         #: frames per second (``None`` when the file does not say)
         self.fps: float | None = float(rate) if rate else None
