@@ -172,3 +172,18 @@ def test_session_on_a_video_file(model, clip):
         for obj in (1, 2):
             assert np.array_equal(got.masks[obj], ref.masks[obj]), f"frame {f} object {obj}"
             assert got.scores[obj] == ref.scores[obj]
+
+
+def test_session_on_an_open_reader(model, clip):
+    """An open reader (the CLI's, already demuxed to check the file) is used as is: the
+    results equal those from the path, and closing the session leaves the reader open
+    for its owner."""
+    with torch.inference_mode():
+        from_path = _run(model, clip, "forward", 0, 0)
+        with VideoFileReader(clip) as reader:
+            from_reader = _run(model, reader, "forward", 0, 0)
+            assert reader.read(NUM - 1).shape == reader.read(0).shape  # still open
+    assert sorted(from_reader) == sorted(from_path)
+    for f, ref in from_path.items():
+        for obj in (1, 2):
+            assert np.array_equal(from_reader[f].masks[obj], ref.masks[obj])

@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -41,6 +41,9 @@ from samkit.cli.segment import CheckpointOption, DeviceOption, ModelOption, pars
 from samkit.configs.base import Sam2Config
 from samkit.errors import FrameOutOfRange, InvalidPrompt, InvalidVideo, OutputError
 from samkit.fileio import atomic_write_bytes, current_umask
+
+if TYPE_CHECKING:
+    from samkit.video.io import VideoFileReader
 
 __all__ = [
     "OVERLAY_FILE",
@@ -158,16 +161,17 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _check_video(video: Path) -> tuple[int, float | None]:
-    """Refuse a missing or unusable VIDEO; its number of frames and frame rate (``None``
-    for a folder)."""
+def _check_video(video: Path) -> tuple[int, float | None, VideoFileReader | None]:
+    """Refuse a missing or unusable VIDEO; its number of frames, frame rate (``None``
+    for a folder) and, for a video file, the open reader (demuxed once, then handed to
+    the session; the caller closes it)."""
     if not video.exists():
         raise InvalidVideo(f"video not found: {video}")
     if video.is_dir():
         from samkit.video import list_video_frames
 
         try:
-            return len(list_video_frames(video)), None
+            return len(list_video_frames(video)), None, None
         except OSError as exc:
             raise InvalidVideo(f"cannot read folder {video}: {exc.strerror or exc}") from None
     if not os.access(video, os.R_OK):
@@ -178,8 +182,8 @@ def _check_video(video: Path) -> tuple[int, float | None]:
         raise InvalidVideo(
             f"{video}: not a folder of frames or a video file ({', '.join(VIDEO_SUFFIXES)})"
         )
-    with VideoFileReader(video) as reader:
-        return len(reader), reader.fps
+    reader = VideoFileReader(video)
+    return len(reader), reader.fps, reader
 
 
 def _check_out(out: Path, video: Path, overwrite: bool) -> None:
@@ -438,7 +442,44 @@ def track_command(
     preset = samkit.get_preset(model)
     if not isinstance(preset.config, Sam2Config):
         raise CliError(f"samkit track needs a SAM 2 model; {preset.name} is not one")
-    num_frames, fps = _check_video(video)
+    num_frames, fps, reader = _check_video(video)
+    try:
+        _track(
+            video,
+            reader,
+            num_frames,
+            fps,
+            prompts,
+            preset.name,
+            checkpoint,
+            out,
+            fmt,
+            direction,
+            overwrite,
+            device,
+            progress,
+        )
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _track(
+    video: Path,
+    reader: VideoFileReader | None,
+    num_frames: int,
+    fps: float | None,
+    prompts: dict[tuple[int, int], ObjectPrompt],
+    model: str,
+    checkpoint: Path | None,
+    out: Path,
+    fmt: TrackFormat,
+    direction: Direction,
+    overwrite: bool,
+    device: str,
+    progress: bool,
+) -> None:
+    """The body of :func:`track_command` once VIDEO is open (``reader`` for a file)."""
     _check_frames(prompts, num_frames)
     _check_out(out, video, overwrite)
     if fmt is TrackFormat.overlay_mp4:
@@ -455,7 +496,7 @@ def track_command(
     from samkit.video import VideoPredictor, list_video_frames
 
     names = [p.name for p in list_video_frames(video)] if video.is_dir() else None
-    sam = samkit.load_model(preset.name, checkpoint=checkpoint, device=dev)
+    sam = samkit.load_model(model, checkpoint=checkpoint, device=dev)
     predictor = VideoPredictor(sam)
     frames = [f for f, _ in prompts]
     start = max(frames) if direction is Direction.backward else min(frames)
@@ -467,7 +508,7 @@ def track_command(
     count = 0
     began = time.perf_counter()
     try:
-        with predictor.start(video) as session:
+        with predictor.start(video if reader is None else reader) as session:
             for (frame, obj), prompt in prompts.items():
                 session.add_prompt(
                     frame,

@@ -216,7 +216,14 @@ class _FrameSource:
         self.exhausted = False
         self.video_size: tuple[int, int] | None = None
         self.length: int | None = num_frames
-        if isinstance(source, (str, os.PathLike)):
+        self.owns_reader = True
+        if isinstance(source, VideoFileReader):
+            # an open reader (e.g. the CLI's, which already demuxed the file to check it)
+            self.reader = source
+            self.length = len(source)
+            self.exhausted = True
+            self.owns_reader = False
+        elif isinstance(source, (str, os.PathLike)):
             path = Path(source)
             if path.is_dir():
                 self.paths = list_video_frames(path)
@@ -315,7 +322,7 @@ class _FrameSource:
             close()
         self.iterator = None
         self.paths = None
-        if self.reader is not None:
+        if self.reader is not None and self.owns_reader:
             self.reader.close()
         self.reader = None
 
@@ -346,7 +353,7 @@ class VideoPredictor:
 
     def start(
         self,
-        source: str | os.PathLike | Iterable[np.ndarray],
+        source: str | os.PathLike | VideoFileReader | Iterable[np.ndarray],
         *,
         keep_results: bool = True,
         max_cached_frames: int = DEFAULT_MAX_CACHED_FRAMES,
@@ -358,7 +365,9 @@ class VideoPredictor:
             source: a folder of JPEG (else PNG) frames, sorted by their integer names;
                 a video file (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``,
                 ``.m4v``; needs PyAV, ``samkit[video]``), decoded lazily with random
-                access; or an iterable of ``(H, W, 3)`` uint8 RGB frames (pulled lazily).
+                access; an open :class:`~samkit.video.io.VideoFileReader` (used as is and
+                left open: the caller closes it); or an iterable of ``(H, W, 3)`` uint8 RGB
+                frames (pulled lazily).
             keep_results: keep every frame's output and memory (needed to correct or
                 re-propagate old frames). False (streaming): keep only the conditioning
                 memories, the memories of the last ``num_maskmem`` frames (times the
