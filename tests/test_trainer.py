@@ -473,3 +473,35 @@ def test_encoder_fingerprint_handles_zero_dim_buffers() -> None:
     with torch.no_grad():
         model.image_encoder.patch_embed.seq[0].bn.num_batches_tracked += 1
     assert encoder_fingerprint(model) != first
+
+
+def test_revive_output_copies_one_output_with_noise():
+    """scripts/revive_demo_output.py: output 2 becomes a noisy copy of output 3 (token,
+    hypernetwork MLP, IoU-head row); every other tensor is unchanged."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "revive_demo_output.py"
+    spec = importlib.util.spec_from_file_location("revive_demo_output", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    state = samkit.build_model("samkit-demo").state_dict()
+    out = module.revive(state, dead=2, source=3, noise=0.01, seed=0)
+    assert out.keys() == state.keys()
+    d = "mask_decoder."
+    changed = {d + "mask_tokens.weight", d + "iou_prediction_head.layers.2.weight"}
+    changed |= {d + "iou_prediction_head.layers.2.bias"}
+    changed |= {k for k in state if k.startswith(d + "output_hypernetworks_mlps.2.")}
+    for key in state:
+        if key not in changed:
+            assert torch.equal(out[key], state[key]), key
+    tok = out[d + "mask_tokens.weight"]
+    assert torch.equal(tok[[0, 1, 3]], state[d + "mask_tokens.weight"][[0, 1, 3]])
+    diff = (tok[2] - tok[3]).std() / tok[3].std()
+    assert 0.005 < float(diff) < 0.02  # noise of 1% of the tensor's spread
+    for key in [k for k in state if k.startswith(d + "output_hypernetworks_mlps.3.")]:
+        new = out[key.replace("mlps.3.", "mlps.2.")]
+        assert not torch.equal(new, state[key])
+        assert torch.allclose(new, state[key], atol=0.05 * float(state[key].std()) + 1e-6)
+    head = out[d + "iou_prediction_head.layers.2.weight"]
+    assert torch.equal(head[2], head[3])
