@@ -65,17 +65,29 @@ class Attention(nn.Module):
         b, n, c = x.shape
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        residual: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attention output ``(B, N_q, C)``, plus ``residual`` (``(B or 1, N_q, C)``) when
+        given: the two-way blocks add the attention to the tokens it updates, and on the
+        image -> token path that sum is fused into the last matrix product (one pass over
+        the 4096 image tokens fewer)."""
         nq, nk = q.shape[1], k.shape[1]
         small = self.num_heads
         if not (self.training and self.dropout_p > 0):
             # Re-associate when the small side times the heads is narrower than the
             # projection it avoids (and the other side is large enough to matter).
             if nq * small < self.internal_dim and nk >= 256:
-                return self._few_queries(q, k, v)
+                out = self._few_queries(q, k, v)
+                return out if residual is None else residual + out
             if nk * small < self.internal_dim and nq >= 256:
-                return self._few_keys(q, k, v)
-        return self._plain(q, k, v)
+                return self._few_keys(q, k, v, residual)
+        out = self._plain(q, k, v)
+        return out if residual is None else residual + out
 
     def _plain(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b = max(q.shape[0], k.shape[0], v.shape[0])  # a batch of 1 broadcasts
@@ -110,8 +122,18 @@ class Attention(nn.Module):
         out = out + self.v_proj.bias.reshape(h, 1, d)  # (B, H, Nq, d)
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, h * d))
 
-    def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Image -> token: fold the query and output projections into the few keys/values."""
+    def _few_keys(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        residual: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Image -> token: fold the query and output projections into the few keys/values.
+
+        The output bias is folded in too: each head's probabilities sum to one, so adding
+        ``b_o / H`` to every projected value adds ``b_o`` to every output row.
+        """
         b, nq, c = k.shape[0], q.shape[1], q.shape[2]  # q may have batch 1 (broadcast)
         h, d = self.num_heads, self.internal_dim // self.num_heads
         nk = k.shape[1]
@@ -121,17 +143,23 @@ class Attention(nn.Module):
         scale = d**-0.5
         m = (kh @ wq) * scale  # (B, H, Nk, C): score of query x is x . m + const
         const = (kh @ self.q_proj.bias.reshape(h, d, 1)).squeeze(-1) * scale  # (B, H, Nk)
+        # Scores key-major, (B, H*Nk, Nq): the softmax then runs over a non-last axis of
+        # a few keys, which the CPU kernel vectorises over the many queries (several
+        # times faster than a softmax over a last axis of a handful of elements).
         if q.shape[0] == 1 and b > 1:  # one image for all prompts: one GEMM for all
-            scores = (q[0] @ m.reshape(b * h * nk, c).T).reshape(nq, b, h * nk)
-            scores = scores.transpose(0, 1) + const.reshape(b, 1, h * nk)
+            scores = (m.reshape(b * h * nk, c) @ q[0].T).reshape(b, h * nk, nq)
+            scores = scores + const.reshape(b, h * nk, 1)
         else:
             scores = torch.baddbmm(
-                const.reshape(b, 1, h * nk), q, m.reshape(b, h * nk, c).transpose(1, 2)
+                const.reshape(b, h * nk, 1), m.reshape(b, h * nk, c), q.transpose(1, 2)
             )
-        probs = _softmax_small(scores.reshape(b, nq, h, nk)).reshape(b, nq, h * nk)
+        probs = scores.reshape(b, h, nk, nq).softmax(dim=2).reshape(b, h * nk, nq)
         wo = self.out_proj.weight.reshape(c, h, d).permute(1, 2, 0)  # (H, d, C)
         u = (vh @ wo).reshape(b, h * nk, c)  # values already through the output projection
-        return torch.baddbmm(self.out_proj.bias.expand(b, 1, c), probs, u)
+        u = u + self.out_proj.bias / h
+        if residual is None:
+            return torch.bmm(probs.transpose(1, 2), u)
+        return torch.baddbmm(residual, probs.transpose(1, 2), u)
 
 
 class RoPEAttention(Attention):
@@ -219,13 +247,3 @@ class RoPEAttention(Attention):
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
-
-
-def _softmax_small(x: torch.Tensor) -> torch.Tensor:
-    """Softmax over a short last axis (a few prompt tokens).
-
-    The fused CPU kernel is slow when the reduced axis has only a handful of elements;
-    four vectorised passes over the whole tensor are several times faster.
-    """
-    x = torch.exp(x - x.amax(dim=-1, keepdim=True))
-    return x / x.sum(dim=-1, keepdim=True)

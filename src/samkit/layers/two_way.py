@@ -77,7 +77,7 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(self.cross_attn_image_to_token(k, q, queries, residual=keys))
         return queries, keys
 
 

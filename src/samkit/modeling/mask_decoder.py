@@ -25,14 +25,14 @@ from samkit.layers.common import MLP, ConvTranspose2x2, LayerNorm2d
 from samkit.layers.two_way import TwoWayTransformer
 
 # At inference, prompt sets are decoded in chunks of at most this many image tokens x
-# prompt sets (one prompt set for a 64x64 embedding, four for 32x32). Each prompt set
+# prompt sets (two prompt sets for a 64x64 embedding, eight for 32x32). Each prompt set
 # carries its own copies of the image tokens and of the upscaled features (about 4 + 8
 # MiB at 64x64), so a 64-prompt batch streams hundreds of MiB through memory per layer;
-# chunks of this size stay in the last-level cache. Measured on a 2-core Xeon with the
-# demo model (32x32): 17.5 ms per prompt in one 64-prompt pass, 9.5 ms in chunks of 4;
-# with SAM's decoder (64x64): 69 ms vs 51 ms in chunks of 1. Prompt sets are independent,
-# so the outputs are those of one pass (up to float rounding of the batched GEMMs).
-CHUNK_TOKENS = 4096
+# chunks of this size stay in the last-level cache. Measured on a 2-core Xeon (decoder
+# with upscaling, all outputs kept): SAM's decoder (64x64) 49 ms per prompt in one
+# 64-prompt pass, 37 ms in chunks of 2; the demo model (32x32) 13.1 vs 10.0 ms. Prompt
+# sets are independent, so the outputs are those of one pass (up to float rounding).
+CHUNK_TOKENS = 8192
 
 
 def _chunks(b: int, tokens: int) -> list[slice]:
