@@ -121,7 +121,7 @@ def peak_memory(args: argparse.Namespace) -> None:
         if side == "official" and args.skip_official_memory:
             continue
         cmd = [sys.executable, __file__, "--model", args.model, "--size", args.size]
-        cmd += ["--only", side, "--repeats", "1"]
+        cmd += ["--only", side, "--repeats", "1", "--points-per-side", str(args.points_per_side)]
         if args.checkpoint:
             cmd += ["--checkpoint", args.checkpoint]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
