@@ -1,15 +1,16 @@
 """End-to-end: the bundled ``samkit-demo`` weights load offline and segment.
 
 The model card (``docs/model_card_samkit_demo.md``) reports the demo model on 40 held-out
-images (generator seed 1000, 400 objects): single-point mIoU 0.341 (top-scored) and
-0.493 (oracle), box mIoU 0.358, mIoU 0.341 -> 0.614 from 1 to 5 interactive clicks.
+images (generator seed 1000, 400 objects): single-point mIoU 0.393 (top-scored) and
+0.579 (oracle), box mIoU 0.572, mIoU 0.393 -> 0.667 from 1 to 5 interactive clicks.
 These are *below* the acceptance levels of issue 3 (oracle >= 0.85, top >= 0.75,
 NoC@90 <= 3, nested levels covered): the shipped model is under-trained and the issue
 stays open. This test therefore guards the shipped weights with regression floors set
-about 0.07 under the card's numbers (for a smaller, different held-out sample: 12
-images, seed 2024) and checks the properties that hold already: prompts are localised
-(box far better than the empty mask), more clicks help, and the weights are the
-registered, bundled file.
+about 0.07 under the values measured on a smaller, different held-out sample (12
+images, seed 2024: oracle 0.597, top 0.384, box 0.587) and checks the properties that
+hold already: prompts are localised (box far better than the empty mask), more clicks
+help, all three multimask outputs are used (an earlier model had one collapsed), and
+the weights are the registered, bundled file.
 """
 
 from __future__ import annotations
@@ -50,16 +51,37 @@ def test_bundled_weights_match_the_registry() -> None:
 def test_single_point_and_box_floors() -> None:
     point = single_point(predictor(), held_out())
     assert point.count >= 80
-    assert point.miou_oracle >= 0.42, point.summary()
-    assert point.miou_top >= 0.27, point.summary()
+    assert point.miou_oracle >= 0.52, point.summary()
+    assert point.miou_top >= 0.31, point.summary()
     box = box_prompt(predictor(), held_out())
-    assert box.miou >= 0.28, box.summary()
+    assert box.miou >= 0.51, box.summary()
 
 
 def test_more_clicks_help() -> None:
     result = interactive(predictor(), held_out(), max_clicks=5, max_objects=3)
     assert result.count >= 30
-    assert result.miou_per_click[4] >= result.miou_per_click[0] + 0.15, result.summary()
+    assert result.miou_per_click[4] >= result.miou_per_click[0] + 0.2, result.summary()
+
+
+def test_all_three_outputs_are_used() -> None:
+    """Each multimask output is the best of the three for a fair share of single clicks
+    (measured 41 / 45 / 43 of 129). The first demo model's output 2 had collapsed to the
+    whole image and won about 1 % of clicks; the best-of-three loss never revives such
+    an output on its own (see the model card)."""
+    from samkit.eval.metrics import click_point_farthest_from_boundary, iou
+
+    pred = predictor()
+    wins = np.zeros(3, dtype=int)
+    for sample in held_out():
+        pred.set_image(sample.image)
+        for gt in sample.masks:
+            if not gt.any():
+                continue
+            x, y = click_point_farthest_from_boundary(gt)
+            out = pred.predict(points=[[x, y]], labels=[1])
+            wins[int(np.argmax([iou(m, gt) for m in out.masks]))] += 1
+    assert wins.sum() >= 80
+    assert (wins >= 0.15 * wins.sum()).all(), wins
 
 
 def test_prompt_location_matters() -> None:

@@ -135,7 +135,7 @@ register(
         weights=WeightSpec(
             url="",
             filename="samkit-demo.safetensors",
-            sha256="ac9508be8e365ce8003b52eab47df43126bad16268f07d74accaadf4cb5aea31",
+            sha256="224944697b6a7aff46bb4ec1d2ebad028a6be65dada9c699a9e81297757f0eb6",
             size=12117896,
             bundled="assets/samkit-demo.safetensors",
         ),
