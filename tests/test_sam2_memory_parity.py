@@ -210,6 +210,32 @@ def test_rope_cross_attention(frames: int, exclude: int) -> None:
     assert rel_err(out, expected) <= REL_TOL
 
 
+@pytest.mark.parametrize(("heads", "block"), [(1, 1 << 23), (2, 3000)])
+def test_rope_narrow_values_equal_projected_values(
+    heads: int, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At inference, 64-channel memories narrower than a head are weighted before they
+    are projected (``_narrow_values``, the scores in query blocks); with autograd on the
+    projected-value SDPA path runs. Both agree, with several heads and a partial block."""
+    import samkit.layers.attention as attention_module
+
+    monkeypatch.setattr(attention_module, "SCORE_BLOCK_ELEMS", block)
+    attn = RoPEAttention(256, heads, kv_in_dim=64, rope_k_repeat=True, feat_sizes=(16, 16))
+    attn.eval()
+    gen = torch.Generator().manual_seed(11)
+    for p in attn.parameters():
+        p.data.normal_(0, 0.1, generator=gen)
+    q = torch.randn(2, 256, 256, generator=gen)
+    k = torch.randn(2, 3 * 256 + 8, 64, generator=gen)
+    v = torch.randn(2, 3 * 256 + 8, 64, generator=gen)
+    with torch.no_grad():
+        fast = attn(q, k, v, num_k_exclude_rope=8)
+    with torch.enable_grad():
+        plain = attn(q, k, v, num_k_exclude_rope=8)
+    assert plain.requires_grad  # the autograd path really ran
+    assert rel_err(fast, plain.detach()) <= 1e-5
+
+
 def test_rope_attention_state_dict_and_meta() -> None:
     with torch.device("meta"):
         ours = RoPEAttention(256, 1, kv_in_dim=64, rope_k_repeat=True)
