@@ -281,7 +281,8 @@ class RoPEAttention(Attention):
         """
         b, h, nq, d = q.shape
         nk, ckv = v.shape[1], v.shape[2]
-        kt = (k * d**-0.5).transpose(-1, -2)  # (B, H, d, Nk)
+        q = q * d**-0.5  # scale the (fewer) queries rather than the keys
+        kt = k.transpose(-1, -2)  # (B, H, d, Nk)
         vb = v.unsqueeze(1)  # (B, 1, Nk, C_kv): shared by the heads
         # One batch item (object) at a time, so that a block keeps its many query rows
         # however many objects there are (each block streams that item's keys once).
