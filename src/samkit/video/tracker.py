@@ -64,7 +64,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -250,6 +250,9 @@ class TrackOutput:
         object_score_logits: ``(B, 1)`` presence logits.
         maskmem_features, maskmem_pos_enc: ``(B, mem_dim, h, w)`` float32 memory, when
             it was encoded (``run_mem_encoder``).
+        decoder_masks: ``(B, M, S/4, S/4)`` the decoder's logits before absent objects
+            are set to ``NO_OBJ_SCORE`` (what training computes mask losses on), or
+            ``None``.
     """
 
     low_res_masks: torch.Tensor
@@ -260,6 +263,7 @@ class TrackOutput:
     object_score_logits: torch.Tensor
     maskmem_features: torch.Tensor | None = None
     maskmem_pos_enc: torch.Tensor | None = None
+    decoder_masks: torch.Tensor | None = None
 
     def to_memory(
         self,
@@ -445,9 +449,9 @@ def upsample_to_input(model: Sam2, low_res: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------ the model
-@torch.inference_mode()
-def encode_frame(model: Sam2, image: torch.Tensor) -> FrameFeatures:
-    """Backbone features of one normalised frame ``(3, S, S)`` or ``(1, 3, S, S)``."""
+def encode_frame_with_grad(model: Sam2, image: torch.Tensor) -> FrameFeatures:
+    """Backbone features of one normalised frame ``(3, S, S)`` or ``(1, 3, S, S)``, in
+    the caller's autograd mode (training); :func:`encode_frame` is the inference form."""
     x = image.unsqueeze(0) if image.dim() == 3 else image
     if x.shape[0] != 1:
         raise ValueError("encode_frame takes one frame")
@@ -659,6 +663,7 @@ class _HeadsOut:
     high_res: torch.Tensor
     obj_ptr: torch.Tensor
     object_score_logits: torch.Tensor
+    decoder_masks: torch.Tensor
 
 
 def _gate_pointer(model: Sam2, obj_ptr: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -720,7 +725,15 @@ def _sam_heads(
     s = model.image_size
     high_res_masks = F.interpolate(low_res, size=(s, s), mode="bilinear", align_corners=False)
     obj_ptr = _gate_pointer(model, model.obj_ptr_proj(token), present)
-    return _HeadsOut(multimasks, out.iou, low_res, high_res_masks, obj_ptr, out.object_score_logits)
+    return _HeadsOut(
+        multimasks,
+        out.iou,
+        low_res,
+        high_res_masks,
+        obj_ptr,
+        out.object_score_logits,
+        out.masks.float(),
+    )
 
 
 def _mask_as_output(
@@ -742,11 +755,17 @@ def _mask_as_output(
     present = torch.any(mask.flatten(1) > 0.0, dim=1, keepdim=True)
     score = MASK_AS_OUTPUT_SCALE * present.float() + MASK_AS_OUTPUT_BIAS
     obj_ptr = _gate_pointer(model, heads.obj_ptr, present)
-    return _HeadsOut(low_res, ious, low_res, high_res_masks, obj_ptr, score)
+    return _HeadsOut(low_res, ious, low_res, high_res_masks, obj_ptr, score, low_res)
 
 
 @torch.inference_mode()
-def encode_memory(
+def encode_frame(model: Sam2, image: torch.Tensor) -> FrameFeatures:
+    """Backbone features of one normalised frame ``(3, S, S)`` or ``(1, 3, S, S)``
+    (:func:`encode_frame_with_grad` under ``torch.inference_mode``)."""
+    return encode_frame_with_grad(model, image)
+
+
+def encode_memory_with_grad(
     model: Sam2,
     features: FrameFeatures,
     high_res_masks: torch.Tensor,
@@ -760,7 +779,8 @@ def encode_memory(
 
     ``is_mask_from_pts``: the masks come from clicks (binarised instead of a sigmoid
     with ``binarize_mask_from_pts_for_mem_enc``). ``object_score_logits`` ``(B, 1)``:
-    SAM 2.1 marks absent objects with ``no_obj_embed_spatial``.
+    SAM 2.1 marks absent objects with ``no_obj_embed_spatial``. Runs in the caller's
+    autograd mode (training); :func:`encode_memory` is the inference form.
     """
     masks = high_res_masks.float()
     if options.non_overlap_masks_for_mem_enc:
@@ -782,6 +802,12 @@ def encode_memory(
     return feats, pos.expand(batch, -1, -1, -1)
 
 
+@torch.inference_mode()
+def encode_memory(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`encode_memory_with_grad` (same arguments) under ``torch.inference_mode``."""
+    return encode_memory_with_grad(*args, **kwargs)
+
+
 def use_multimask(
     is_init_cond_frame: bool, points: Points | None, options: TrackerOptions = DEFAULT_OPTIONS
 ) -> bool:
@@ -794,8 +820,7 @@ def use_multimask(
     )
 
 
-@torch.inference_mode()
-def track_step(
+def track_step_with_grad(
     model: Sam2,
     frame_index: int,
     features: FrameFeatures,
@@ -812,7 +837,8 @@ def track_step(
     num_objects: int | None = None,
     options: TrackerOptions = DEFAULT_OPTIONS,
 ) -> TrackOutput:
-    """Track a batch of objects on one frame.
+    """Track a batch of objects on one frame, in the caller's autograd mode (what
+    training back-propagates through; :func:`track_step` is the inference form).
 
     Args:
         model: the SAM 2 / 2.1 model (eval mode).
@@ -878,9 +904,10 @@ def track_step(
         ious=heads.ious,
         obj_ptr=heads.obj_ptr,
         object_score_logits=heads.object_score_logits,
+        decoder_masks=heads.decoder_masks,
     )
     if run_mem_encoder and model.num_maskmem > 0:
-        out.maskmem_features, out.maskmem_pos_enc = encode_memory(
+        out.maskmem_features, out.maskmem_pos_enc = encode_memory_with_grad(
             model,
             features,
             heads.high_res,
@@ -889,6 +916,13 @@ def track_step(
             options=options,
         )
     return out
+
+
+@torch.inference_mode()
+def track_step(*args: Any, **kwargs: Any) -> TrackOutput:
+    """:func:`track_step_with_grad` (same arguments) under ``torch.inference_mode``: what
+    the video predictor runs."""
+    return track_step_with_grad(*args, **kwargs)
 
 
 def _batch_size(
@@ -921,7 +955,9 @@ __all__ = [
     "apply_non_overlapping_constraints",
     "concat_points",
     "encode_frame",
+    "encode_frame_with_grad",
     "encode_memory",
+    "encode_memory_with_grad",
     "fill_holes",
     "list_frame_files",
     "load_frame",
@@ -933,6 +969,7 @@ __all__ = [
     "sine_1d",
     "to_video_resolution",
     "track_step",
+    "track_step_with_grad",
     "upsample_to_input",
     "use_multimask",
 ]
