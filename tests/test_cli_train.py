@@ -10,8 +10,11 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
 from tiny_models import assert_cli_error
 from typer.testing import CliRunner
 
@@ -25,6 +28,7 @@ from samkit.configs import (
     ViTConfig,
 )
 from samkit.data import SA1BDataset
+from samkit.data.synthetic_video import SyntheticVideoConfig, SyntheticVideoDataset
 
 TINY = "cli-train-tiny"
 
@@ -91,12 +95,34 @@ def test_synth_writes_sa1b_dataset(tmp_path: Path) -> None:
     assert sample.masks.shape[1:] == (48, 64) and sample.masks.shape[0] >= 1
 
 
+def test_synth_video_writes_clips_with_masks_and_clicks(tmp_path: Path) -> None:
+    out = tmp_path / "clips"
+    result = run("synth", out, "--n", "2", "--video", "5", "--size", "48,64", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    expected = SyntheticVideoDataset(2, seed=3, config=SyntheticVideoConfig((48, 64), 5))
+    for i in range(2):
+        record = json.loads((out / f"clip_{i:06d}.json").read_text())
+        frames = sorted((out / record["frames"]).glob("*.png"))
+        assert [f.name for f in frames] == [f"{t:05d}.png" for t in range(5)]
+        clip = expected[i]
+        assert len(record["objects"]) == clip.num_objects
+        for k, obj in enumerate(record["objects"]):
+            assert obj["id"] == k + 1 and obj["occluder"] == (k == clip.occluder)
+            masks = mask_utils.decode(obj["masks"]).transpose(2, 0, 1).astype(bool)
+            assert (masks == clip.masks[k]).all()
+            if obj["first_frame_click"] is not None:
+                x, y = obj["first_frame_click"]
+                assert clip.masks[k, 0, y, x]
+        assert (np.asarray(Image.open(frames[2])) == clip.frames[2]).all()
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
         (("--n", "0"), "--n"),
         (("--n", "2", "--size", "8,8"), "--size"),
         (("--n", "2", "--size", "abc"), "--size"),
+        (("--n", "1", "--video", "1"), "--video"),
     ],
 )
 def test_synth_errors(tmp_path: Path, args: tuple[str, ...], fragment: str) -> None:

@@ -1,4 +1,6 @@
-"""``samkit synth``: write a seeded synthetic dataset in SA-1B layout (for trying training)."""
+"""``samkit synth``: write a seeded synthetic dataset in SA-1B layout (for trying training),
+or with ``--video T`` synthetic clips of moving shapes with an occluder (for trying
+``samkit track``)."""
 
 from __future__ import annotations
 
@@ -44,20 +46,47 @@ def synth_command(
         ImageFormat,
         typer.Option("--format", help="png (exact pixels) or jpg (quality 95)."),
     ] = ImageFormat.png,
+    video: Annotated[
+        int | None,
+        typer.Option(
+            "--video",
+            metavar="T",
+            help="Write N clips of T frames instead (clip_XXXXXX/ PNG frames + .json with "
+            "per-frame RLE masks and a suggested first click per object).",
+        ),
+    ] = None,
 ) -> None:
-    """Write N synthetic images with nested (whole/part/subpart) masks as an SA-1B dataset."""
+    """Write N synthetic images with nested (whole/part/subpart) masks as an SA-1B dataset,
+    or N synthetic video clips (--video)."""
     from samkit.data.synthetic import SyntheticConfig, write_synthetic_dataset
 
     if n < 1:
         raise CliError(f"--n must be >= 1, got {n}")
     if seed is not None and seed < 0:
         raise CliError(f"--seed must be >= 0, got {seed}")
-    cfg = SyntheticConfig(size=parse_size(size))
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"cannot write into {out_dir}: it is a file, not a folder")
+    if video is not None:
+        _write_clips(out_dir, n, seed, parse_size(size), video)
+        return
+    cfg = SyntheticConfig(size=parse_size(size))
     try:
         paths = write_synthetic_dataset(out_dir, n, cfg, seed=seed, image_format=image_format.value)
     except OSError as exc:
         raise OutputError(f"cannot write the dataset to {out_dir}: {exc}") from exc
     noun = "image" if len(paths) == 1 else "images"
     typer.echo(f"wrote {len(paths)} {noun} + SA-1B JSONs to {out_dir}")
+
+
+def _write_clips(out_dir: Path, n: int, seed: int | None, size: tuple[int, int], t: int) -> None:
+    from samkit.data.synthetic_video import SyntheticVideoConfig, write_synthetic_clips
+
+    if t < 2:
+        raise CliError(f"--video must be >= 2 frames, got {t}")
+    cfg = SyntheticVideoConfig(size=size, num_frames=t)
+    try:
+        paths = write_synthetic_clips(out_dir, n, cfg, seed=seed or 0)
+    except OSError as exc:
+        raise OutputError(f"cannot write the clips to {out_dir}: {exc}") from exc
+    noun = "clip" if len(paths) == 1 else "clips"
+    typer.echo(f"wrote {len(paths)} {noun} of {t} frames (PNG folders + JSON) to {out_dir}")
