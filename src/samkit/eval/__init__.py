@@ -1,5 +1,5 @@
-"""Evaluation: pure-numpy metrics (IoU, clicks, NoC, DAVIS J&F), the paper protocols and
-COCO mask AP from detector boxes."""
+"""Evaluation: pure-numpy metrics (IoU, clicks, NoC, DAVIS J&F), the paper protocols,
+COCO mask AP from detector boxes, and the video protocol (:mod:`samkit.eval.video`)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from samkit.eval.protocols import (
     nested_objects,
     single_point,
 )
+from samkit.eval.video import VideoEvalResult, evaluate_video
 
 __all__ = [
     "BoxResult",
@@ -42,6 +43,8 @@ __all__ = [
     "nested_coverage",
     "nested_objects",
     "single_point",
+    "VideoEvalResult",
+    "evaluate_video",
     "JFResult",
     "batch_iou",
     "boundary_f_measure",
