@@ -111,6 +111,34 @@ def _overrides(cfg: Sam2Config) -> list[str]:
         f"++model.image_size={cfg.image_size}",
         f"++model.memory_attention.layer.self_attention.feat_sizes={lst(cfg.memory.feat_sizes)}",
         f"++model.memory_attention.layer.cross_attention.feat_sizes={lst(cfg.memory.feat_sizes)}",
+        *_width_overrides(cfg),
+    ]
+
+
+def _width_overrides(cfg: Sam2Config) -> list[str]:
+    """Widths and depths the official yaml exposes (the SAM heads' other sizes are fixed
+    in ``SAM2Base``: depth 2, 8 heads, MLP 2048, IoU head 256, equal to samkit's defaults)."""
+    d, mem = cfg.neck.d_model, cfg.memory
+    ma, me = "++model.memory_attention", "++model.memory_encoder"
+    return [
+        f"++model.image_encoder.neck.d_model={d}",
+        f"++model.image_encoder.neck.position_encoding.num_pos_feats={d}",
+        f"{ma}.d_model={mem.d_model}",
+        f"{ma}.num_layers={mem.num_layers}",
+        f"{ma}.layer.d_model={mem.d_model}",
+        f"{ma}.layer.dim_feedforward={mem.dim_feedforward}",
+        f"{ma}.layer.dropout={mem.dropout}",
+        f"{ma}.layer.self_attention.embedding_dim={mem.d_model}",
+        f"{ma}.layer.self_attention.dropout={mem.dropout}",
+        f"{ma}.layer.cross_attention.embedding_dim={mem.d_model}",
+        f"{ma}.layer.cross_attention.kv_in_dim={mem.mem_dim}",
+        f"{ma}.layer.cross_attention.dropout={mem.dropout}",
+        f"{me}.out_dim={mem.mem_dim}",
+        f"{me}.in_dim={d}",
+        f"{me}.position_encoding.num_pos_feats={mem.mem_dim}",
+        f"{me}.mask_downsampler.embed_dim={d}",
+        f"{me}.fuser.layer.dim={d}",
+        f"{me}.fuser.num_layers={mem.fuser_layers}",
     ]
 
 

@@ -41,7 +41,12 @@ def _sam1_presets() -> list[str]:
 
 
 def _sam2_presets() -> list[str]:
-    return [n for n in samkit.list_models() if samkit.get_preset(n).config.family == "sam2"]
+    """The published SAM 2 / 2.1 presets (not samkit's own demo video model)."""
+    return [
+        n
+        for n in samkit.list_models()
+        if samkit.get_preset(n).config.family == "sam2" and n.startswith("sam2")
+    ]
 
 
 def _shapes(module: torch.nn.Module) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:

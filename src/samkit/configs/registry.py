@@ -8,6 +8,8 @@ from __future__ import annotations
 from samkit.configs.base import (
     FpnConfig,
     HieraConfig,
+    MaskDecoderConfig,
+    MemoryConfig,
     ModelPreset,
     PromptEncoderConfig,
     Sam2Config,
@@ -142,6 +144,32 @@ register(
         description="samkit's demo model, trained on synthetic shapes (not a general model)",
         aliases=("demo",),
     )
+)
+
+# samkit's demo video model: a SAM 2.1 with a 7-block Hiera of width 32 at a 256-pixel
+# input (a 16x16 top level), width 128 for the neck, memory attention (2 layers, no
+# dropout), prompt encoder and mask decoder (whose other sizes the official SAM2Base fixes:
+# depth 2, 8 heads, MLP 2048, IoU head 256), trained from scratch on synthetic clips of
+# moving shapes with an occluder by scripts/train_demo_video.sh; see
+# docs/model_card_samkit_demo_video.md.
+DEMO_VIDEO_CONFIG = Sam2Config(
+    encoder=HieraConfig(
+        embed_dim=32,
+        num_heads=1,
+        stages=(1, 2, 3, 1),
+        global_att_blocks=(5,),
+        window_spec=(8, 4, 8, 4),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+    ),
+    neck=FpnConfig(d_model=128),
+    memory=MemoryConfig(
+        d_model=128, mem_dim=64, num_layers=2, dim_feedforward=512, dropout=0.0, feat_sizes=(16, 16)
+    ),
+    prompt_encoder=PromptEncoderConfig(
+        embed_dim=128, image_embedding_size=16, input_image_size=256
+    ),
+    mask_decoder=MaskDecoderConfig(transformer_dim=128),
+    image_size=256,
 )
 
 # SAM 2 (July 2024) and SAM 2.1 (September 2024): the same four Hiera sizes; 2.1 changes

@@ -1,4 +1,5 @@
-"""Training utilities: the SAM paper's losses and its simulated interactive prompting.
+"""Training utilities: the SAM paper's losses and its simulated interactive prompting,
+and the SAM 2 video trainer (:mod:`samkit.train.video`).
 
 Inference code must never import this package; it may import :mod:`samkit.inference` and
 :mod:`samkit.modeling`.
@@ -22,6 +23,7 @@ from samkit.train.prompts import (
     run_interaction,
 )
 from samkit.train.trainer import Trainer, build_param_groups
+from samkit.train.video import VideoTrainConfig, VideoTrainer, clip_loss
 
 __all__ = [
     "EmbeddingCache",
@@ -31,7 +33,10 @@ __all__ = [
     "RoundRecord",
     "TrainConfig",
     "Trainer",
+    "VideoTrainConfig",
+    "VideoTrainer",
     "build_param_groups",
+    "clip_loss",
     "dice_loss",
     "lr_factor",
     "make_schedule",
