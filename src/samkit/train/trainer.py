@@ -48,11 +48,33 @@ from samkit.train.embedding_cache import EmbeddingCache, preprocess_image
 from samkit.train.losses import mask_iou, resize_targets, sam_loss
 from samkit.train.prompts import InteractiveSimulator, Prompt
 
-__all__ = ["Trainer", "build_param_groups", "load_initial_model"]
+__all__ = [
+    "Trainer",
+    "atomic_torch_save",
+    "build_param_groups",
+    "load_initial_model",
+    "save_weights",
+]
 
 _STATE_FORMAT = "samkit.train.TrainerState/1"
 _NORMS = (nn.LayerNorm, LayerNorm2d, nn.GroupNorm, nn.BatchNorm2d, nn.Embedding)
 _METRICS = ("loss", "focal", "dice", "iou_loss", "iou")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """The model's weights as a plain official-format state dict (CPU, contiguous)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return atomic_torch_save(state, path)
 
 
 def load_initial_model(config: TrainConfig) -> Sam:
@@ -425,18 +447,10 @@ class Trainer:
         The keys are exactly ``model.state_dict()``'s, so
         ``samkit.load_model(name_or_config, checkpoint=path)`` loads it strictly.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(path, buf.getvalue())
-        return path
+        return save_weights(self.model, path)
 
     def save_state(self, path: str | Path) -> Path:
         """Write everything needed to resume: model, optimizer, scheduler, step, RNGs."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {
             "format": _STATE_FORMAT,
             "step": self.step,
@@ -448,10 +462,7 @@ class Trainer:
         }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(path, buf.getvalue())
-        return path
+        return atomic_torch_save(state, path)
 
     def resume(self, path: str | Path) -> None:
         """Restore a :meth:`save_state` file; training then continues identically."""

@@ -33,7 +33,6 @@ generators seeded by ``(seed, k)``, so a resumed run replays the same clips.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -46,9 +45,9 @@ import torch
 import torch.nn.functional as F
 
 from samkit.data.synthetic_video import SyntheticClip, SyntheticVideoConfig, generate_clip
-from samkit.fileio import atomic_write_bytes
 from samkit.modeling.sam2 import Sam2
 from samkit.train.losses import dice_loss, mask_iou, sigmoid_focal_loss
+from samkit.train.trainer import atomic_torch_save, save_weights
 from samkit.video.tracker import (
     DEFAULT_OPTIONS,
     Memory,
@@ -357,18 +356,10 @@ class VideoTrainer:
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """The model's weights as an official-format state dict (atomic write)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(path, buf.getvalue())
-        return path
+        return save_weights(self.model, path)
 
     def save_state(self, path: str | Path) -> Path:
         """Model, optimizer, step and RNG state: :meth:`resume` continues identically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "format": _STATE_FORMAT,
             "step": self.step,
@@ -377,10 +368,7 @@ class VideoTrainer:
             "torch_rng": torch.get_rng_state(),
             "config": json.dumps(self.config.to_dict()),
         }
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(path, buf.getvalue())
-        return path
+        return atomic_torch_save(state, path)
 
     def resume(self, path: str | Path) -> None:
         """Restore a :meth:`save_state` file."""
