@@ -109,3 +109,35 @@ def test_gradients_skip_chunking():
     with torch.no_grad():
         parts = md.MaskDecoder._split(None, B, torch.zeros(1, 256, 64, 64))  # type: ignore[arg-type]
     assert parts == md._chunks(B, 64 * 64) and len(parts) > 1
+
+
+@pytest.mark.parametrize("family", ["sam1", "sam2"])
+@pytest.mark.parametrize("b", [1, 3])
+def test_upscaling_in_row_bands_equals_one_pass(family, b, monkeypatch):
+    """At inference the upscaling runs on bands of rows (``UPSCALE_PIXELS``), with a
+    partial last band and SAM 2's skip features sliced per band: same logits as one
+    pass over all rows (what training, with gradients, runs)."""
+    model = _model(family)
+    dec = model.mask_decoder
+    h, w = model.prompt_encoder.image_embedding_size
+    c = dec.transformer_dim
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(b, h, w, c, generator=g)
+    hyper = torch.randn(b, 4, c // 8, generator=g)
+    skips = None
+    if dec.use_high_res_features:
+        skips = (
+            torch.randn(1, c // 8, 4 * h, 4 * w, generator=g),
+            torch.randn(1, c // 4, 2 * h, 2 * w, generator=g),
+        )
+    with torch.enable_grad():
+        whole = dec._upscale_and_project(x, hyper, skips).detach()
+    monkeypatch.setattr(md, "UPSCALE_PIXELS", 3 * w * b)  # bands of 3 rows
+    assert h % 3 != 0
+    calls = []
+    orig = dec._upscale_rows
+    monkeypatch.setattr(dec, "_upscale_rows", lambda *a: calls.append(1) or orig(*a))
+    with torch.inference_mode():
+        banded = dec._upscale_and_project(x, hyper, skips)
+    assert len(calls) == -(-h // 3)
+    assert torch.equal(banded, whole)

@@ -99,6 +99,27 @@ def coords_to_input(
     return out
 
 
+def bilinear(
+    x: torch.Tensor,
+    size: tuple[int, int] | None = None,
+    scale_factor: float | None = None,
+) -> torch.Tensor:
+    """``F.interpolate(x, ..., mode="bilinear", align_corners=False)`` on ``(..., h, w)``.
+
+    Every leading index is its own single-channel image: torch's CPU kernel is 2-4x
+    faster on ``(N, 1, h, w)`` than on ``(1, N, h, w)`` (it vectorises along the row
+    instead of across channels). Values equal those of the plain call to float
+    rounding (a few ULP).
+    """
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    flat = x.reshape(-1, 1, h, w).contiguous()
+    if size is not None:
+        up = F.interpolate(flat, size, mode="bilinear", align_corners=False)
+    else:
+        up = F.interpolate(flat, scale_factor=scale_factor, mode="bilinear", align_corners=False)
+    return up.reshape(*lead, *up.shape[-2:])
+
+
 def postprocess_masks(
     low_res: torch.Tensor,
     input_size: tuple[int, int],
@@ -119,15 +140,9 @@ def postprocess_masks(
         # source rows/cols needed for output rows < h_in: floor((h_in - 0.5) / s + 0.5) + 1
         rows = min(low_res.shape[-2], (h_in + scale - 1) // scale + 1)
         cols = min(low_res.shape[-1], (w_in + scale - 1) // scale + 1)
-        up = F.interpolate(
-            low_res[..., :rows, :cols],
-            scale_factor=float(scale),
-            mode="bilinear",
-            align_corners=False,
-        )[..., :h_in, :w_in]
+        up = bilinear(low_res[..., :rows, :cols], scale_factor=float(scale))[..., :h_in, :w_in]
     else:
-        up = F.interpolate(low_res, (image_size, image_size), mode="bilinear", align_corners=False)
-        up = up[..., :h_in, :w_in]
+        up = bilinear(low_res, (image_size, image_size))[..., :h_in, :w_in]
     if (h_in, w_in) == tuple(original_size):
         return up
-    return F.interpolate(up, original_size, mode="bilinear", align_corners=False)
+    return bilinear(up, original_size)

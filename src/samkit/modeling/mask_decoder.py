@@ -34,6 +34,11 @@ from samkit.layers.two_way import TwoWayTransformer
 # sets are independent, so the outputs are those of one pass (up to float rounding).
 CHUNK_TOKENS = 8192
 
+# At inference the upscaling runs on bands of rows with at most this many low-res pixels
+# x prompt sets, so its intermediates (4 x C/4 and 16 x C/8 channels per pixel, about
+# 1.5 MiB for 1024 pixels at C = 256) stay in cache between the per-pixel steps.
+UPSCALE_PIXELS = 1024
+
 
 def _chunks(b: int, tokens: int) -> list[slice]:
     """Slices of ``range(b)`` with at most ``max(1, CHUNK_TOKENS // tokens)`` each."""
@@ -314,24 +319,45 @@ class MaskDecoder(nn.Module):
         Same modules and results as running the ``nn.Sequential`` on NCHW. Everything
         after each 2x2 transposed convolution is per pixel (LayerNorm over channels,
         GELU, the next 2x2 convolution, the dot product), so the pixels stay in blocked
-        order and only the K-channel logits are shuffled into place at the end.
+        order and only the K-channel logits are shuffled into place at the end; at
+        inference this runs on bands of rows (``UPSCALE_PIXELS``) that stay in cache.
         """
-        dc1, ln1, act1, dc2, act2 = self.output_upscaling
         b, h, w, _ = x.shape
-        y = dc1.forward_blocked(x)  # (B, h, w, 2, 2, C/4)
-        if high_res_features is not None:
-            s0, s1 = _blocked_high_res(*high_res_features, h, w)
-            y = y + s1
-        y = act1(ln1.forward_channels_last(y))
-        y = dc2.forward_blocked(y)  # (B, h, w, 2, 2, 2, 2, C/8)
-        if high_res_features is not None:
-            y = y + s0
-        y = act2(y)
+        skips = None if high_res_features is None else _blocked_high_res(*high_res_features, h, w)
+        rows = h if torch.is_grad_enabled() else max(1, UPSCALE_PIXELS // (b * w))
+        parts = []
+        for r in range(0, h, rows):
+            sl = slice(r, min(r + rows, h))
+            part = None if skips is None else (skips[0][:, sl], skips[1][:, sl])
+            parts.append(self._upscale_rows(x[:, sl], hyper_in, part))
+        logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (B, h*w*16, K)
         k = hyper_in.shape[1]
-        logits = y.reshape(b, -1, y.shape[-1]) @ hyper_in.transpose(1, 2)  # (B, h*w*16, K)
         # (B, h, w, dy1, dx1, dy2, dx2, K) -> (B, K, h, dy1, dy2, w, dx1, dx2)
         logits = logits.reshape(b, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return logits.reshape(b, k, 4 * h, 4 * w)
+
+    def _upscale_rows(
+        self,
+        x: torch.Tensor,
+        hyper_in: torch.Tensor,
+        skips: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """:meth:`_upscale_and_project` on a band of rows, before the un-shuffle.
+
+        ``x`` ``(B, r, w, C)``; ``skips`` the blocked ``(s0, s1)`` rows of
+        :func:`_blocked_high_res`. Returns logits ``(B, r*w*16, K)`` in blocked order.
+        """
+        dc1, ln1, act1, dc2, act2 = self.output_upscaling
+        b = x.shape[0]
+        y = dc1.forward_blocked(x)  # (B, r, w, 2, 2, C/4)
+        if skips is not None:
+            y = y + skips[1]
+        y = act1(ln1.forward_channels_last(y))
+        y = dc2.forward_blocked(y)  # (B, r, w, 2, 2, 2, 2, C/8)
+        if skips is not None:
+            y = y + skips[0]
+        y = act2(y)
+        return y.reshape(b, -1, y.shape[-1]) @ hyper_in.transpose(1, 2)
 
     def _run_transformer(
         self,

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samkit.configs.base import Sam2Config
+from samkit.inference.transforms import bilinear
 from samkit.layers.common import MLP
 from samkit.modeling.base import PromptableModel
 from samkit.modeling.encoders.hiera import Sam2ImageEncoder
@@ -143,7 +144,7 @@ class Sam2(PromptableModel):
 
         The input is an unpadded square, so one bilinear resize suffices.
         """
-        return F.interpolate(low_res.float(), original_size, mode="bilinear", align_corners=False)
+        return bilinear(low_res.float(), original_size)
 
     # ------------------------------------------------------------- prompts
     @staticmethod
