@@ -2,6 +2,8 @@
 
     python scripts/train_demo_video.py runs/samkit-demo-video --steps 2000 --seed 0
     python scripts/train_demo_video.py runs/samkit-demo-video --resume   # continue
+    python scripts/train_demo_video.py RUN2 --init-checkpoint RUN/model_final.pt \
+        --reinit-iou-head --iou-loss bce --seed 1     # a second phase from earlier weights
 
 The architecture is ``samkit.configs.registry.DEMO_VIDEO_CONFIG``; the recipe is
 :class:`samkit.train.video.VideoTrainer` (synthetic 8-frame clips with an occluder at the
@@ -49,6 +51,19 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true", help="continue from out_dir's state")
+    ap.add_argument("--warmup", type=int, default=100, help="warmup steps")
+    ap.add_argument(
+        "--init-checkpoint",
+        type=Path,
+        default=None,
+        help="start from these weights (a previous phase) instead of random ones",
+    )
+    ap.add_argument(
+        "--reinit-iou-head",
+        action="store_true",
+        help="zero the IoU head's last layer (every prediction 0.5) before training",
+    )
+    ap.add_argument("--iou-loss", choices=("l1", "bce"), default="l1")
     ap.add_argument(
         "--positional-init",
         type=float,
@@ -58,10 +73,25 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.manual_seed(args.seed)
-    model = samkit.build_model(DEMO_VIDEO_CONFIG)
+    if args.init_checkpoint is not None:
+        model = samkit.load_model(DEMO_VIDEO_CONFIG, checkpoint=args.init_checkpoint)
+    else:
+        model = samkit.build_model(DEMO_VIDEO_CONFIG)
     if args.positional_init:
         positional_memory_init(model, args.positional_init)
-    config = VideoTrainConfig(max_steps=args.steps, lr=args.lr, seed=args.seed, save_every=100)
+    if args.reinit_iou_head:
+        last = model.sam_mask_decoder.iou_prediction_head.layers[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+    config = VideoTrainConfig(
+        max_steps=args.steps,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        seed=args.seed,
+        save_every=100,
+        iou_loss=args.iou_loss,
+    )
     trainer = VideoTrainer(model, config, args.out_dir)
     if args.resume:
         trainer.resume(args.out_dir / "trainer_state.pt")

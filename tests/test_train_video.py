@@ -128,3 +128,51 @@ def test_fit_writes_metrics_and_an_official_format_checkpoint(tmp_path):
     fresh = _model(seed=3)
     fresh.load_state_dict(state, strict=True)
     assert (tmp_path / "checkpoints" / "step_0000002.pt").exists()
+
+
+def _one_frame_output(iou_logits: torch.Tensor, s: int = 16):
+    """A tracked frame for one object: three fixed candidates (the first covers the left
+    half, the others are empty) and IoU predictions ``sigmoid(iou_logits)``."""
+    from samkit.video.tracker import TrackOutput
+
+    logits = torch.full((1, 3, s // 4, s // 4), -20.0)
+    logits[0, 0, :, : s // 8] = 20.0
+    return TrackOutput(
+        low_res_masks=logits[:, :1],
+        high_res_masks=torch.zeros(1, 1, s, s),
+        multimask_logits=logits,
+        ious=torch.sigmoid(iou_logits),
+        obj_ptr=torch.zeros(1, 8),
+        object_score_logits=torch.full((1, 1), 5.0),
+        decoder_masks=logits,
+    )
+
+
+@pytest.mark.parametrize("kind", ["l1", "bce"])
+def test_iou_loss_gradient_on_the_head_logits(kind):
+    """d loss / d logit: BCE gives (predicted - actual) / K at any logit; L1 gives
+    sign(predicted - actual) * p (1 - p) / K, which vanishes for a saturated head."""
+    from samkit.train.video import clip_loss
+
+    s = 16
+    target = torch.zeros(2, 1, 1, s, s)
+    target[:, 0, 0, :, : s // 4] = 1.0  # the left quarter: candidate 0 has IoU 0.5
+    actual = torch.tensor([0.5, 0.0, 0.0])
+    z = torch.tensor([[-8.0, 0.3, -1.0]], requires_grad=True)
+    frames = [_one_frame_output(z.detach()), _one_frame_output(z)]
+    cfg = _config(iou_loss=kind, focal_weight=0.0, dice_weight=0.0, score_weight=0.0)
+    out = clip_loss(frames, target, torch.ones(2, 1, dtype=torch.bool), [False, True], cfg)
+    out["loss"].backward()
+    p = torch.sigmoid(z.detach())[0]
+    if kind == "bce":
+        expected = (p - actual) / 3
+    else:
+        expected = torch.sign(p - actual) * p * (1 - p) / 3
+    torch.testing.assert_close(z.grad[0], expected, rtol=1e-4, atol=1e-7)
+    if kind == "bce":
+        assert abs(float(z.grad[0, 0])) > 0.1  # the saturated candidate still learns
+
+
+def test_iou_loss_name_is_checked():
+    with pytest.raises(ValueError, match="iou_loss"):
+        VideoTrainConfig(iou_loss="mse")

@@ -16,7 +16,8 @@ keeping the autograd graph across frames:
    memories);
 3. per frame and object (SAM 2, App. C): ``focal_weight * focal + dice_weight * dice``
    on the best of the multimask candidates (the one with the lowest mask loss), an L1
-   loss between the predicted and the actual IoU of every candidate, both only for
+   loss between the predicted and the actual IoU of every candidate (or, with
+   ``iou_loss="bce"``, a binary cross-entropy against the actual IoU), both only for
    objects visible on that frame, and a binary cross-entropy of the object-score logit
    against visibility (``score_weight``). Mask losses are computed at the model's input
    resolution on the candidates' bilinearly upsampled logits, taken before the
@@ -70,6 +71,13 @@ class VideoTrainConfig:
 
     ``clip``: the synthetic clip generator's settings; its ``size`` is replaced by the
     model's input size and ``num_frames`` by ``num_frames``.
+
+    ``iou_loss``: ``"l1"`` (SAM 2's) or ``"bce"``: binary cross-entropy between the
+    sigmoid IoU head's output and the actual IoU. Its gradient with respect to the head's
+    logit is ``predicted - actual``, where L1's is scaled by the sigmoid's slope: in a
+    from-scratch run, where every actual IoU starts near 0, L1 drove the head's logits to
+    about -6 and left them there (predictions 0.003 for every candidate), so the
+    tracker's choice among the candidates was blind (see docs/demo_video_training.md).
     """
 
     max_steps: int = 1000
@@ -85,11 +93,16 @@ class VideoTrainConfig:
     focal_weight: float = 20.0
     dice_weight: float = 1.0
     iou_weight: float = 1.0
+    iou_loss: str = "l1"
     score_weight: float = 1.0
     min_prompt_area: int = 30
     log_every: int = 10
     save_every: int = 250
     clip: SyntheticVideoConfig = field(default_factory=SyntheticVideoConfig)
+
+    def __post_init__(self) -> None:
+        if self.iou_loss not in ("l1", "bce"):
+            raise ValueError(f"iou_loss must be 'l1' or 'bce', got {self.iou_loss!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,7 +194,11 @@ def clip_loss(
         rows = torch.arange(per.shape[0])
         true_iou = mask_iou(logits.detach(), tgt).to(out.ious.dtype)  # (B, K)
         mask_term = (per[rows, best] * vis).sum()
-        iou_term = ((out.ious - true_iou).abs().mean(dim=1) * vis).sum()
+        if config.iou_loss == "bce":
+            err = F.binary_cross_entropy(out.ious.float(), true_iou.float(), reduction="none")
+        else:
+            err = (out.ious - true_iou).abs()
+        iou_term = (err.mean(dim=1) * vis).sum()
         score = out.object_score_logits[:, 0]
         score_term = F.binary_cross_entropy_with_logits(score, vis, reduction="sum")
         total = total + mask_term + config.iou_weight * iou_term
