@@ -1,6 +1,5 @@
 """Evaluate a video model on held-out synthetic clips with an occluder (J, F, J&F).
 
-    python scripts/eval_demo_video.py                       # the bundled samkit-demo-video
     python scripts/eval_demo_video.py --checkpoint runs/samkit-demo-video/model_final.pt
 
 Clips: ``SyntheticVideoDataset(n, seed)`` at 256 x 256 with ``--frames`` frames (the
@@ -18,6 +17,7 @@ import json
 import numpy as np
 
 import samkit
+from samkit.configs.registry import DEMO_VIDEO_CONFIG
 from samkit.data.synthetic_video import SyntheticVideoConfig, SyntheticVideoDataset
 from samkit.eval.metrics import j_and_f
 from samkit.eval.video import clips_from, evaluate_video
@@ -41,20 +41,14 @@ def static_baseline(dataset: SyntheticVideoDataset, min_area: int = 30) -> float
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="samkit-demo-video")
-    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--checkpoint", required=True, help="weights of DEMO_VIDEO_CONFIG")
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--prompts", default="mask,box,click")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
-    if args.checkpoint:
-        from samkit.configs.registry import DEMO_VIDEO_CONFIG
-
-        model = samkit.load_model(DEMO_VIDEO_CONFIG, checkpoint=args.checkpoint)
-    else:
-        model = samkit.load_model(args.model)
+    model = samkit.load_model(DEMO_VIDEO_CONFIG, checkpoint=args.checkpoint)
     predictor = VideoPredictor(model)
     data = SyntheticVideoDataset(
         args.n, seed=args.seed, config=SyntheticVideoConfig(num_frames=args.frames)
