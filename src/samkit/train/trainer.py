@@ -77,6 +77,21 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     return atomic_torch_save(state, path)
 
 
+def load_trainer_state(
+    path: str | Path, fmt: str, what: str, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Read a trainer state file written by ``torch.save`` (``weights_only``), check its
+    ``format`` tag, restore the model, the optimizer and torch's RNG, and return the
+    state for the caller's own fields (step, scheduler, ...)."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise ValueError(f"{path} is not a samkit {what} state file")
+    model.load_state_dict(state["model"], strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
 def load_initial_model(config: TrainConfig) -> Sam:
     """The model a run starts from: ``init_checkpoint``, else the published weights of
     ``config.model`` (``pretrained``), else random weights."""
@@ -466,13 +481,8 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         """Restore a :meth:`save_state` file; training then continues identically."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            raise ValueError(f"{path} is not a samkit trainer state file")
-        self.model.load_state_dict(state["model"], strict=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        state = load_trainer_state(path, _STATE_FORMAT, "trainer", self.model, self.optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

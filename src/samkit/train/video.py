@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from samkit.data.synthetic_video import SyntheticClip, SyntheticVideoConfig, generate_clip
 from samkit.modeling.sam2 import Sam2
 from samkit.train.losses import dice_loss, mask_iou, sigmoid_focal_loss
-from samkit.train.trainer import atomic_torch_save, save_weights
+from samkit.train.trainer import atomic_torch_save, load_trainer_state, save_weights
 from samkit.video.tracker import (
     DEFAULT_OPTIONS,
     Memory,
@@ -389,10 +389,5 @@ class VideoTrainer:
 
     def resume(self, path: str | Path) -> None:
         """Restore a :meth:`save_state` file."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            raise ValueError(f"{path} is not a samkit video trainer state file")
-        self.model.load_state_dict(state["model"], strict=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        state = load_trainer_state(path, _STATE_FORMAT, "video trainer", self.model, self.optimizer)
         self.step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"])
