@@ -106,9 +106,10 @@ def bilinear(
 ) -> torch.Tensor:
     """``F.interpolate(x, ..., mode="bilinear", align_corners=False)`` on ``(..., h, w)``.
 
-    Every leading index is its own single-channel image: torch's CPU kernel is 2-4x
-    faster on ``(N, 1, h, w)`` than on ``(1, N, h, w)`` (it vectorises along the row
-    instead of across channels). Values equal those of the plain call to float
+    Every leading index is its own single-channel image: torch's CPU kernel vectorises
+    along the row then, not across a handful of channels. With one thread this made a
+    whole ``sam-vit-b`` prompt-to-mask 66.7 -> 61.0 ms (three masks at 1024x768); with
+    two threads it was the same. Values equal those of the plain call to float
     rounding (a few ULP).
     """
     lead, (h, w) = x.shape[:-2], x.shape[-2:]

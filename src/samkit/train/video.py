@@ -230,6 +230,9 @@ class VideoTrainer:
     """
 
     def __init__(self, model: Sam2, config: VideoTrainConfig, out_dir: str | Path):
+        head = model.sam_mask_decoder.iou_prediction_head
+        if config.iou_loss == "bce" and not head.sigmoid_output:
+            raise ValueError("iou_loss='bce' needs a sigmoid IoU head (SAM 2 configs have one)")
         self.model = model
         self.config = config
         self.out_dir = Path(out_dir)
