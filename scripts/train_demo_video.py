@@ -72,6 +72,8 @@ def main() -> None:
         help="start the memory cross-attentions as positional read-outs (0: off)",
     )
     args = ap.parse_args()
+    if args.positional_init and args.init_checkpoint is not None:
+        ap.error("--positional-init rewrites trained attention weights; not with --init-checkpoint")
     torch.manual_seed(args.seed)
     if args.init_checkpoint is not None:
         model = samkit.load_model(DEMO_VIDEO_CONFIG, checkpoint=args.init_checkpoint)
