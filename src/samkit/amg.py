@@ -217,7 +217,11 @@ class MaskGenerator:
         min_mask_region_area: if > 0, remove holes and islands smaller than this many
             pixels from each mask (then NMS again, preferring unchanged masks).
         output_mode: ``"binary_mask"``, ``"uncompressed_rle"`` or ``"coco_rle"``.
-        max_chunk_bytes: bound on the full-resolution float logits held at once.
+        max_chunk_bytes: bound on the full-resolution float logits held at once (at
+            least one mask's). Small chunks are also faster: 16 MiB (the default, two
+            1024x768 masks) against 256 MiB made the full-resolution stage of a 16x16
+            grid 3.5 -> 1.6 s on a 2-core CPU (cache-sized buffers that the allocator
+            reuses instead of fresh pages on every chunk).
         multimask_output: three outputs per point (default) or one (SAM 2's option).
         use_m2m: SAM 2's mask-to-mask refinement: every candidate is decoded once more
             with its own low-res logits as the mask prompt (single output), and the
@@ -246,7 +250,7 @@ class MaskGenerator:
         point_grids: Sequence[np.ndarray] | None = None,
         min_mask_region_area: int = 0,
         output_mode: OutputMode = "binary_mask",
-        max_chunk_bytes: int = 256 * 2**20,
+        max_chunk_bytes: int = 16 * 2**20,
         multimask_output: bool = True,
         use_m2m: bool = False,
     ) -> None:

@@ -62,6 +62,10 @@ class ImagePredictor:
         """Run the image encoder; returns a new embedding and changes no state."""
         x, original_size, input_size = self.preprocess(image)
         features, high_res = self.model.embed_image(x)
+        # Channels-last storage (same shape and values): the mask decoder reads the
+        # embedding token-major, (1, h*w, C), so every decode then starts from a view
+        # instead of a 4 MiB transposing copy.
+        features = features.contiguous(memory_format=torch.channels_last)
         return ImageEmbedding(features, original_size, input_size, self.model.name, tuple(high_res))
 
     def set_image(self, image: ImageLike) -> ImageEmbedding:

@@ -2,9 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+#: At inference, row-wise work (MLPs, norms) whose widest intermediate would exceed this
+#: many bytes runs on chunks of rows. Besides keeping the intermediates in cache, this
+#: avoids page faults: glibc hands allocations above its mmap threshold (at most 32 MiB)
+#: back to the OS when they are freed, so a 50-100 MiB temporary is faulted in afresh,
+#: page by page, on every forward pass. Measured on a 2-core AMD EPYC (AVX2): the
+#: ViT-B global-attention blocks 1.09 -> 0.66 s each with their bias bounded the same way.
+TRANSIENT_BYTES = 16 * 2**20
+
+
+def rows_per_chunk(width: int, element_size: int) -> int:
+    """Rows of a ``width``-wide intermediate that fit in :data:`TRANSIENT_BYTES`."""
+    return max(1, TRANSIENT_BYTES // max(1, width * element_size))
+
+
+def residual_rowwise(
+    x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], width: int
+) -> torch.Tensor:
+    """``x + fn(x)`` for a row-wise ``fn`` on ``(..., C)`` (e.g. norm then MLP).
+
+    ``width`` is the widest per-row intermediate of ``fn`` (the MLP's hidden size). At
+    inference, when the rows' intermediates would exceed :data:`TRANSIENT_BYTES`, ``fn``
+    runs on chunks of rows written into one output: the same values (each row's result
+    depends on that row only), bounded temporaries. With gradients it is the plain sum.
+    """
+    rows = rows_per_chunk(width, x.element_size())
+    c = x.shape[-1]
+    n = x.numel() // max(1, c)
+    if torch.is_grad_enabled() or n <= rows:
+        return x + fn(x)
+    flat = x.reshape(n, c)
+    out = torch.empty_like(flat)
+    for start in range(0, n, rows):
+        part = flat[start : start + rows]
+        torch.add(part, fn(part), out=out[start : start + rows])
+    return out.reshape(x.shape)
 
 
 class LayerNorm2d(nn.Module):

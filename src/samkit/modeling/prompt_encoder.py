@@ -71,6 +71,9 @@ class PromptEncoder(nn.Module):
             pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
             if self.training or torch.is_grad_enabled():
                 return pe
+            # Cached channels-last: the decoder reads it token-major ((1, h*w, C)), which
+            # is then a view rather than a transposing copy on every decode.
+            pe = pe.contiguous(memory_format=torch.channels_last)
             self._dense_pe_cache = cached = (key, pe)
         return cached[1]
 

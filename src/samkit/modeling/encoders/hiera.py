@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samkit.configs.base import FpnConfig, HieraConfig
-from samkit.layers.common import MLP
+from samkit.layers.common import MLP, residual_rowwise
 from samkit.layers.position import PositionEmbeddingSine
 
 
@@ -144,7 +144,8 @@ class MultiScaleBlock(nn.Module):
                 padded = (h + (-h) % window, w + (-w) % window)
             x = _window_unpartition(x, window, padded, shortcut.shape[1:3])
         x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+        hidden = self.mlp.layers[0].out_features
+        return residual_rowwise(x, lambda t: self.mlp(self.norm2(t)), hidden)
 
 
 class Hiera(nn.Module):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samkit.layers.common import LayerNorm2d
+from samkit.layers.common import LayerNorm2d, residual_rowwise, rows_per_chunk
 
 
 class ConvBN(nn.Module):
@@ -79,10 +79,35 @@ class MBConv(nn.Module):
         self.act3 = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act1(self.conv1(x))
-        y = self.act2(self.conv2(y))
-        y = self.conv3(y)
-        return self.act3(x + y)
+        h = x.shape[-2]
+        hidden = self.conv1.c.out_channels
+        rows = rows_per_chunk(hidden * x.shape[0] * x.shape[-1], x.element_size())
+        if self.training or torch.is_grad_enabled() or h <= rows:
+            return self._rows(x, 0, h)
+        # At inference, bands of rows: the expanded hidden activation of the first stage
+        # (4x the channels at 1/4 resolution, 64 MiB for a 1024 image) never exists
+        # whole. Each band recomputes one halo row on either side for the 3x3 conv.
+        out = torch.empty_like(x)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            out[:, :, r0:r1] = self._rows(x, r0, r1)
+        return out
+
+    def _rows(self, x: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+        """The block's output rows ``[r0, r1)`` of ``(B, C, H, W)`` (all rows: plain)."""
+        h = x.shape[-2]
+        if (r0, r1) == (0, h):
+            y = self.act1(self.conv1(x))
+            y = self.act2(self.conv2(y))
+            return self.act3(x + self.conv3(y))
+        e0, e1 = max(0, r0 - 1), min(h, r1 + 1)
+        y = self.act1(self.conv1(x[:, :, e0:e1]))
+        # zero rows where the band meets the image border, like the conv's own padding
+        y = F.pad(y, (0, 0, int(e0 == r0), int(e1 == r1)))
+        dw = self.conv2.c
+        y = F.conv2d(y, dw.weight, None, dw.stride, (0, dw.padding[1]), dw.dilation, dw.groups)
+        y = self.act2(self.conv2.bn(y))
+        return self.act3(x[:, :, r0:r1] + self.conv3(y))
 
 
 class PatchMerging(nn.Module):
@@ -238,7 +263,7 @@ class TinyViTBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + window_attention(x, self.attn, self.window_size)
         x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return x + self.mlp(x)
+        return residual_rowwise(x, self.mlp, self.mlp.fc1.out_features)
 
 
 class BasicLayer(nn.Module):

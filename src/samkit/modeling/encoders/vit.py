@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samkit.layers.common import LayerNorm2d, MLPBlock
+from samkit.layers.common import LayerNorm2d, MLPBlock, residual_rowwise, rows_per_chunk
 from samkit.layers.rel_pos import rel_pos_attention
 
 
@@ -129,7 +129,7 @@ class ViTBlock(nn.Module):
         else:
             x = self.attn(x)
         x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+        return residual_rowwise(x, lambda t: self.mlp(self.norm2(t)), self.mlp.lin1.out_features)
 
     def _window_attention(self, x: torch.Tensor) -> torch.Tensor:
         """Windowed attention equal to the official pad-then-partition formulation.
@@ -139,6 +139,22 @@ class ViTBlock(nn.Module):
         only the real tokens, fill the padding with the bias, and apply the output
         projection after cropping: same result, ~16% less projection work at 64x64.
         """
+        b, h, w, c = x.shape
+        ws = self.window_size
+        band = ws * rows_per_chunk(ws * (w + ws) * 3 * c, x.element_size())
+        if torch.is_grad_enabled() or h <= band:
+            return self._window_rows(x)
+        # At inference, one band of window rows at a time: windows never straddle bands
+        # (bands start at multiples of the window) and only the last band is padded at
+        # the bottom, as the whole grid would be, so the result is the same while the
+        # qkv/window temporaries stay small (see ``TRANSIENT_BYTES``).
+        out = x.new_empty(b, h, w, c)
+        for r0 in range(0, h, band):
+            out[:, r0 : r0 + band] = self._window_rows(x[:, r0 : r0 + band])
+        return out
+
+    def _window_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_window_attention` on rows starting at a multiple of the window."""
         b, h, w, _ = x.shape
         ws = self.window_size
         qkv = self.attn.qkv(x)

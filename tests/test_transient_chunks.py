@@ -1,0 +1,111 @@
+"""At inference, encoders bound their temporaries (``layers.common.TRANSIENT_BYTES``).
+
+MLPs run on chunks of tokens, the ViT's windowed attention on bands of window rows, its
+global attention's rel-pos bias on blocks of query rows and MobileSAM's first-stage
+MBConv blocks on bands of image rows (with a halo row for the 3x3 conv). Here the budget
+is shrunk so that every one of those paths splits into many pieces, and the results are
+compared with the official implementations on the same random weights (and with the
+unsplit computation).
+"""
+
+from __future__ import annotations
+
+import helpers_sam as H
+import helpers_sam2 as H2
+import pytest
+import torch
+from torch import nn
+
+import samkit
+from samkit.layers import common
+from samkit.modeling.encoders.tiny_vit import MBConv
+
+SMALL = 64 * 1024  # bytes: a few rows of every intermediate at a time
+
+
+@pytest.fixture
+def small_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "TRANSIENT_BYTES", SMALL)
+
+
+def _rel_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    scale = max(1.0, expected.abs().max().item())
+    return (actual - expected).abs().max().item() / scale
+
+
+def test_residual_rowwise_chunks_equal_plain_sum(small_budget: None) -> None:
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 16))
+    x = torch.randn(2, 37, 23, 16)  # 1702 rows, chunks of 256: a partial last chunk
+    assert common.rows_per_chunk(64, 4) == 256
+    with torch.inference_mode():
+        chunked = common.residual_rowwise(x, mlp, 64)
+        plain = x + mlp(x)
+    assert chunked.shape == x.shape
+    assert torch.allclose(chunked, plain, rtol=0, atol=1e-6)
+    # with gradients it is the plain expression, and gradients flow
+    y = x.clone().requires_grad_(True)
+    common.residual_rowwise(y, mlp, 64).sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+
+
+def test_vit_encoder_in_pieces_matches_official(small_budget: None) -> None:
+    official, ours, _ = H.reduced_pair()
+    x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = official.image_encoder(x)
+    with torch.inference_mode():
+        actual = ours.image_encoder(x)
+    diff = _rel_diff(actual, expected)
+    print(f"reduced ViT, 64 KiB budget: max rel diff {diff:.2e}")
+    assert diff <= 1e-4
+
+
+def test_mbconv_bands_match_whole_block(small_budget: None) -> None:
+    torch.manual_seed(0)
+    block = MBConv(8, 4.0)
+    for p in block.parameters():
+        nn.init.normal_(p, std=0.3)
+    block.eval()
+    x = torch.randn(2, 8, 45, 33)  # hidden rows of 2*33*32 floats: bands of 7 rows
+    with torch.inference_mode():
+        banded = block(x)
+    with torch.no_grad():
+        common.TRANSIENT_BYTES = 1 << 40
+        whole = block(x)
+    assert banded.shape == whole.shape
+    assert _rel_diff(banded, whole) <= 1e-5
+
+
+def test_mobile_sam_encoder_in_pieces_matches_official(small_budget: None) -> None:
+    official, ours, _ = H.mobile_pair()
+    common.TRANSIENT_BYTES = 4 * 2**20  # the full 1024 encoder: stay quick, still split
+    x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = official.image_encoder(x)
+    with torch.inference_mode():
+        actual = ours.image_encoder(x)
+    diff = _rel_diff(actual, expected)
+    print(f"mobile-sam encoder, 4 MiB budget: max rel diff {diff:.2e}")
+    assert diff <= 1e-4
+
+
+def test_hiera_encoder_in_pieces_matches_official(small_budget: None) -> None:
+    ours, official = H2.model_pair("2.1", 512, 0)
+    x = torch.randn(1, 3, 512, 512, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = official.image_encoder(x)["backbone_fpn"]
+    with torch.inference_mode():
+        actual = ours.image_encoder(x)
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected, strict=True):
+        assert a.shape == e.shape
+        assert _rel_diff(a, e) <= 1e-4
+
+
+def test_pieces_are_used_with_the_default_budget() -> None:
+    """The full presets split: ViT-B's MLP (4096 x 3072 floats) and MobileSAM's first
+    stage (256 hidden channels at 256x256) exceed the default budget."""
+    assert common.rows_per_chunk(3072, 4) < 64 * 64
+    assert common.rows_per_chunk(256 * 256, 4) < 256
+    assert samkit.get_preset("sam-vit-b").config.encoder.embed_dim * 4 == 3072
