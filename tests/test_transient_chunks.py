@@ -1,8 +1,10 @@
 """At inference, encoders bound their temporaries (``layers.common.TRANSIENT_BYTES``).
 
 MLPs run on chunks of tokens, the ViT's windowed attention on bands of window rows, its
-global attention's rel-pos bias on blocks of query rows and MobileSAM's first-stage
-MBConv blocks on bands of image rows (with a halo row for the 3x3 conv). Here the budget
+global attention's rel-pos bias on blocks of query rows, Hiera's windowed attention on
+groups of windows and MobileSAM's first-stage MBConv blocks on bands of image rows (with
+a halo row for the 3x3 conv). SAM 2's high-resolution levels skip the neck (folded
+projection). Here the budget
 is shrunk so that every one of those paths splits into many pieces, and the results are
 compared with the official implementations on the same random weights (and with the
 unsplit computation).
@@ -109,3 +111,32 @@ def test_pieces_are_used_with_the_default_budget() -> None:
     assert common.rows_per_chunk(3072, 4) < 64 * 64
     assert common.rows_per_chunk(256 * 256, 4) < 256
     assert samkit.get_preset("sam-vit-b").config.encoder.embed_dim * 4 == 3072
+
+
+def test_sam2_high_res_levels_fold_the_neck_into_the_decoder_projection() -> None:
+    """At inference the stride-4/8 FPN levels go straight from the trunk through one
+    folded 1x1 product (their 256-channel maps are never built); same values as the
+    plain neck + conv_s0/conv_s1 path that runs with gradients."""
+    ours, _ = H2.model_pair("2.1", 512, 0)
+    enc = ours.image_encoder
+    n = len(enc.neck.convs) - 1
+    called: list[int] = []
+    hooks = [
+        enc.neck.convs[n - i].conv.register_forward_hook(lambda *a, i=i: called.append(i))
+        for i in range(n + 1)
+    ]
+    x = torch.randn(1, 3, 512, 512, generator=torch.Generator().manual_seed(6))
+    try:
+        with torch.inference_mode():
+            folded = ours.forward_image(x)
+        assert 0 not in called and 1 not in called and 2 in called
+        with torch.enable_grad():
+            plain = [t.detach() for t in ours.forward_image(x)]
+    finally:
+        for h in hooks:
+            h.remove()
+    for a, e in zip(folded, plain, strict=True):
+        assert a.shape == e.shape
+        assert _rel_diff(a, e) <= 1e-5
+    with pytest.raises(ValueError, match="top-down"):
+        enc.neck([torch.zeros(1)] * 4, skip={2})

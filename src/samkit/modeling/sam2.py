@@ -122,8 +122,13 @@ class Sam2(PromptableModel):
         levels already projected by the decoder's ``conv_s0`` / ``conv_s1``:
         ``(B, C/8, S/4, S/4)``, ``(B, C/4, S/8, S/8)``, ``(B, C, S/16, S/16)``.
         """
-        levels = [t.float() for t in self.image_encoder(x.to(self.encoder_dtype))]
         decoder = self.sam_mask_decoder
+        x = x.to(self.encoder_dtype)
+        if self.encoder_dtype == torch.float32:
+            # the neck's lateral convs and conv_s0/conv_s1 folded (see forward_projected)
+            heads = {0: decoder.conv_s0, 1: decoder.conv_s1}
+            return self.image_encoder.forward_projected(x, heads)
+        levels = [t.float() for t in self.image_encoder(x)]
         levels[0] = decoder.conv_s0(levels[0])
         levels[1] = decoder.conv_s1(levels[1])
         return levels

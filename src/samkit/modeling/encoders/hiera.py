@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samkit.configs.base import FpnConfig, HieraConfig
-from samkit.layers.common import MLP, residual_rowwise
+from samkit.layers.common import MLP, residual_rowwise, rows_per_chunk
 from samkit.layers.position import PositionEmbeddingSine
 
 
@@ -50,6 +50,21 @@ def _window_unpartition(
 def _max_pool(x: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
     """Channels-last ``(B, H, W, C)`` max pooling with kernel = stride (floor mode)."""
     return F.max_pool2d(x.permute(0, 3, 1, 2), stride, stride).permute(0, 2, 3, 1)
+
+
+def _folded_conv1x1(x: torch.Tensor, outer: nn.Conv2d, inner: nn.Conv2d) -> torch.Tensor:
+    """``outer(inner(x))`` for two 1x1 convolutions as one product: ``(B, C, H, W)`` ->
+    ``(B, C_out, H, W)`` (channels-last storage)."""
+    w_in = inner.weight.flatten(1)  # (C_mid, C)
+    w_out = outer.weight.flatten(1)  # (C_out, C_mid)
+    weight = w_out @ w_in
+    bias = w_out @ inner.bias if inner.bias is not None else None
+    if outer.bias is not None:
+        bias = outer.bias if bias is None else bias + outer.bias
+    y = F.linear(
+        x.permute(0, 2, 3, 1), weight.to(x.dtype), None if bias is None else bias.to(x.dtype)
+    )
+    return y.permute(0, 3, 1, 2)
 
 
 class PatchEmbed(nn.Module):
@@ -135,7 +150,9 @@ class MultiScaleBlock(nn.Module):
         window = self.window_size
         if window > 0:
             x, padded = _window_partition(x, window)
-        x = self.attn(x)
+            x = self._windowed_attention(x)
+        else:
+            x = self.attn(x)
         if window > 0:
             if self.q_stride is not None:
                 # queries were pooled inside each window: smaller windows on the pooled grid
@@ -146,6 +163,16 @@ class MultiScaleBlock(nn.Module):
         x = shortcut + x
         hidden = self.mlp.layers[0].out_features
         return residual_rowwise(x, lambda t: self.mlp(self.norm2(t)), hidden)
+
+    def _windowed_attention(self, windows: torch.Tensor) -> torch.Tensor:
+        """``attn`` on ``(nW, ws, ws, C)`` windows; at inference in groups of windows
+        whose q/k/v stay within ``TRANSIENT_BYTES`` (windows are independent, so the
+        result is the same; the first stage's qkv alone is 75-150 MiB at 1024)."""
+        n, ws1, ws2, _ = windows.shape
+        rows = rows_per_chunk(ws1 * ws2 * 3 * self.dim_out, windows.element_size())
+        if torch.is_grad_enabled() or n <= rows:
+            return self.attn(windows)
+        return torch.cat([self.attn(windows[i : i + rows]) for i in range(0, n, rows)])
 
 
 class Hiera(nn.Module):
@@ -250,11 +277,21 @@ class FpnNeck(nn.Module):
         self.top_down_levels = tuple(cfg.top_down_levels)
         self.interp_mode = cfg.interp_mode
 
-    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(
+        self, xs: list[torch.Tensor], skip: set[int] | frozenset[int] = frozenset()
+    ) -> list[torch.Tensor]:
+        """FPN levels; a level in ``skip`` (which must not feed a top-down fusion) is
+        left as its trunk input, for callers that project it themselves."""
         n = len(self.convs) - 1
+        if any(j in self.top_down_levels for i in skip for j in range(i + 1)):
+            raise ValueError("only levels finer than every top-down level can be skipped")
         out: list[torch.Tensor] = [xs[0]] * len(xs)
         prev = None
         for i in range(n, -1, -1):  # coarsest first
+            if i in skip:
+                out[i] = xs[i]
+                prev = None
+                continue
             lateral = self.convs[n - i](xs[i])
             if i in self.top_down_levels and prev is not None:
                 up = F.interpolate(
@@ -289,6 +326,37 @@ class Sam2ImageEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         levels = self.neck(self.trunk(x))
         return levels[: len(levels) - self.scalp] if self.scalp > 0 else levels
+
+    def forward_projected(self, x: torch.Tensor, heads: dict[int, nn.Conv2d]) -> list[torch.Tensor]:
+        """:meth:`forward`, with level ``i`` replaced by ``heads[i](level_i)``.
+
+        ``heads`` are 1x1 convolutions applied to kept levels (SAM 2's decoder projects
+        the two high-resolution levels to ``C/8`` and ``C/4`` channels). A level without
+        top-down fusion is its lateral 1x1 convolution alone, so at inference the two
+        convolutions are folded into one ``C_trunk -> C_head`` product on channels-last
+        tokens: for Hiera-T at 1024 this skips the 256-channel stride-4 map (a 96->256
+        then 256->32 convolution over 65,536 pixels becomes one 96->32 product). Same
+        values up to float rounding. Other levels, and any level with gradients, take
+        the plain path.
+        """
+        feats = self.trunk(x)
+        n = len(self.neck.convs) - 1
+        fused = self.neck.top_down_levels
+        direct = {
+            i: head
+            for i, head in heads.items()
+            if not torch.is_grad_enabled() and all(j not in fused for j in range(i + 1))
+        }
+        skip = set(direct)
+        levels = self.neck(feats, skip=skip)
+        levels = levels[: len(levels) - self.scalp] if self.scalp > 0 else levels
+        for i, head in heads.items():
+            if i in direct:
+                lateral = self.neck.convs[n - i].conv
+                levels[i] = _folded_conv1x1(feats[i], head, lateral)
+            else:
+                levels[i] = head(levels[i])
+        return levels
 
     def position_encoding(self, feature: torch.Tensor) -> torch.Tensor:
         """Sine encoding ``(B, d_model, H, W)`` for one output level."""
