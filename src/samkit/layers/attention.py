@@ -34,8 +34,10 @@ from torch import nn
 
 from samkit.layers.rope import AxialRope, apply_rope_qk, axial_rope
 
-#: Scores held at once by :meth:`RoPEAttention._narrow_values` (float32: 32 MiB).
-SCORE_BLOCK_ELEMS = 1 << 23
+#: Scores held at once by :meth:`RoPEAttention._narrow_values` (float32: 16 MiB, the
+#: ``layers.common.TRANSIENT_BYTES`` budget; at 32 MiB each block's scores and
+#: probabilities were fresh pages from the OS, page-faulted in on every block).
+SCORE_BLOCK_ELEMS = 1 << 22
 
 
 class Attention(nn.Module):

@@ -17,6 +17,7 @@ from torch import nn
 
 from samkit.configs.base import MemoryConfig
 from samkit.layers.attention import RoPEAttention
+from samkit.layers.common import residual_rowwise
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
@@ -126,8 +127,15 @@ class MemoryAttentionLayer(nn.Module):
         x = self.cross_attn_image(q, k, memory, num_k_exclude_rope=num_k_exclude_rope)
         tgt = tgt + self.dropout2(x)
 
-        x = self.linear2(self.dropout(self.activation(self.linear1(self.norm3(tgt)))))
-        return tgt + self.dropout3(x)
+        if self.training:
+            x = self.linear2(self.dropout(self.activation(self.linear1(self.norm3(tgt)))))
+            return tgt + self.dropout3(x)
+        # at inference in chunks of tokens (the 4096 x 2048 hidden layer is 32 MiB)
+        return residual_rowwise(
+            tgt,
+            lambda t: self.linear2(self.activation(self.linear1(self.norm3(t)))),
+            self.dim_feedforward,
+        )
 
 
 class MemoryAttention(nn.Module):
