@@ -51,15 +51,26 @@ def test_residual_rowwise_chunks_equal_plain_sum(small_budget: None) -> None:
     assert y.grad is not None and y.grad.abs().sum() > 0
 
 
-def test_vit_encoder_in_pieces_matches_official(small_budget: None) -> None:
-    official, ours, _ = H.reduced_pair()
-    x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(3))
+@pytest.mark.parametrize(
+    ("pair", "budget", "seed"),
+    [
+        (H.reduced_pair, SMALL, 3),  # reduced ViT: windows, rel-pos rows, MLP chunks
+        (H.mobile_pair, 4 * 2**20, 4),  # full MobileSAM: MBConv bands; quick, still split
+    ],
+    ids=["reduced-vit", "mobile-sam"],
+)
+def test_sam1_encoder_in_pieces_matches_official(
+    small_budget: None, pair, budget: int, seed: int
+) -> None:
+    official, ours, _ = pair()
+    common.TRANSIENT_BYTES = budget
+    x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         expected = official.image_encoder(x)
     with torch.inference_mode():
         actual = ours.image_encoder(x)
     diff = _rel_diff(actual, expected)
-    print(f"reduced ViT, 64 KiB budget: max rel diff {diff:.2e}")
+    print(f"{budget} byte budget: max rel diff {diff:.2e}")
     assert diff <= 1e-4
 
 
@@ -77,19 +88,6 @@ def test_mbconv_bands_match_whole_block(small_budget: None) -> None:
         whole = block(x)
     assert banded.shape == whole.shape
     assert _rel_diff(banded, whole) <= 1e-5
-
-
-def test_mobile_sam_encoder_in_pieces_matches_official(small_budget: None) -> None:
-    official, ours, _ = H.mobile_pair()
-    common.TRANSIENT_BYTES = 4 * 2**20  # the full 1024 encoder: stay quick, still split
-    x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        expected = official.image_encoder(x)
-    with torch.inference_mode():
-        actual = ours.image_encoder(x)
-    diff = _rel_diff(actual, expected)
-    print(f"mobile-sam encoder, 4 MiB budget: max rel diff {diff:.2e}")
-    assert diff <= 1e-4
 
 
 def test_hiera_encoder_in_pieces_matches_official(small_budget: None) -> None:
