@@ -32,12 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samkit.layers.common import TRANSIENT_BYTES
 from samkit.layers.rope import AxialRope, apply_rope_qk, axial_rope
 
-#: Scores held at once by :meth:`RoPEAttention._narrow_values` (float32: 16 MiB, the
-#: ``layers.common.TRANSIENT_BYTES`` budget; at 32 MiB each block's scores and
+#: Scores held at once by :meth:`RoPEAttention._narrow_values`: float32 scores within the
+#: ``layers.common.TRANSIENT_BYTES`` budget (16 MiB; at 32 MiB each block's scores and
 #: probabilities were fresh pages from the OS, page-faulted in on every block).
-SCORE_BLOCK_ELEMS = 1 << 22
+SCORE_BLOCK_ELEMS = TRANSIENT_BYTES // 4
 
 
 class Attention(nn.Module):
