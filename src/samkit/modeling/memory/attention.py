@@ -127,15 +127,12 @@ class MemoryAttentionLayer(nn.Module):
         x = self.cross_attn_image(q, k, memory, num_k_exclude_rope=num_k_exclude_rope)
         tgt = tgt + self.dropout2(x)
 
-        if self.training:
-            x = self.linear2(self.dropout(self.activation(self.linear1(self.norm3(tgt)))))
-            return tgt + self.dropout3(x)
+        def mlp(t: torch.Tensor) -> torch.Tensor:
+            x = self.linear2(self.dropout(self.activation(self.linear1(self.norm3(t)))))
+            return self.dropout3(x)
+
         # at inference in chunks of tokens (the 4096 x 2048 hidden layer is 32 MiB)
-        return residual_rowwise(
-            tgt,
-            lambda t: self.linear2(self.activation(self.linear1(self.norm3(t)))),
-            self.dim_feedforward,
-        )
+        return residual_rowwise(tgt, mlp, self.dim_feedforward)
 
 
 class MemoryAttention(nn.Module):
