@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
 
@@ -47,8 +48,15 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--prompts", default="mask,box,click")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument(
+        "--single-output-tracking",
+        action="store_true",
+        help="tracked frames use the decoder's single output (multimask_output_for_tracking"
+        " off), so no IoU-ranked choice among three candidates",
+    )
     args = ap.parse_args()
-    model = samkit.load_model(DEMO_VIDEO_CONFIG, checkpoint=args.checkpoint)
+    cfg = replace(DEMO_VIDEO_CONFIG, multimask_output_for_tracking=not args.single_output_tracking)
+    model = samkit.load_model(cfg, checkpoint=args.checkpoint)
     predictor = VideoPredictor(model)
     data = SyntheticVideoDataset(
         args.n, seed=args.seed, config=SyntheticVideoConfig(num_frames=args.frames)

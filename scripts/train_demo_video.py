@@ -13,6 +13,7 @@ model's 256-pixel input). Weights are initialised with ``torch.manual_seed(seed)
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -65,6 +66,12 @@ def main() -> None:
     )
     ap.add_argument("--iou-loss", choices=("l1", "bce"), default="l1")
     ap.add_argument(
+        "--single-output-tracking",
+        action="store_true",
+        help="tracked frames use the decoder's single output (multimask_output_for_tracking"
+        " off), so no IoU-ranked choice among three candidates",
+    )
+    ap.add_argument(
         "--positional-init",
         type=float,
         default=0.0,
@@ -74,11 +81,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.positional_init and args.init_checkpoint is not None:
         ap.error("--positional-init rewrites trained attention weights; not with --init-checkpoint")
+    cfg = replace(DEMO_VIDEO_CONFIG, multimask_output_for_tracking=not args.single_output_tracking)
     torch.manual_seed(args.seed)
     if args.init_checkpoint is not None:
-        model = samkit.load_model(DEMO_VIDEO_CONFIG, checkpoint=args.init_checkpoint)
+        model = samkit.load_model(cfg, checkpoint=args.init_checkpoint)
     else:
-        model = samkit.build_model(DEMO_VIDEO_CONFIG)
+        model = samkit.build_model(cfg)
     if args.positional_init:
         positional_memory_init(model, args.positional_init)
     if args.reinit_iou_head:

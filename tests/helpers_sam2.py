@@ -109,6 +109,7 @@ def _overrides(cfg: Sam2Config) -> list[str]:
         f"{t}window_pos_embed_bkg_spatial_size={lst(enc.window_pos_embed_bkg_spatial_size)}",
         f"++model.image_encoder.neck.backbone_channel_list={lst(enc.channel_list)}",
         f"++model.image_size={cfg.image_size}",
+        f"++model.multimask_output_for_tracking={str(cfg.multimask_output_for_tracking).lower()}",
         f"++model.memory_attention.layer.self_attention.feat_sizes={lst(cfg.memory.feat_sizes)}",
         f"++model.memory_attention.layer.cross_attention.feat_sizes={lst(cfg.memory.feat_sizes)}",
         *_width_overrides(cfg),

@@ -36,7 +36,7 @@ are present on the tracked frames.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import helpers_sam2 as h
 import numpy as np
@@ -257,9 +257,10 @@ def _store(run: Run, f: int, low: torch.Tensor, mem: vt.Memory, video_size) -> N
     run.mem[f] = mem.maskmem_features
 
 
-def _pair(version: str):
-    """(official video predictor, samkit model) with the same random weights."""
-    cfg = h.reduced_config(version, IMAGE_SIZE)
+def _pair(version: str, **flags):
+    """(official video predictor, samkit model) with the same random weights;
+    ``flags`` replace fields of the reduced config."""
+    cfg = replace(h.reduced_config(version, IMAGE_SIZE), **flags)
     official = h.official_sam2_video(cfg)
     sd = h.random_state_dict(official, seed=0)
     sd["sam_mask_decoder.pred_obj_score_head.layers.2.bias"] += SCORE_BIAS
@@ -595,3 +596,38 @@ def test_sam2_0_propagation_matches(tmp_path):
     (theirs, _, _, _), (mine, _, _, _) = _run_both(official, ours, tmp_path, correct=False)
     assert sorted(theirs.low) == [0, 1, 2, 3]
     _assert_run(mine, theirs, range(4))
+    # the flag changes the tracked frames (else this test would not see it ignored)
+    multi = samkit.build_model(replace(ours.config, multimask_output_for_tracking=True))
+    multi.load_state_dict(ours.state_dict())
+    other, _, _, _ = _run_samkit(multi.eval(), tmp_path, correct=False)
+    assert torch.equal(other.low[0], mine.low[0])
+    for f in (1, 2, 3):
+        assert float((other.low[f] - mine.low[f]).abs().max()) > 1e-2, f
+
+
+def test_single_output_tracking_matches(tmp_path):
+    """``multimask_output_for_tracking=False`` (SAM2Base's flag, samkit's
+    ``Sam2Config`` field): tracked frames use the single output, as in the official
+    predictor built with the same flag; the video predictor takes it from the model."""
+    official, ours = _pair("2.1", multimask_output_for_tracking=False)
+    # Sharpen the single output (token 0) on both sides so it is stable: with random
+    # weights it is not, and the decoder's dynamic fallback would then pick the best
+    # multimask output, the same mask the flag's default gives.
+    for model in (official, ours):
+        last = model.sam_mask_decoder.output_hypernetworks_mlps[0].layers[2]
+        with torch.no_grad():
+            last.weight.mul_(50.0)
+            last.bias.mul_(50.0)
+    assert official.multimask_output_for_tracking is False
+    assert samkit.VideoPredictor(ours).options.multimask_output_for_tracking is False
+    _write_clip(tmp_path, num_frames=4)
+    (theirs, _, _, _), (mine, _, _, _) = _run_both(official, ours, tmp_path, correct=False)
+    assert sorted(theirs.low) == [0, 1, 2, 3]
+    _assert_run(mine, theirs, range(4))
+    # the flag changes the tracked frames (else this test would not see it ignored)
+    multi = samkit.build_model(replace(ours.config, multimask_output_for_tracking=True))
+    multi.load_state_dict(ours.state_dict())
+    other, _, _, _ = _run_samkit(multi.eval(), tmp_path, correct=False)
+    assert torch.equal(other.low[0], mine.low[0])
+    for f in (1, 2, 3):
+        assert float((other.low[f] - mine.low[f]).abs().max()) > 1e-2, f

@@ -13,6 +13,7 @@ import torch
 
 import samkit
 from samkit.data.synthetic_video import SyntheticVideoConfig
+from samkit.train import video as train_video
 from samkit.train.video import VideoTrainConfig, VideoTrainer
 from samkit.video.tracker import (
     Points,
@@ -91,6 +92,34 @@ def test_gradient_reaches_memory_modules_through_the_bank():
     for prefix in ("memory_attention.", "memory_encoder.", "obj_ptr_proj.", "maskmem_tpos_enc"):
         grads = [p.grad for n, p in model.named_parameters() if n.startswith(prefix)]
         assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), prefix
+
+
+def test_single_output_tracking_trains_the_single_output(monkeypatch):
+    """With ``multimask_output_for_tracking=False`` tracked frames give one candidate
+    (decoder output 0), so the mask loss of a mask-prompted clip reaches hypernetwork 0
+    and none of the three multimask hypernetworks."""
+    model = _model()
+    model = samkit.build_model(
+        dataclasses.replace(model.config, multimask_output_for_tracking=False)
+    ).train()  # as in train_step: no dynamic fallback to the multimask outputs
+    seen = []
+    real = train_video.clip_loss
+
+    def spy(outputs, *args):
+        seen.extend(outputs)
+        return real(outputs, *args)
+
+    monkeypatch.setattr(train_video, "clip_loss", spy)
+    trainer = VideoTrainer(model, _config(prob_mask_prompt=1.0), "unused")
+    out = trainer.clip_forward(trainer.clip(0), np.random.default_rng(0))
+    assert out is not None and len(seen) == 4
+    assert all(o.decoder_masks.shape[1] == 1 for o in seen[1:])
+    out["loss"].backward()
+    hyper = model.sam_mask_decoder.output_hypernetworks_mlps
+    assert float(hyper[0].layers[0].weight.grad.abs().sum()) > 0
+    for k in (1, 2, 3):
+        grad = hyper[k].layers[0].weight.grad
+        assert grad is None or float(grad.abs().sum()) == 0, k
 
 
 def test_loss_falls_on_a_short_cpu_run(tmp_path):

@@ -50,12 +50,12 @@ from samkit.modeling.sam2 import Sam2
 from samkit.train.losses import dice_loss, mask_iou, sigmoid_focal_loss
 from samkit.train.trainer import atomic_torch_save, load_trainer_state, save_weights
 from samkit.video.tracker import (
-    DEFAULT_OPTIONS,
     Memory,
     Points,
     TrackOutput,
     encode_frame_with_grad,
     model_frame,
+    options_for,
     track_step_with_grad,
 )
 
@@ -281,6 +281,7 @@ class VideoTrainer:
         kind = "mask" if u < cfg.prob_mask_prompt else None
         if kind is None:
             kind = "box" if rng.random() < cfg.prob_box_prompt else "click"
+        options = options_for(model)
         outputs: list[TrackOutput] = []
         cond: dict[int, Memory] = {}
         non_cond: dict[int, Memory] = {}
@@ -296,7 +297,7 @@ class VideoTrainer:
                     point_inputs=points,
                     mask_inputs=targets[0] if kind == "mask" else None,
                     num_frames=t_len,
-                    options=DEFAULT_OPTIONS,
+                    options=options,
                 )
                 cond[0] = out.to_memory(0, True, storage_dtype=None)
             else:
@@ -309,7 +310,7 @@ class VideoTrainer:
                     non_cond_memories=non_cond,
                     num_frames=t_len,
                     num_objects=b,
-                    options=DEFAULT_OPTIONS,
+                    options=options,
                 )
                 non_cond[t] = out.to_memory(t, False, storage_dtype=None)
             outputs.append(out)

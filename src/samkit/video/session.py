@@ -60,7 +60,6 @@ from samkit.errors import (
 from samkit.modeling.sam2 import Sam2
 from samkit.video.io import VIDEO_SUFFIXES, VideoFileReader
 from samkit.video.tracker import (
-    DEFAULT_OPTIONS,
     NO_OBJ_SCORE,
     FrameFeatures,
     Memory,
@@ -70,6 +69,7 @@ from samkit.video.tracker import (
     encode_memory,
     fill_holes,
     mask_to_model,
+    options_for,
     points_to_model,
     prepare_frame,
     to_video_resolution,
@@ -333,7 +333,8 @@ class VideoPredictor:
 
     Args:
         model: the :class:`~samkit.modeling.sam2.Sam2` model (put in eval mode).
-        options: tracking flags (default: those of the official video predictor).
+        options: tracking flags (default: those of the official video predictor for
+            this model, :func:`~samkit.video.tracker.options_for`).
         fill_hole_area: fill background holes of at most this many low-res pixels in
             every prediction (8, as ``build_sam2_video_predictor``; 0 disables).
     """
@@ -348,7 +349,7 @@ class VideoPredictor:
         if not isinstance(model, Sam2):
             raise TypeError(f"VideoPredictor needs a SAM 2 model, got {type(model).__name__}")
         self.model = model.eval()
-        self.options = options or DEFAULT_OPTIONS
+        self.options = options or options_for(model)
         self.fill_hole_area = fill_hole_area
 
     def start(

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -144,6 +144,16 @@ class TrackerOptions:
 
 
 DEFAULT_OPTIONS = TrackerOptions()
+
+
+def options_for(model: Sam2) -> TrackerOptions:
+    """The official video predictor's flags for ``model``: :data:`DEFAULT_OPTIONS` with
+    the model config's ``multimask_output_for_tracking`` (a ``SAM2Base`` argument, so a
+    property of the trained model, not a user preference)."""
+    flag = model.config.multimask_output_for_tracking
+    if flag == DEFAULT_OPTIONS.multimask_output_for_tracking:
+        return DEFAULT_OPTIONS
+    return replace(DEFAULT_OPTIONS, multimask_output_for_tracking=flag)
 
 
 @dataclass
@@ -835,7 +845,7 @@ def track_step_with_grad(
     run_mem_encoder: bool = True,
     prev_sam_mask_logits: torch.Tensor | None = None,
     num_objects: int | None = None,
-    options: TrackerOptions = DEFAULT_OPTIONS,
+    options: TrackerOptions | None = None,
 ) -> TrackOutput:
     """Track a batch of objects on one frame, in the caller's autograd mode (what
     training back-propagates through; :func:`track_step` is the inference form).
@@ -862,8 +872,11 @@ def track_step_with_grad(
             +-32 first); needs ``point_inputs``.
         num_objects: batch size when there are no prompts (default: from the prompts
             or the first conditioning memory).
-        options: tracking flags (defaults: the official video predictor's).
+        options: tracking flags (default: the official video predictor's for this
+            model, :func:`options_for`).
     """
+    if options is None:
+        options = options_for(model)
     if point_inputs is not None and mask_inputs is not None:
         raise ValueError("give points or a mask on a frame, not both")
     if prev_sam_mask_logits is not None and point_inputs is None:
