@@ -16,8 +16,12 @@
 #    scripts/demo_train_phase3.json (seed 1, lr 4e-4, 1800-step cosine; the shipped run
 #    was interrupted at step 1300 and resumed from its saved state, which replays the
 #    same steps);
-# 5. exports the final weights as fp16 safetensors into the package.
-# On 2 CPU cores the training takes about 2.5 hours; add `--device cuda` to train on a GPU
+# 5. phase 4 continues from the fp16 export of phase 3 on 2000 new images (generator
+#    seed 2): scripts/demo_train_phase4.json (seed 2, lr 3e-4, 4000-step cosine) for
+#    steps 0-1749, then resumed from the step-1750 state on a 3200-step schedule
+#    (scripts/demo_train_phase4b.json; shortened to fit the session, as phase 2);
+# 6. exports the final weights as fp16 safetensors into the package.
+# On 2 CPU cores the training takes about 3.5 hours; add `--device cuda` to train on a GPU
 # (results then differ in the last bits from the CPU run).
 set -euo pipefail
 RUN=${1:-runs/samkit-demo}
@@ -33,4 +37,13 @@ python scripts/revive_demo_output.py "$RUN/train/model_final.pt" "$RUN/revived.p
     --dead 2 --source 3 --noise 0.01 --seed 0
 samkit train "$RUN/data" --config scripts/demo_train_phase3.json \
     --init-checkpoint "$RUN/revived.pt" --out "$RUN/train3" "$@"
-python scripts/export_demo.py "$RUN/train3/model_final.pt" src/samkit/assets/samkit-demo.safetensors
+# Phase 4 starts from the fp16 export of phase 3 (the file shipped until 2026-12-07).
+python scripts/export_demo.py "$RUN/train3/model_final.pt" "$RUN/phase3.safetensors"
+samkit synth "$RUN/data4" --n 2000 --seed 2
+samkit train "$RUN/data4" --config scripts/demo_train_phase4.json --max-steps 1750 \
+    --init-checkpoint "$RUN/phase3.safetensors" --out "$RUN/train4" "$@"
+cp "$RUN/train4/trainer_state.pt" "$RUN/state4_1750.pt"
+samkit train "$RUN/data4" --config scripts/demo_train_phase4b.json \
+    --init-checkpoint "$RUN/phase3.safetensors" --resume "$RUN/state4_1750.pt" \
+    --out "$RUN/train4" "$@"
+python scripts/export_demo.py "$RUN/train4/model_final.pt" src/samkit/assets/samkit-demo.safetensors

@@ -137,7 +137,7 @@ register(
         weights=WeightSpec(
             url="",
             filename="samkit-demo.safetensors",
-            sha256="224944697b6a7aff46bb4ec1d2ebad028a6be65dada9c699a9e81297757f0eb6",
+            sha256="882b9935e24898bae519a6dde146d099a8ef78c9b64a45d6afca11869a07039f",
             size=12117896,
             bundled="assets/samkit-demo.safetensors",
         ),
