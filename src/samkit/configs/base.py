@@ -171,8 +171,8 @@ class Sam2Config:
     dynamic_multimask_stability_delta: float = 0.05
     dynamic_multimask_stability_thresh: float = 0.98
     # SAM2Base's flag: frames tracked without clicks also get the three candidates (the
-    # one with the best predicted IoU is kept). Every official config sets it; a model
-    # trained with it off (samkit's small demo video model) always uses the single output.
+    # one with the best predicted IoU is kept). Every official config sets it; with it
+    # off, tracked frames use the decoder's single output.
     multimask_output_for_tracking: bool = True
     family: str = "sam2"
 

@@ -55,7 +55,6 @@ from samkit.video.tracker import (
     TrackOutput,
     encode_frame_with_grad,
     model_frame,
-    options_for,
     track_step_with_grad,
 )
 
@@ -281,7 +280,6 @@ class VideoTrainer:
         kind = "mask" if u < cfg.prob_mask_prompt else None
         if kind is None:
             kind = "box" if rng.random() < cfg.prob_box_prompt else "click"
-        options = options_for(model)
         outputs: list[TrackOutput] = []
         cond: dict[int, Memory] = {}
         non_cond: dict[int, Memory] = {}
@@ -297,7 +295,6 @@ class VideoTrainer:
                     point_inputs=points,
                     mask_inputs=targets[0] if kind == "mask" else None,
                     num_frames=t_len,
-                    options=options,
                 )
                 cond[0] = out.to_memory(0, True, storage_dtype=None)
             else:
@@ -310,7 +307,6 @@ class VideoTrainer:
                     non_cond_memories=non_cond,
                     num_frames=t_len,
                     num_objects=b,
-                    options=options,
                 )
                 non_cond[t] = out.to_memory(t, False, storage_dtype=None)
             outputs.append(out)

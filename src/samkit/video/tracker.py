@@ -151,8 +151,6 @@ def options_for(model: Sam2) -> TrackerOptions:
     the model config's ``multimask_output_for_tracking`` (a ``SAM2Base`` argument, so a
     property of the trained model, not a user preference)."""
     flag = model.config.multimask_output_for_tracking
-    if flag == DEFAULT_OPTIONS.multimask_output_for_tracking:
-        return DEFAULT_OPTIONS
     return replace(DEFAULT_OPTIONS, multimask_output_for_tracking=flag)
 
 
