@@ -25,9 +25,10 @@ from samkit.video.tracker import (
 )
 
 
-def _model(seed: int = 0) -> samkit.Sam2:
+def _model(seed: int = 0, **flags) -> samkit.Sam2:
+    """The tiny video model without dropout; ``flags`` replace config fields."""
     cfg = h.tiny_video_config()
-    cfg = dataclasses.replace(cfg, memory=dataclasses.replace(cfg.memory, dropout=0.0))
+    cfg = dataclasses.replace(cfg, memory=dataclasses.replace(cfg.memory, dropout=0.0), **flags)
     torch.manual_seed(seed)
     return samkit.build_model(cfg)
 
@@ -98,10 +99,8 @@ def test_single_output_tracking_trains_the_single_output(monkeypatch):
     """With ``multimask_output_for_tracking=False`` tracked frames give one candidate
     (decoder output 0), so the mask loss of a mask-prompted clip reaches hypernetwork 0
     and none of the three multimask hypernetworks."""
-    model = _model()
-    model = samkit.build_model(
-        dataclasses.replace(model.config, multimask_output_for_tracking=False)
-    ).train()  # as in train_step: no dynamic fallback to the multimask outputs
+    # train mode, as in train_step: no dynamic fallback to the multimask outputs
+    model = _model(multimask_output_for_tracking=False).train()
     seen = []
     real = train_video.clip_loss
 
