@@ -173,6 +173,11 @@ def test_single_point_oracle_is_perfect_and_encodes_once() -> None:
     # The click is the point farthest from the boundary of object 0: inside it.
     x, y = pred.calls[0]["points"][0]
     assert samples[0].masks[0][y, x]
+    # IoU-head diagnostics: candidates are (empty, object, complement) scored 0.1/0.9/0.2.
+    assert res.ious.shape == res.scores.shape == (6, 3)
+    assert res.top_is_best == 1.0
+    assert res.miou_per_candidate == (0.0, 1.0, 0.0)
+    assert res.score_mae == pytest.approx((0.1 + 0.1 + 0.2) / 3)
 
 
 def test_single_point_top_vs_oracle() -> None:
@@ -183,6 +188,15 @@ def test_single_point_top_vs_oracle() -> None:
     gt = samples[0].masks
     expect_top = [np.sum(~m & m) / np.sum(~m | m) for m in gt]
     np.testing.assert_allclose(res.iou_top, expect_top)
+    # The head always prefers the complement (IoU 0): never the best candidate.
+    assert res.top_is_best == 0.0
+    eroded = [153 / 170, 300 / 320, 8 / 12]  # one row dropped from 10x17, 16x20, 3x4
+    np.testing.assert_allclose(res.ious, np.stack([expect_top, np.ones(3), eroded], axis=1))
+    assert res.miou_per_candidate[1] == 1.0
+    expect_mae = np.mean(np.abs(np.array([0.8, 0.5, 0.1]) - res.ious))
+    assert res.score_mae == pytest.approx(expect_mae)
+    summary = res.summary()
+    assert summary["top_is_best"] == 0.0 and len(summary["miou_per_candidate"]) == 3
 
 
 def test_max_objects_min_area_max_images() -> None:

@@ -96,6 +96,13 @@ class SinglePointResult:
         iou_oracle: ``(count,)`` per-object best-candidate IoU.
         image_ids: ``(count,)`` image id of each object.
         object_indices: ``(count,)`` index of each object's mask in its sample.
+        ious: ``(count, K)`` IoU of every candidate, in the predictor's output order.
+        scores: ``(count, K)`` the predicted IoU (``scores``) of every candidate.
+
+    The properties below measure the IoU head, i.e. what the gap between ``miou_top`` and
+    ``miou_oracle`` comes from: how often the top-scored candidate is the best one, how
+    far the predicted IoUs are from the actual ones, and the mIoU of always keeping
+    candidate ``k`` (a constant choice that a useful IoU head must beat).
     """
 
     miou_top: float
@@ -105,8 +112,25 @@ class SinglePointResult:
     iou_oracle: NDArray[np.float64]
     image_ids: tuple[str, ...]
     object_indices: NDArray[np.int64]
+    ious: NDArray[np.float64]
+    scores: NDArray[np.float64]
 
     protocol = "single-point"
+
+    @property
+    def top_is_best(self) -> float:
+        """Fraction of objects whose top-scored candidate has the best IoU (ties count)."""
+        return float(np.mean(self.iou_top >= self.iou_oracle))
+
+    @property
+    def score_mae(self) -> float:
+        """Mean absolute error of the predicted IoU over all candidates."""
+        return float(np.mean(np.abs(self.scores - self.ious)))
+
+    @property
+    def miou_per_candidate(self) -> tuple[float, ...]:
+        """``(K,)`` mIoU of always keeping candidate ``k``."""
+        return tuple(float(v) for v in self.ious.mean(axis=0))
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -114,6 +138,9 @@ class SinglePointResult:
             "count": self.count,
             "miou_top": self.miou_top,
             "miou_oracle": self.miou_oracle,
+            "top_is_best": self.top_is_best,
+            "score_mae": self.score_mae,
+            "miou_per_candidate": list(self.miou_per_candidate),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +151,8 @@ class SinglePointResult:
                 "object_index": [int(i) for i in self.object_indices],
                 "iou_top": [float(v) for v in self.iou_top],
                 "iou_oracle": [float(v) for v in self.iou_oracle],
+                "ious": self.ious.tolist(),
+                "scores": self.scores.tolist(),
             },
         }
 
@@ -286,8 +315,8 @@ def single_point(
     Raises:
         ValueError: if there is no object to evaluate.
     """
-    top: list[float] = []
-    oracle: list[float] = []
+    all_ious: list[list[float]] = []
+    all_scores: list[list[float]] = []
     ids: list[str] = []
     idx: list[int] = []
     for sample, keep in _objects(dataset, max_objects, min_area, max_images):
@@ -296,20 +325,26 @@ def single_point(
             gt = _gt(sample, j)
             x, y = click_point_farthest_from_boundary(gt)
             pred = predictor.predict(points=[[x, y]], labels=[1], multimask=True)
-            ious = [iou(m, gt) for m in pred.masks]
-            top.append(ious[int(np.argmax(pred.scores))])
-            oracle.append(max(ious))
+            all_ious.append([iou(m, gt) for m in pred.masks])
+            all_scores.append([float(s) for s in np.asarray(pred.scores).reshape(-1)])
             ids.append(sample.image_id)
             idx.append(j)
-    _empty_check(len(top))
+    _empty_check(len(all_ious))
+    ious = np.asarray(all_ious, dtype=np.float64)
+    scores = np.asarray(all_scores, dtype=np.float64)
+    rows = np.arange(len(ious))
+    top = ious[rows, scores.argmax(axis=1)]
+    oracle = ious.max(axis=1)
     return SinglePointResult(
         miou_top=float(np.mean(top)),
         miou_oracle=float(np.mean(oracle)),
         count=len(top),
-        iou_top=np.asarray(top, dtype=np.float64),
-        iou_oracle=np.asarray(oracle, dtype=np.float64),
+        iou_top=top,
+        iou_oracle=oracle,
         image_ids=tuple(ids),
         object_indices=np.asarray(idx, dtype=np.int64),
+        ious=ious,
+        scores=scores,
     )
 
 

@@ -36,6 +36,11 @@ def result_table(result: EvalResult) -> Table:
     if isinstance(result, SinglePointResult):
         table.add_row("mIoU (top-scored mask)", f"{result.miou_top:.4f}")
         table.add_row("mIoU (oracle, best of 3)", f"{result.miou_oracle:.4f}")
+        table.add_row("top-scored is the best", f"{result.top_is_best:.4f}")
+        table.add_row("predicted IoU, mean abs. error", f"{result.score_mae:.4f}")
+        per = result.miou_per_candidate
+        names = " / ".join(str(i + 1) for i in range(len(per)))
+        table.add_row(f"mIoU, always candidate {names}", " / ".join(f"{v:.3f}" for v in per))
     elif isinstance(result, InteractiveResult):
         for t, v in zip(result.thresholds, result.noc, strict=True):
             table.add_row(f"NoC@{round(t * 100):d}", f"{v:.2f}")
