@@ -6,7 +6,10 @@ Training used generator seed 1 (scripts/train_demo.sh); the held-out set uses an
 seed, so no evaluation image was seen in training. Protocols (samkit.eval): single point
 (top-scored and oracle mIoU), interactive (NoC@85/90, 20 clicks), tight-box mIoU, and
 nested coverage (one click inside a subpart: which of subpart / part / whole some output
-matches at IoU >= 0.8).
+matches at IoU >= 0.8). The single-point result is also split by whether the click
+lands inside a smaller object of the same image (a part or subpart: an ambiguous click,
+where the three candidates should be subpart / part / whole and the IoU head must guess
+which one was meant) or not.
 """
 
 from __future__ import annotations
@@ -16,12 +19,36 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import samkit
 from samkit.data.synthetic import SyntheticDataset
 from samkit.eval import box_prompt, interactive, nested_coverage, single_point
+from samkit.eval.metrics import click_point_farthest_from_boundary
+from samkit.eval.protocols import SinglePointResult
 from samkit.eval.report import print_results, write_json
+
+
+def ambiguity_split(result: SinglePointResult, data: SyntheticDataset) -> None:
+    """Print top-scored / oracle mIoU for clicks inside a smaller object vs the rest."""
+    by_id = {data[i].image_id: i for i in range(len(data))}
+    inside = []
+    for image_id, j in zip(result.image_ids, result.object_indices, strict=True):
+        masks = data[by_id[image_id]].masks
+        x, y = click_point_farthest_from_boundary(masks[j])
+        area = masks[j].sum()
+        inside.append(
+            any(k != j and masks[k][y, x] and masks[k].sum() < area for k in range(len(masks)))
+        )
+    sel = np.asarray(inside, dtype=bool)
+    for name, rows in (("click inside a smaller object", sel), ("other clicks", ~sel)):
+        if rows.any():
+            print(
+                f"single point, {name}: {int(rows.sum())} objects, "
+                f"top-scored {result.iou_top[rows].mean():.3f}, "
+                f"oracle {result.iou_oracle[rows].mean():.3f}"
+            )
 
 
 def main() -> None:
@@ -36,13 +63,15 @@ def main() -> None:
     predictor = samkit.ImagePredictor(model)
     data = SyntheticDataset(args.n, seed=args.seed)
     t0 = time.perf_counter()
+    point = single_point(predictor, data)
     results = [
-        single_point(predictor, data),
+        point,
         interactive(predictor, data, max_clicks=20),
         box_prompt(predictor, data),
         nested_coverage(predictor, data, threshold=0.8),
     ]
     print_results(results)
+    ambiguity_split(point, data)
     print(f"{args.n} images, seed {args.seed}, {time.perf_counter() - t0:.0f} s")
     if args.json is not None:
         write_json(args.json, results, meta={"n": args.n, "seed": args.seed})
