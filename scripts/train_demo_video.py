@@ -66,6 +66,14 @@ def main() -> None:
     )
     ap.add_argument("--iou-loss", choices=("l1", "bce"), default="l1")
     ap.add_argument(
+        "--teacher-forcing-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="for the first N steps, memories and pointers come from the candidate with the"
+        " best actual IoU, not the best predicted one",
+    )
+    ap.add_argument(
         "--single-output-tracking",
         action="store_true",
         help="tracked frames use the decoder's single output (multimask_output_for_tracking"
@@ -101,6 +109,7 @@ def main() -> None:
         seed=args.seed,
         save_every=100,
         iou_loss=args.iou_loss,
+        teacher_forcing_steps=args.teacher_forcing_steps,
     )
     trainer = VideoTrainer(model, config, args.out_dir)
     if args.resume:

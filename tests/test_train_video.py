@@ -121,6 +121,72 @@ def test_single_output_tracking_trains_the_single_output(monkeypatch):
         assert grad is None or float(grad.abs().sum()) == 0, k
 
 
+def test_teacher_masks_keep_the_best_actual_candidate():
+    """``teacher_masks`` replace the predicted-IoU choice by the actual-IoU one: the kept
+    low-res mask, and so the memory and the object pointer, follow the ground truth,
+    while the reported predicted IoUs do not change."""
+    model = _model().eval()
+    frame = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    pts = Points(torch.tensor([[[20.0, 30.0]], [[40.0, 12.0]]]), torch.tensor([[1], [1]]))
+    with torch.no_grad():
+        feats = encode_frame_with_grad(model, model_frame(model, frame))
+
+        def step(teacher=None):
+            return track_step_with_grad(
+                model,
+                0,
+                feats,
+                is_init_cond_frame=True,
+                point_inputs=pts,
+                num_frames=2,
+                teacher_masks=teacher,
+            )
+
+        free = step()
+        s = model.image_size
+        cands = torch.nn.functional.interpolate(
+            free.multimask_logits, size=(s, s), mode="bilinear", align_corners=False
+        )
+        assert free.multimask_logits.shape[1] == 3
+        predicted = free.ious.argmax(dim=1)
+        # Teach object 0 the candidate after its predicted one, object 1 the one before.
+        want = torch.stack([(predicted[0] + 1) % 3, (predicted[1] + 2) % 3])
+        teacher = (cands[torch.arange(2), want] > 0).float()[:, None]
+        # The candidates differ, so the taught one is the unique best match.
+        for i in range(2):
+            sizes = (cands[i] > 0).flatten(1).sum(1)
+            assert len(set(sizes.tolist())) == 3, sizes
+        forced = step(teacher)
+    torch.testing.assert_close(forced.ious, free.ious, rtol=0, atol=0)
+    for i in range(2):
+        torch.testing.assert_close(
+            forced.low_res_masks[i, 0], free.multimask_logits[i, int(want[i])], rtol=0, atol=0
+        )
+    assert not torch.equal(forced.obj_ptr, free.obj_ptr)
+    assert not torch.equal(forced.maskmem_features, free.maskmem_features)
+
+
+def test_teacher_forcing_steps_switch_off(monkeypatch):
+    """The trainer passes the ground truth as ``teacher_masks`` for the first
+    ``teacher_forcing_steps`` optimizer steps only."""
+    calls = []
+    real = train_video.track_step_with_grad
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("teacher_masks"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_video, "track_step_with_grad", spy)
+    trainer = VideoTrainer(_model(), _config(teacher_forcing_steps=1), "unused")
+    trainer.train_step()
+    first = list(calls)
+    calls.clear()
+    trainer.train_step()
+    assert len(first) == 4 and all(t is not None for t in first)
+    assert first[0].shape[1:] == (1, trainer.model.image_size, trainer.model.image_size)
+    assert len(calls) == 4 and all(t is None for t in calls)
+
+
 def test_loss_falls_on_a_short_cpu_run(tmp_path):
     model = _model()
     trainer = VideoTrainer(model, _config(), tmp_path)

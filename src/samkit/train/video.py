@@ -77,6 +77,13 @@ class VideoTrainConfig:
     from-scratch run, where every actual IoU starts near 0, L1 drove the head's logits to
     about -6 and left them there (predictions 0.003 for every candidate), so the
     tracker's choice among the candidates was blind (see docs/demo_video_training.md).
+
+    ``teacher_forcing_steps``: for the first N optimizer steps, every frame that gets
+    several candidates keeps the one with the highest actual IoU against the ground truth
+    for its memory and object pointer (``track_step_with_grad(teacher_masks=...)``)
+    instead of the one the IoU head ranks first, so later frames learn from good memories
+    while the head cannot rank yet. The losses are unchanged. Default 0 (off: train as
+    the tracker runs).
     """
 
     max_steps: int = 1000
@@ -93,6 +100,7 @@ class VideoTrainConfig:
     dice_weight: float = 1.0
     iou_weight: float = 1.0
     iou_loss: str = "l1"
+    teacher_forcing_steps: int = 0
     score_weight: float = 1.0
     min_prompt_area: int = 30
     log_every: int = 10
@@ -280,6 +288,7 @@ class VideoTrainer:
         kind = "mask" if u < cfg.prob_mask_prompt else None
         if kind is None:
             kind = "box" if rng.random() < cfg.prob_box_prompt else "click"
+        teacher = self.step < cfg.teacher_forcing_steps
         outputs: list[TrackOutput] = []
         cond: dict[int, Memory] = {}
         non_cond: dict[int, Memory] = {}
@@ -295,6 +304,7 @@ class VideoTrainer:
                     point_inputs=points,
                     mask_inputs=targets[0] if kind == "mask" else None,
                     num_frames=t_len,
+                    teacher_masks=targets[0] if teacher else None,
                 )
                 cond[0] = out.to_memory(0, True, storage_dtype=None)
             else:
@@ -307,6 +317,7 @@ class VideoTrainer:
                     non_cond_memories=non_cond,
                     num_frames=t_len,
                     num_objects=b,
+                    teacher_masks=targets[t] if teacher else None,
                 )
                 non_cond[t] = out.to_memory(t, False, storage_dtype=None)
             outputs.append(out)
