@@ -20,8 +20,11 @@
 #    seed 2): scripts/demo_train_phase4.json (seed 2, lr 3e-4, 4000-step cosine) for
 #    steps 0-1749, then resumed from the step-1750 state on a 3200-step schedule
 #    (scripts/demo_train_phase4b.json; shortened to fit the session, as phase 2);
-# 6. exports the final weights as fp16 safetensors into the package.
-# On 2 CPU cores the training takes about 3.5 hours; add `--device cuda` to train on a GPU
+# 6. phase 5 continues from the fp16 export of phase 4 on 2000 more new images
+#    (generator seed 3): scripts/demo_train_phase5.json (seed 3, lr 2e-4, 4000-step
+#    cosine, run straight through);
+# 7. exports the final weights as fp16 safetensors into the package.
+# On 2 CPU cores the training takes about 5 hours; add `--device cuda` to train on a GPU
 # (results then differ in the last bits from the CPU run).
 set -euo pipefail
 RUN=${1:-runs/samkit-demo}
@@ -46,4 +49,9 @@ cp "$RUN/train4/trainer_state.pt" "$RUN/state4_1750.pt"
 samkit train "$RUN/data4" --config scripts/demo_train_phase4b.json \
     --init-checkpoint "$RUN/phase3.safetensors" --resume "$RUN/state4_1750.pt" \
     --out "$RUN/train4" "$@"
-python scripts/export_demo.py "$RUN/train4/model_final.pt" src/samkit/assets/samkit-demo.safetensors
+# Phase 5 starts from the fp16 export of phase 4 (shipped 2026-12-07 until phase 5).
+python scripts/export_demo.py "$RUN/train4/model_final.pt" "$RUN/phase4.safetensors"
+samkit synth "$RUN/data5" --n 2000 --seed 3
+samkit train "$RUN/data5" --config scripts/demo_train_phase5.json \
+    --init-checkpoint "$RUN/phase4.safetensors" --out "$RUN/train5" "$@"
+python scripts/export_demo.py "$RUN/train5/model_final.pt" src/samkit/assets/samkit-demo.safetensors

@@ -137,7 +137,7 @@ register(
         weights=WeightSpec(
             url="",
             filename="samkit-demo.safetensors",
-            sha256="882b9935e24898bae519a6dde146d099a8ef78c9b64a45d6afca11869a07039f",
+            sha256="ace81f55b9d76aa66fab4010422295fbd8b1492e992c7f6c5d0fb3a00a4a46de",
             size=12117896,
             bundled="assets/samkit-demo.safetensors",
         ),
