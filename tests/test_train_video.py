@@ -14,7 +14,7 @@ import torch
 import samkit
 from samkit.data.synthetic_video import SyntheticVideoConfig
 from samkit.train import video as train_video
-from samkit.train.video import VideoTrainConfig, VideoTrainer
+from samkit.train.video import BestActualCandidate, VideoTrainConfig, VideoTrainer
 from samkit.video.tracker import (
     Points,
     encode_frame,
@@ -121,8 +121,8 @@ def test_single_output_tracking_trains_the_single_output(monkeypatch):
         assert grad is None or float(grad.abs().sum()) == 0, k
 
 
-def test_teacher_masks_keep_the_best_actual_candidate():
-    """``teacher_masks`` replace the predicted-IoU choice by the actual-IoU one: the kept
+def test_teacher_forcing_keeps_the_best_actual_candidate():
+    """``BestActualCandidate`` replaces the predicted-IoU choice by the actual-IoU one: the kept
     low-res mask, and so the memory and the object pointer, follow the ground truth,
     while the reported predicted IoUs do not change."""
     model = _model().eval()
@@ -139,7 +139,7 @@ def test_teacher_masks_keep_the_best_actual_candidate():
                 is_init_cond_frame=True,
                 point_inputs=pts,
                 num_frames=2,
-                teacher_masks=teacher,
+                choose_candidate=None if teacher is None else BestActualCandidate(teacher),
             )
 
         free = step()
@@ -167,13 +167,13 @@ def test_teacher_masks_keep_the_best_actual_candidate():
 
 
 def test_teacher_forcing_steps_switch_off(monkeypatch):
-    """The trainer passes the ground truth as ``teacher_masks`` for the first
-    ``teacher_forcing_steps`` optimizer steps only."""
+    """The trainer passes the ground truth (as a ``BestActualCandidate`` chooser) for the
+    first ``teacher_forcing_steps`` optimizer steps only."""
     calls = []
     real = train_video.track_step_with_grad
 
     def spy(*args, **kwargs):
-        calls.append(kwargs.get("teacher_masks"))
+        calls.append(kwargs.get("choose_candidate"))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train_video, "track_step_with_grad", spy)
@@ -183,7 +183,9 @@ def test_teacher_forcing_steps_switch_off(monkeypatch):
     calls.clear()
     trainer.train_step()
     assert len(first) == 4 and all(t is not None for t in first)
-    assert first[0].shape[1:] == (1, trainer.model.image_size, trainer.model.image_size)
+    assert all(isinstance(t, BestActualCandidate) for t in first)
+    size = trainer.model.image_size
+    assert first[0].targets.shape[1:] == (1, size, size)
     assert len(calls) == 4 and all(t is None for t in calls)
 
 

@@ -58,7 +58,7 @@ from samkit.video.tracker import (
     track_step_with_grad,
 )
 
-__all__ = ["VideoTrainConfig", "VideoTrainer", "clip_loss"]
+__all__ = ["BestActualCandidate", "VideoTrainConfig", "VideoTrainer", "clip_loss"]
 
 _STATE_FORMAT = "samkit.train.VideoTrainerState/1"
 _METRICS = ("loss", "mask", "iou_loss", "score_loss", "iou", "visible_acc")
@@ -80,7 +80,7 @@ class VideoTrainConfig:
 
     ``teacher_forcing_steps``: for the first N optimizer steps, every frame that gets
     several candidates keeps the one with the highest actual IoU against the ground truth
-    for its memory and object pointer (``track_step_with_grad(teacher_masks=...)``)
+    for its memory and object pointer (:class:`BestActualCandidate`)
     instead of the one the IoU head ranks first, so later frames learn from good memories
     while the head cannot rank yet. The losses are unchanged. Default 0 (off: train as
     the tracker runs).
@@ -157,6 +157,23 @@ def _frame_prompt(
             labels.append([2, 3])
     c = torch.tensor(coords, dtype=torch.float32) / torch.tensor([w, h]) * image_size
     return Points(c, torch.tensor(labels, dtype=torch.int32))
+
+
+@dataclass(frozen=True)
+class BestActualCandidate:
+    """Teacher forcing's choice among a frame's candidates (a ``choose_candidate`` hook
+    of :func:`~samkit.video.tracker.track_step_with_grad`): the candidate with the highest
+    actual IoU against ``targets``, ``(B, 1, S, S)`` binary masks at the input size. The
+    ``(B, K, h, w)`` candidate logits are upsampled (bilinear) to ``S`` and thresholded at
+    0 (:func:`~samkit.train.losses.mask_iou`); ties go to the lower index."""
+
+    targets: torch.Tensor
+
+    def __call__(self, candidates: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(
+            candidates, size=self.targets.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return mask_iou(up, self.targets.to(up.device)).argmax(dim=1)
 
 
 def clip_loss(
@@ -304,7 +321,7 @@ class VideoTrainer:
                     point_inputs=points,
                     mask_inputs=targets[0] if kind == "mask" else None,
                     num_frames=t_len,
-                    teacher_masks=targets[0] if teacher else None,
+                    choose_candidate=BestActualCandidate(targets[0]) if teacher else None,
                 )
                 cond[0] = out.to_memory(0, True, storage_dtype=None)
             else:
@@ -317,7 +334,7 @@ class VideoTrainer:
                     non_cond_memories=non_cond,
                     num_frames=t_len,
                     num_objects=b,
-                    teacher_masks=targets[t] if teacher else None,
+                    choose_candidate=BestActualCandidate(targets[t]) if teacher else None,
                 )
                 non_cond[t] = out.to_memory(t, False, storage_dtype=None)
             outputs.append(out)

@@ -61,7 +61,7 @@ does the same by default); masks, pointers and scores stay float32.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -73,6 +73,10 @@ from PIL import Image
 from scipy import ndimage
 
 from samkit.modeling.sam2 import Sam2
+
+#: A training hook of :func:`track_step_with_grad`: ``(B, K, h, w)`` candidate logits ->
+#: ``(B,)`` indices of the candidates to keep.
+CandidateChooser = Callable[[torch.Tensor], torch.Tensor]
 
 #: Mask logit given to an object predicted absent (and to objects with no output).
 NO_OBJ_SCORE = -1024.0
@@ -687,7 +691,7 @@ def _sam_heads(
     points: Points | None,
     mask_prompt: torch.Tensor | None,
     multimask: bool,
-    teacher_masks: torch.Tensor | None = None,
+    choose_candidate: CandidateChooser | None = None,
 ) -> _HeadsOut:
     batch = pix_feat.shape[0]
     device = pix_feat.device
@@ -724,10 +728,10 @@ def _sam_heads(
     multimasks = torch.where(present[:, :, None, None], out.masks, NO_OBJ_SCORE).float()
     tokens = out.sam_tokens
     if multimask:
-        if teacher_masks is None:
+        if choose_candidate is None:
             best = torch.argmax(out.iou, dim=-1)
         else:
-            best = _best_candidate(multimasks.detach(), teacher_masks.to(device))
+            best = choose_candidate(multimasks.detach()).to(device)
         rows = torch.arange(batch, device=device)
         low_res = multimasks[rows, best].unsqueeze(1)
         token = tokens[rows, best] if tokens.shape[1] > 1 else tokens[:, 0]
@@ -746,22 +750,6 @@ def _sam_heads(
         out.object_score_logits,
         out.masks.float(),
     )
-
-
-def _best_candidate(candidates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` index of the candidate with the highest actual IoU against ``targets``.
-
-    ``candidates`` ``(B, K, h, w)`` low-res logits are upsampled (bilinear) to the size
-    of the ``(B, 1, S, S)`` binary ``targets`` and thresholded at 0; ties go to the lower
-    index.
-    """
-    up = F.interpolate(candidates, size=targets.shape[-2:], mode="bilinear", align_corners=False)
-    pred = (up > 0).flatten(2)
-    tgt = (targets > 0.5).flatten(2)
-    inter = (pred & tgt).sum(-1).float()
-    union = (pred | tgt).sum(-1).float()
-    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-    return torch.argmax(iou, dim=-1)
 
 
 def _mask_as_output(
@@ -864,7 +852,7 @@ def track_step_with_grad(
     prev_sam_mask_logits: torch.Tensor | None = None,
     num_objects: int | None = None,
     options: TrackerOptions | None = None,
-    teacher_masks: torch.Tensor | None = None,
+    choose_candidate: CandidateChooser | None = None,
 ) -> TrackOutput:
     """Track a batch of objects on one frame, in the caller's autograd mode (what
     training back-propagates through; :func:`track_step` is the inference form).
@@ -893,12 +881,12 @@ def track_step_with_grad(
             or the first conditioning memory).
         options: tracking flags (default: the official video predictor's for this
             model, :func:`options_for`).
-        teacher_masks: training only, ``(B, 1, S, S)`` ground-truth masks at the input
-            size. When the decoder returns several candidates, keep the one with the
-            highest actual IoU against them (the mask the memory is encoded from and the
-            token the object pointer is read from) instead of the highest predicted IoU:
-            teacher forcing, so that later frames learn from good memories while the IoU
-            head cannot rank yet. The outputs' ``ious`` stay the predicted ones.
+        choose_candidate: training hook. When the decoder returns several candidates,
+            it gets their ``(B, K, S/4, S/4)`` low-res logits (detached) and returns the
+            ``(B,)`` indices to keep (the mask the memory is encoded from and the token
+            the object pointer is read from) instead of the highest predicted IoU's; the
+            video trainer's teacher forcing passes the best match to the ground truth.
+            The outputs' ``ious`` stay the predicted ones.
     """
     if options is None:
         options = options_for(model)
@@ -934,7 +922,7 @@ def track_step_with_grad(
             point_inputs,
             prev_sam_mask_logits,
             use_multimask(is_init_cond_frame, point_inputs, options),
-            teacher_masks,
+            choose_candidate,
         )
     out = TrackOutput(
         low_res_masks=heads.low_res,
@@ -985,6 +973,7 @@ __all__ = [
     "DEFAULT_OPTIONS",
     "HOLE_FILL_LOGIT",
     "NO_OBJ_SCORE",
+    "CandidateChooser",
     "FrameFeatures",
     "Memory",
     "MemorySelection",
