@@ -32,15 +32,14 @@ from samkit.eval.report import print_results, write_json
 
 def ambiguity_split(result: SinglePointResult, data: SyntheticDataset) -> None:
     """Print top-scored / oracle mIoU for clicks inside a smaller object vs the rest."""
-    by_id = {data[i].image_id: i for i in range(len(data))}
+    # Each sample is generated on access: read every image's masks once.
+    masks_of = {sample.image_id: np.asarray(sample.masks) for sample in data}
     inside = []
     for image_id, j in zip(result.image_ids, result.object_indices, strict=True):
-        masks = data[by_id[image_id]].masks
+        masks = masks_of[image_id]
+        areas = masks.reshape(len(masks), -1).sum(axis=1)
         x, y = click_point_farthest_from_boundary(masks[j])
-        area = masks[j].sum()
-        inside.append(
-            any(k != j and masks[k][y, x] and masks[k].sum() < area for k in range(len(masks)))
-        )
+        inside.append(bool(np.any(masks[:, y, x] & (areas < areas[j]))))
     sel = np.asarray(inside, dtype=bool)
     for name, rows in (("click inside a smaller object", sel), ("other clicks", ~sel)):
         if rows.any():
