@@ -107,7 +107,7 @@ def eval_command(
 
         samkit eval data/sa1b --model sam-vit-b --protocol all --limit 50 --json res.json
 
-        samkit eval val2017 --coco-annotations instances_val2017.json \
+        samkit eval val2017 --coco-annotations instances_val2017.json
             --detections vitdet_val2017.json --protocol coco-ap --json ap.json
     """
     run_coco_ap = protocol is Protocol.coco_ap or (

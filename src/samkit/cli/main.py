@@ -8,6 +8,8 @@ traceback instead.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import click
@@ -48,14 +50,41 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command("models")(models.list_models_command)
-app.command("download")(models.download_command)
-app.command("segment")(segment.segment_command)
-app.command("auto")(auto.auto_command)
-app.command("track")(track.track_command)
-app.command("eval")(eval_cmd.eval_command)
-app.command("train")(train.train_command)
-app.command("synth")(synth.synth_command)
+
+def command_help(func: Callable[..., Any]) -> str:
+    """A command's docstring as help text whose prose reflows to the terminal's width.
+
+    Typer keeps every line break inside a paragraph, so docstring lines wrapped for the
+    source file came out ragged in narrower terminals: here the lines of a prose paragraph
+    are joined with spaces, and indented lines (examples) keep their own lines. Typer also
+    dedents everything after the first paragraph by the indentation common to its lines
+    but the first; an empty second paragraph makes that first line a blank one, so the
+    examples keep their indentation (Typer drops the leading blank lines).
+    """
+    first, *rest = inspect.cleandoc(func.__doc__ or "").split("\n\n")
+    paragraphs = [" ".join(line.strip() for line in first.split("\n"))]
+    if rest:
+        paragraphs.append("")
+    for para in rest:
+        lines = para.split("\n")
+        if any(line.startswith(" ") for line in lines):
+            paragraphs.append(para)
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+for _name, _func in (
+    ("models", models.list_models_command),
+    ("download", models.download_command),
+    ("segment", segment.segment_command),
+    ("auto", auto.auto_command),
+    ("track", track.track_command),
+    ("eval", eval_cmd.eval_command),
+    ("train", train.train_command),
+    ("synth", synth.synth_command),
+):
+    app.command(_name, help=command_help(_func))(_func)
 
 
 def _version_callback(value: bool) -> None:
