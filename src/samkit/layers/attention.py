@@ -34,6 +34,7 @@ from torch import nn
 
 from samkit.layers.common import TRANSIENT_BYTES
 from samkit.layers.rope import AxialRope, apply_rope_qk, axial_rope
+from samkit.layers.sdpa import scaled_dot_product_attention
 
 #: Scores held at once by :meth:`RoPEAttention._narrow_values`: float32 scores within the
 #: ``layers.common.TRANSIENT_BYTES`` budget (16 MiB; at 32 MiB each block's scores and
@@ -104,7 +105,7 @@ class Attention(nn.Module):
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
         dropout_p = self.dropout_p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        out = scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
@@ -259,7 +260,7 @@ class RoPEAttention(Attention):
             return self._narrow_values(q, k, v)
         v = self._separate_heads(self.v_proj(v))
         dropout_p = self.dropout_p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        out = scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 

@@ -7,7 +7,10 @@ bounded (at most ``TRANSIENT_BYTES``, 16 MiB, for the bias, or one grid row of q
 however many tokens attend, and the fused SDPA kernel does the rest. Measured on this
 project's CPU, the 64x64 global blocks of ViT-B run about 2x faster than the official
 formula; bounding the bias at 16 MiB rather than 256 MiB made them 1.09 -> 0.66 s on a
-2-core AMD EPYC (a bias that large is page-faulted in afresh on every call).
+2-core AMD EPYC (a bias that large is page-faulted in afresh on every call). For bf16
+inference on the CPU the fused kernel is slow (see :mod:`samkit.layers.sdpa`): there each
+block's scores come from a matrix product and the two bias terms are added to them in
+place, with no separate bias tensor.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from samkit.layers.common import rows_per_chunk
+from samkit.layers.sdpa import blockwise_bf16
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
@@ -63,6 +67,10 @@ def rel_pos_attention(
     # Split along query rows of the grid so the (rows*W, H*W) bias stays within budget.
     bytes_per_row = b * nh * w * n * q.element_size()
     rows = min(h, rows_per_chunk(bytes_per_row, 1))
+    blockwise = blockwise_bf16(q)
+    if blockwise:  # contiguous once, not copied by every block's matrix products
+        q, v = q.contiguous(), v.contiguous()
+        kt = (k * c**-0.5).contiguous().transpose(-1, -2)
     r_q = q.reshape(b, nh, h, w, c)
     outs = []
     for r0 in range(0, h, rows):
@@ -70,6 +78,15 @@ def rel_pos_attention(
         qc = r_q[:, :, r0:r1]
         rel_h = torch.einsum("bnhwc,hkc->bnhwk", qc, rh[r0:r1])
         rel_w = torch.einsum("bnhwc,wkc->bnhwk", qc, rw)
+        if blockwise:
+            # bf16 on the CPU (see samkit.layers.sdpa): scores by matrix product, the two
+            # bias terms added in place, no separate bias tensor.
+            scores = torch.matmul(qc.reshape(b, nh, -1, c), kt).view(b, nh, r1 - r0, w, h, w)
+            scores += rel_h[..., :, None]
+            scores += rel_w[..., None, :]
+            probs = torch.softmax(scores.view(b, nh, (r1 - r0) * w, n), dim=-1)
+            outs.append(torch.matmul(probs, v))
+            continue
         bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, (r1 - r0) * w, n)
         outs.append(F.scaled_dot_product_attention(qc.reshape(b, nh, -1, c), k, v, attn_mask=bias))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)

@@ -19,6 +19,7 @@ from torch import nn
 from samkit.configs.base import FpnConfig, HieraConfig
 from samkit.layers.common import MLP, residual_rowwise, rows_per_chunk
 from samkit.layers.position import PositionEmbeddingSine
+from samkit.layers.sdpa import scaled_dot_product_attention
 
 
 def _window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -107,7 +108,7 @@ class MultiScaleAttention(nn.Module):
             q = _max_pool(qkv[:, :, 0].reshape(b, h, w, -1), self.q_stride)
             h, w = q.shape[1:3]
             q = q.reshape(b, h * w, heads, -1).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, h, w, -1))
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samkit.layers.common import LayerNorm2d, residual_rowwise, rows_per_chunk
+from samkit.layers.sdpa import scaled_dot_product_attention
 
 
 class ConvBN(nn.Module):
@@ -197,7 +198,7 @@ class Attention(nn.Module):
         qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3 * self.head_dim)
         q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)  # each (B', heads, N, head_dim)
         bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        out = scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from samkit.layers.common import LayerNorm2d, MLPBlock, residual_rowwise, rows_per_chunk
 from samkit.layers.rel_pos import rel_pos_attention
+from samkit.layers.sdpa import scaled_dot_product_attention
 
 
 class PatchEmbed(nn.Module):
@@ -61,7 +62,7 @@ class RelPosAttention(nn.Module):
         if self.use_rel_pos:
             out = rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, (h, w))
         else:
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = scaled_dot_product_attention(q, k, v)
         return out.transpose(1, 2).reshape(b, h, w, -1)
 
 

@@ -1,0 +1,76 @@
+"""Scaled dot-product attention: torch's fused kernel, or plain matrix products for bf16
+inference on the CPU.
+
+On the CPU, torch's fused attention kernel (``_scaled_dot_product_flash_attention_for_cpu``)
+is no faster in bfloat16 than in float32: measured on a 2-core AMD EPYC with native
+``avx512_bf16`` (torch 2.13), the ViT-B 64x64 global attention took 0.52 s with its
+relative-position bias in bf16 against 0.55 s in fp32, while bf16 matrix products ran at
+twice the fp32 rate. Two matrix products and a softmax on bounded blocks of queries, all in
+bf16, took 0.27 s for the same block and were 1.6-2.4x faster than the fused kernel for
+every attention shape of the SAM 1 and SAM 2 encoders (windows of 7-14, 8x8 and 4x4
+windows, 4,096-token global attention). This is the arithmetic of the official code run
+under ``torch.autocast`` (scores rounded to bf16 before the softmax), so its error against
+float32 is about twice the fused kernel's, which accumulates scores in float32; masks
+computed with it match the float32 masks at IoU >= 0.99 (see the bf16 tests).
+
+Float32, float64, gradients, dropout and other devices keep the fused kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from samkit.layers.common import rows_per_chunk
+
+
+def blockwise_bf16(q: torch.Tensor) -> bool:
+    """Whether attention on ``q`` takes the blockwise bf16 path (bf16 CPU inference)."""
+    return q.dtype == torch.bfloat16 and q.device.type == "cpu" and not torch.is_grad_enabled()
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(C) + attn_mask) v``, as :func:`F.scaled_dot_product_attention`.
+
+    Args:
+        q: ``(..., L, C)`` queries; k: ``(..., S, C)`` keys; v: ``(..., S, Cv)`` values
+            (leading dimensions broadcast as in torch).
+        attn_mask: optional additive float bias, or a bool mask (True: attend),
+            broadcastable to ``(..., L, S)``.
+        dropout_p: attention dropout (training only; forces the fused kernel).
+
+    Returns:
+        ``(..., L, Cv)``.
+    """
+    if dropout_p > 0 or not blockwise_bf16(q):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+    # Contiguous operands once: a permuted view (heads split out of a fused qkv) would be
+    # copied by every block's matrix product.
+    q, v = q.contiguous(), v.contiguous()
+    kt = (k * k.shape[-1] ** -0.5).contiguous().transpose(-1, -2)
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    lead = 1
+    for d in torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]):
+        lead *= d
+    rows = min(n_q, rows_per_chunk(lead * n_k, q.element_size()))
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        attn_mask = torch.zeros((), dtype=q.dtype).masked_fill(~attn_mask, float("-inf"))
+    elif attn_mask is not None:
+        attn_mask = attn_mask.to(q.dtype)
+    outs = []
+    for r0 in range(0, n_q, rows):
+        scores = torch.matmul(q[..., r0 : r0 + rows, :], kt)
+        if attn_mask is not None:
+            mask = attn_mask[..., r0 : r0 + rows, :] if attn_mask.shape[-2] != 1 else attn_mask
+            if torch.broadcast_shapes(scores.shape, mask.shape) == scores.shape:
+                scores += mask
+            else:
+                scores = scores + mask
+        outs.append(torch.matmul(torch.softmax(scores, dim=-1), v))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)

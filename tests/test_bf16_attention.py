@@ -1,0 +1,145 @@
+"""bf16 inference on the CPU: the blockwise attention path (``samkit.layers.sdpa``).
+
+Torch's fused CPU attention kernel is no faster in bf16 than in fp32, so bf16 inference on
+the CPU computes attention with bf16 matrix products on bounded blocks of queries. These
+tests compare it with float32 attention on the same (bf16-rounded) inputs, check that
+everything else (fp32, gradients, dropout) still goes to the fused kernel, and that a
+trained model's bf16 masks match its fp32 masks.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import samkit
+from samkit.layers import common
+from samkit.layers.rel_pos import rel_pos_attention
+from samkit.layers.sdpa import blockwise_bf16, scaled_dot_product_attention
+from samkit.train.losses import mask_iou
+
+SMALL = 8 * 1024  # bytes: forces many query blocks
+
+
+@pytest.fixture
+def small_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "TRANSIENT_BYTES", SMALL)
+
+
+def _errors(actual: torch.Tensor, expected: torch.Tensor) -> tuple[float, float]:
+    """(max, mean) absolute error relative to the mean magnitude of ``expected``."""
+    diff = (actual.float() - expected.float()).abs()
+    scale = expected.float().abs().mean().item()
+    return diff.max().item() / scale, diff.mean().item() / scale
+
+
+def _qkv_from_fused(b: int, n: int, heads: int, c: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """q, k, v as the encoders make them: non-contiguous views of one fused projection."""
+    g = torch.Generator().manual_seed(seed)
+    qkv = torch.randn(b, n, 3, heads, c, generator=g).bfloat16()
+    return tuple(qkv.permute(2, 0, 3, 1, 4).unbind(0))
+
+
+@pytest.mark.parametrize(
+    ("b", "heads", "n", "c", "mask"),
+    [
+        (6, 2, 49, 16, None),  # windows
+        (1, 3, 256, 32, None),  # one global block
+        (4, 2, 49, 16, "float"),  # TinyViT-style bias (heads, N, N)
+        (2, 2, 64, 16, "bool"),
+    ],
+)
+def test_blockwise_bf16_matches_float32_attention(
+    small_budget: None, b: int, heads: int, n: int, c: int, mask: str | None
+) -> None:
+    q, k, v = _qkv_from_fused(b, n, heads, c, seed=n)
+    bias = None
+    if mask == "float":
+        bias = torch.randn(heads, n, n, generator=torch.Generator().manual_seed(1))
+    elif mask == "bool":
+        bias = torch.rand(n, n, generator=torch.Generator().manual_seed(2)) > 0.3
+        bias |= torch.eye(n, dtype=torch.bool)  # every query attends somewhere
+    with torch.inference_mode():
+        assert blockwise_bf16(q)
+        assert common.rows_per_chunk(b * heads * n, 2) < n  # really several blocks
+        out = scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        ref_mask = bias if bias is None or bias.dtype == torch.bool else bias.bfloat16().float()
+        ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=ref_mask)
+        fused = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    assert out.dtype == torch.bfloat16 and out.shape == (b, heads, n, c)
+    _check_error(out, fused, ref)
+
+
+def _check_error(out: torch.Tensor, fused: torch.Tensor, ref: torch.Tensor) -> None:
+    """bf16 scores and probabilities (as the official code under autocast) cost precision
+    against the fused kernel, which accumulates in float32: allow a few times its error."""
+    worst, mean = _errors(out, ref)
+    fused_worst, fused_mean = _errors(fused, ref)
+    assert mean < 0.015, (mean, fused_mean)
+    assert mean < 4 * fused_mean + 1e-3, (mean, fused_mean)
+    assert worst < 4 * fused_worst + 0.02, (worst, fused_worst)
+
+
+def test_other_cases_keep_the_fused_kernel() -> None:
+    q, k, v = (t.float() for t in _qkv_from_fused(2, 40, 2, 8, seed=0))
+    with torch.inference_mode():
+        assert not blockwise_bf16(q)
+        assert torch.equal(
+            scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v)
+        )
+    qb = q.bfloat16().requires_grad_(True)
+    kb, vb = k.bfloat16(), v.bfloat16()
+    assert not blockwise_bf16(qb)  # gradients: the fused kernel
+    out = scaled_dot_product_attention(qb, kb, vb)
+    assert torch.equal(out, F.scaled_dot_product_attention(qb, kb, vb))
+    out.float().sum().backward()
+    assert qb.grad is not None
+    with torch.inference_mode():  # dropout also keeps the fused kernel
+        torch.manual_seed(0)
+        a = scaled_dot_product_attention(q.bfloat16(), kb, vb, dropout_p=0.5)
+        torch.manual_seed(0)
+        b = F.scaled_dot_product_attention(q.bfloat16(), kb, vb, dropout_p=0.5)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("size", [(7, 7), (16, 12)])
+def test_rel_pos_attention_bf16_blockwise(small_budget: None, size: tuple[int, int]) -> None:
+    h, w = size
+    q, k, v = _qkv_from_fused(2, h * w, 2, 16, seed=h)
+    g = torch.Generator().manual_seed(5)
+    rel_h = (torch.randn(2 * h - 1, 16, generator=g) * 0.5).bfloat16()
+    rel_w = (torch.randn(2 * w - 1, 16, generator=g) * 0.5).bfloat16()
+    with torch.inference_mode():
+        out = rel_pos_attention(q, k, v, rel_h, rel_w, size)
+        ref = rel_pos_attention(q.float(), k.float(), v.float(), rel_h.float(), rel_w.float(), size)
+    with torch.no_grad(), torch.enable_grad():  # not inference: the fused kernel, bf16 bias
+        fused = rel_pos_attention(q, k, v, rel_h, rel_w, size)
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape
+    _check_error(out, fused, ref)
+
+
+def test_trained_model_bf16_masks_match_fp32() -> None:
+    """The bundled trained model, encoder in bf16 (global and windowed rel-pos attention on
+    the blockwise path) against fp32: the same masks on the sample image."""
+    fp32 = samkit.load_model("samkit-demo")
+    bf16 = copy.deepcopy(fp32)
+    bf16.image_encoder.to(torch.bfloat16)
+    image = np.asarray(Image.open(Path(samkit.__file__).parent / "assets" / "sample.jpg"))
+    results = []
+    for model in (fp32, bf16):
+        predictor = samkit.ImagePredictor(model)
+        predictor.set_image(image)
+        results.append(
+            [predictor.predict(points=[p], labels=[1]) for p in ([210, 245], [90, 80], [300, 140])]
+        )
+    for a, b in zip(*results, strict=True):
+        ious = mask_iou(torch.from_numpy(b.masks)[None], torch.from_numpy(a.masks)[None])[0]
+        assert a.masks.any(axis=(1, 2)).all()
+        assert ious.min().item() >= 0.98, ious
+        assert np.abs(a.scores - b.scores).max() < 0.02
