@@ -7,8 +7,8 @@ is no faster in bfloat16 than in float32: measured on a 2-core AMD EPYC with nat
 relative-position bias in bf16 against 0.55 s in fp32, while bf16 matrix products ran at
 twice the fp32 rate. Two matrix products and a softmax on bounded blocks of queries, all in
 bf16, took 0.27 s for the same block and were 1.6-2.4x faster than the fused kernel for
-every attention shape of the SAM 1 and SAM 2 encoders (windows of 7-14, 8x8 and 4x4
-windows, 4,096-token global attention). This is the arithmetic of the official code run
+Hiera's shapes (8x8, 4x4 and 14x14 windows, 4,096-token global attention); about as fast
+for the ViT's 14x14 windows with their relative-position bias. This is the arithmetic of the official code run
 under ``torch.autocast`` (scores rounded to bf16 before the softmax), so its error against
 float32 is about twice the fused kernel's, which accumulates scores in float32; masks
 computed with it match the float32 masks at IoU >= 0.99 (see the bf16 tests).
