@@ -11,6 +11,12 @@ ratio (>1 means samkit is faster). Run on demand:
     python benchmarks/bench_video.py --model reduced --frames 6   # quick smoke run
     python benchmarks/bench_video.py --frames 8 --repeat 3        # median of 3 per side
     python benchmarks/bench_video.py --peak-memory --frames 1000  # RSS while streaming
+    python benchmarks/bench_video.py --bf16            # samkit's encoder in bf16 as well
+    python benchmarks/bench_video.py --device cuda --frames 200 --objects 3
+
+``--bf16`` adds a row with samkit's image encoder in bf16 (``load_model(dtype=
+torch.bfloat16)``) against the same official fp32 run. ``--device cuda`` runs both sides
+on the GPU (the official predictor with its default settings there).
 
 ``--peak-memory`` runs each side in a fresh subprocess and prints the resident set size
 after frame 100 and at the end: samkit streams a generator with ``keep_results=False``;
@@ -26,6 +32,7 @@ sides do the same work.
 from __future__ import annotations
 
 import argparse
+import copy
 import subprocess
 import sys
 import tempfile
@@ -191,6 +198,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per side (median)")
     parser.add_argument("--peak-memory", action="store_true")
     parser.add_argument("--official-memory", action="store_true", help="with --peak-memory")
+    parser.add_argument("--bf16", action="store_true", help="also samkit with a bf16 encoder")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (both sides)")
     parser.add_argument("--side", choices=("samkit", "official"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split(","))
@@ -218,29 +227,44 @@ def main() -> None:
         return
 
     official, ours, cfg = _models(args.model)
+    device = torch.device(args.device)
+    official.to(device)
+    ours.to(device)
+    ours_bf16 = None
+    if args.bf16:
+        ours_bf16 = copy.deepcopy(ours)
+        ours_bf16.image_encoder.to(torch.bfloat16)
     clicks = _clicks(size, args.objects)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _write_clip(folder, args.frames, size, args.objects)
         # Alternate the sides and keep the median of each: single runs on a shared
         # host vary by +-20%.
-        ref_fps, our_fps = [], []
+        ref_fps, our_fps, bf16_fps = [], [], []
         for _ in range(args.repeat):
             t_ref, n_ref = _time_official(official, folder, clicks)
             t_our, n_our = _time_samkit(ours, folder, clicks)
             assert n_ref == n_our == args.frames, (n_ref, n_our)
             ref_fps.append(n_ref / t_ref)
             our_fps.append(n_our / t_our)
+            if ours_bf16 is not None:
+                t_bf, n_bf = _time_samkit(ours_bf16, folder, clicks)
+                bf16_fps.append(n_bf / t_bf)
     fps_ref, fps_our = float(np.median(ref_fps)), float(np.median(our_fps))
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"model {args.model} (image {cfg.image_size}), {args.frames} frames "
         f"{size[0]}x{size[1]}, {args.objects} object(s), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, median of {args.repeat} run(s) per side"
+        f"{where}, {torch.get_num_threads()} threads, median of {args.repeat} run(s) per side"
     )
     print(f"{'measure':40s} {'official':>10s} {'samkit':>10s} {'ratio':>7s}")
     print(
         f"{'propagation (frames/s)':40s} {fps_ref:10.2f} {fps_our:10.2f} {fps_our / fps_ref:6.2f}x"
     )
+    if bf16_fps:
+        fps_bf = float(np.median(bf16_fps))
+        name = "propagation, samkit bf16 encoder"
+        print(f"{name:40s} {fps_ref:10.2f} {fps_bf:10.2f} {fps_bf / fps_ref:6.2f}x")
 
 
 if __name__ == "__main__":
