@@ -143,3 +143,40 @@ def test_trained_model_bf16_masks_match_fp32() -> None:
         assert a.masks.any(axis=(1, 2)).all()
         assert ious.min().item() >= 0.98, ious
         assert np.abs(a.scores - b.scores).max() < 0.02
+
+
+def _rel(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual.float() - expected.float()).norm() / expected.float().norm()).item()
+
+
+def test_bf16_encoders_as_precise_as_official_autocast() -> None:
+    """samkit's bf16 encoders (blockwise attention; SAM 2's folded high-resolution
+    projections in fp32) against the official encoders run under CPU bf16 autocast, both
+    measured against the official fp32 output: the errors are of the same size."""
+    import helpers_sam as H
+    import helpers_sam2 as H2
+
+    g = torch.Generator().manual_seed(0)
+    official, ours, _ = H.reduced_pair()
+    sam2_ours, sam2_official = H2.model_pair("2.1", 512)
+    cases = []
+    with torch.inference_mode():
+        x = torch.randn(1, 3, 1024, 1024, generator=g)
+        bf = copy.deepcopy(ours)
+        bf.image_encoder.to(torch.bfloat16)
+        ref = official.image_encoder(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            theirs = official.image_encoder(x)
+        cases.append(("sam1 embedding", bf.encode_image(x), theirs, ref))
+        x = torch.randn(1, 3, 512, 512, generator=g)
+        bf = copy.deepcopy(sam2_ours)
+        bf.image_encoder.to(torch.bfloat16)
+        ref = sam2_official.forward_image(x)["backbone_fpn"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            theirs = sam2_official.forward_image(x)["backbone_fpn"]
+        mine = bf.forward_image(x)
+        cases += [(f"sam2 level {i}", mine[i], theirs[i], ref[i]) for i in range(3)]
+    for what, mine, theirs, ref in cases:
+        assert mine.dtype == torch.float32 and mine.shape == ref.shape, what
+        err, official_err = _rel(mine, ref), _rel(theirs, ref)
+        assert 0 < err < 1.5 * official_err + 1e-3, (what, err, official_err)

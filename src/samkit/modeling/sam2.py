@@ -124,14 +124,10 @@ class Sam2(PromptableModel):
         """
         decoder = self.sam_mask_decoder
         x = x.to(self.encoder_dtype)
-        if self.encoder_dtype == torch.float32:
-            # the neck's lateral convs and conv_s0/conv_s1 folded (see forward_projected)
-            heads = {0: decoder.conv_s0, 1: decoder.conv_s1}
-            return self.image_encoder.forward_projected(x, heads)
-        levels = [t.float() for t in self.image_encoder(x)]
-        levels[0] = decoder.conv_s0(levels[0])
-        levels[1] = decoder.conv_s1(levels[1])
-        return levels
+        # the neck's lateral convs and conv_s0/conv_s1 folded (see forward_projected); with
+        # a bf16 encoder the folded product runs in fp32 on the bf16 trunk features
+        heads = {0: decoder.conv_s0, 1: decoder.conv_s1}
+        return [t.float() for t in self.image_encoder.forward_projected(x, heads)]
 
     def embed_image(self, x: torch.Tensor) -> tuple[torch.Tensor, HighRes]:
         """Single-image embedding: ``(B, C, h, w)`` with ``no_mem_embed`` added (no

@@ -55,16 +55,19 @@ def _max_pool(x: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
 
 def _folded_conv1x1(x: torch.Tensor, outer: nn.Conv2d, inner: nn.Conv2d) -> torch.Tensor:
     """``outer(inner(x))`` for two 1x1 convolutions as one product: ``(B, C, H, W)`` ->
-    ``(B, C_out, H, W)`` (channels-last storage)."""
-    w_in = inner.weight.flatten(1)  # (C_mid, C)
-    w_out = outer.weight.flatten(1)  # (C_out, C_mid)
+    ``(B, C_out, H, W)`` (channels-last storage).
+
+    Computed in the wider of ``x``'s and ``outer``'s dtypes: a bf16 encoder's features
+    projected by the fp32 decoder come out in fp32 (the folded product is small).
+    """
+    dtype = torch.promote_types(x.dtype, outer.weight.dtype)
+    w_in = inner.weight.flatten(1).to(dtype)  # (C_mid, C)
+    w_out = outer.weight.flatten(1).to(dtype)  # (C_out, C_mid)
     weight = w_out @ w_in
-    bias = w_out @ inner.bias if inner.bias is not None else None
+    bias = w_out @ inner.bias.to(dtype) if inner.bias is not None else None
     if outer.bias is not None:
-        bias = outer.bias if bias is None else bias + outer.bias
-    y = F.linear(
-        x.permute(0, 2, 3, 1), weight.to(x.dtype), None if bias is None else bias.to(x.dtype)
-    )
+        bias = outer.bias.to(dtype) if bias is None else bias + outer.bias.to(dtype)
+    y = F.linear(x.permute(0, 2, 3, 1).to(dtype), weight, bias)
     return y.permute(0, 3, 1, 2)
 
 
@@ -356,7 +359,7 @@ class Sam2ImageEncoder(nn.Module):
                 lateral = self.neck.convs[n - i].conv
                 levels[i] = _folded_conv1x1(feats[i], head, lateral)
             else:
-                levels[i] = head(levels[i])
+                levels[i] = head(levels[i].to(head.weight.dtype))
         return levels
 
     def position_encoding(self, feature: torch.Tensor) -> torch.Tensor:
