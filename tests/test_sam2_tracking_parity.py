@@ -70,7 +70,7 @@ _misc = reference_shims.import_sam2_module("utils.misc")
 def _connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """CPU stand-in of the official CUDA kernel: 8-connected component labels of the
     foreground of ``(N, 1, H, W)`` masks and, per foreground pixel, its component's
-    area (0 on the background)."""
+    area (0 on the background), on the mask's device."""
     arr = mask.to(torch.uint8).cpu().numpy()
     labels = np.zeros(arr.shape, dtype=np.int32)
     counts = np.zeros(arr.shape, dtype=np.int32)
@@ -79,7 +79,7 @@ def _connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
         sizes = np.bincount(lab.ravel(), minlength=n + 1)
         sizes[0] = 0
         labels[i, 0], counts[i, 0] = lab, sizes[lab]
-    return torch.from_numpy(labels), torch.from_numpy(counts)
+    return torch.from_numpy(labels).to(mask.device), torch.from_numpy(counts).to(mask.device)
 
 
 def _write_clip(folder, num_frames: int = NUM_FRAMES) -> None:
