@@ -23,8 +23,11 @@
 # 6. phase 5 continues from the fp16 export of phase 4 on 2000 more new images
 #    (generator seed 3): scripts/demo_train_phase5.json (seed 3, lr 2e-4, 4000-step
 #    cosine, run straight through);
-# 7. exports the final weights as fp16 safetensors into the package.
-# On 2 CPU cores the training takes about 5 hours; add `--device cuda` to train on a GPU
+# 7. phase 6 continues from the fp16 export of phase 5 on 2000 more new images
+#    (generator seed 4): scripts/demo_train_phase6.json (seed 4, lr 1e-4, 4000-step
+#    cosine, run straight through);
+# 8. exports the final weights as fp16 safetensors into the package.
+# On 2 CPU cores the training takes about 6.5 hours; add `--device cuda` to train on a GPU
 # (results then differ in the last bits from the CPU run).
 set -euo pipefail
 RUN=${1:-runs/samkit-demo}
@@ -54,4 +57,9 @@ python scripts/export_demo.py "$RUN/train4/model_final.pt" "$RUN/phase4.safetens
 samkit synth "$RUN/data5" --n 2000 --seed 3
 samkit train "$RUN/data5" --config scripts/demo_train_phase5.json \
     --init-checkpoint "$RUN/phase4.safetensors" --out "$RUN/train5" "$@"
-python scripts/export_demo.py "$RUN/train5/model_final.pt" src/samkit/assets/samkit-demo.safetensors
+python scripts/export_demo.py "$RUN/train5/model_final.pt" "$RUN/phase5.safetensors"
+# Phase 6 starts from the fp16 export of phase 5 (shipped 2026-12-07 until phase 6).
+samkit synth "$RUN/data6" --n 2000 --seed 4
+samkit train "$RUN/data6" --config scripts/demo_train_phase6.json \
+    --init-checkpoint "$RUN/phase5.safetensors" --out "$RUN/train6" "$@"
+python scripts/export_demo.py "$RUN/train6/model_final.pt" src/samkit/assets/samkit-demo.safetensors

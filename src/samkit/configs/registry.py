@@ -137,7 +137,7 @@ register(
         weights=WeightSpec(
             url="",
             filename="samkit-demo.safetensors",
-            sha256="ace81f55b9d76aa66fab4010422295fbd8b1492e992c7f6c5d0fb3a00a4a46de",
+            sha256="670938eab01cca057c24d0f7351b8590d23246eeb718bdbc7f0695e5c219370d",
             size=12117896,
             bundled="assets/samkit-demo.safetensors",
         ),
