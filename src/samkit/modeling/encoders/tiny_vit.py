@@ -105,6 +105,7 @@ class MBConv(nn.Module):
         y = self.act1(self.conv1(x[:, :, e0:e1]))
         # zero rows where the band meets the image border, like the conv's own padding
         y = F.pad(y, (0, 0, int(e0 == r0), int(e1 == r1)))
+        y = y.contiguous(memory_format=torch.channels_last)  # pad returns NCHW storage
         dw = self.conv2.c
         y = F.conv2d(y, dw.weight, None, dw.stride, (0, dw.padding[1]), dw.dilation, dw.groups)
         y = self.act2(self.conv2.bn(y))
@@ -374,7 +375,11 @@ class TinyViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, S, S)`` image -> ``(B, out_chans, S/16, S/16)`` embeddings."""
-        x = self.patch_embed(x)
+        # Channels-last storage throughout (values unchanged): torch's CPU convolutions are
+        # 2-8x faster on it than on NCHW, in fp32 and bf16 alike (measured on a 2-core Zen 4
+        # for this model's pointwise, depthwise and stride-2 convolutions), and the
+        # transformer stages' (B, H, W, C) view of it needs no copy.
+        x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
         for layer in self.layers:
             x = layer(x)
         return self.neck(x)
