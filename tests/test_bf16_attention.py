@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import helpers_sam as H
+import helpers_sam2 as H2
 import numpy as np
 import pytest
 import torch
@@ -153,9 +155,6 @@ def test_bf16_encoders_as_precise_as_official_autocast() -> None:
     """samkit's bf16 encoders (blockwise attention; SAM 2's folded high-resolution
     projections in fp32) against the official encoders run under CPU bf16 autocast, both
     measured against the official fp32 output: the errors are of the same size."""
-    import helpers_sam as H
-    import helpers_sam2 as H2
-
     g = torch.Generator().manual_seed(0)
     official, ours, _ = H.reduced_pair()
     sam2_ours, sam2_official = H2.model_pair("2.1", 512)

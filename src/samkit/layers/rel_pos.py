@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from samkit.layers.common import rows_per_chunk
-from samkit.layers.sdpa import blockwise_bf16
+from samkit.layers.sdpa import blockwise_bf16, blockwise_operands
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
@@ -68,9 +68,8 @@ def rel_pos_attention(
     bytes_per_row = b * nh * w * n * q.element_size()
     rows = min(h, rows_per_chunk(bytes_per_row, 1))
     blockwise = blockwise_bf16(q)
-    if blockwise:  # contiguous once, not copied by every block's matrix products
-        q, v = q.contiguous(), v.contiguous()
-        kt = (k * c**-0.5).contiguous().transpose(-1, -2)
+    if blockwise:
+        q, kt, v = blockwise_operands(q, k, v)
     r_q = q.reshape(b, nh, h, w, c)
     outs = []
     for r0 in range(0, h, rows):
@@ -86,7 +85,9 @@ def rel_pos_attention(
             scores += rel_w[..., None, :]
             probs = torch.softmax(scores.view(b, nh, (r1 - r0) * w, n), dim=-1)
             outs.append(torch.matmul(probs, v))
-            continue
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, (r1 - r0) * w, n)
-        outs.append(F.scaled_dot_product_attention(qc.reshape(b, nh, -1, c), k, v, attn_mask=bias))
+        else:
+            bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, (r1 - r0) * w, n)
+            outs.append(
+                F.scaled_dot_product_attention(qc.reshape(b, nh, -1, c), k, v, attn_mask=bias)
+            )
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)

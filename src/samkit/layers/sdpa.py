@@ -20,6 +20,8 @@ Float32, float64, gradients, dropout and other devices keep the fused kernel.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +31,15 @@ from samkit.layers.common import rows_per_chunk
 def blockwise_bf16(q: torch.Tensor) -> bool:
     """Whether attention on ``q`` takes the blockwise bf16 path (bf16 CPU inference)."""
     return q.dtype == torch.bfloat16 and q.device.type == "cpu" and not torch.is_grad_enabled()
+
+
+def blockwise_operands(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(q, k^T / sqrt(C), v)`` for the blockwise path, each contiguous once: a permuted
+    view (heads split out of a fused qkv) would be copied by every block's product."""
+    kt = (k * k.shape[-1] ** -0.5).contiguous().transpose(-1, -2)
+    return q.contiguous(), kt, v.contiguous()
 
 
 def scaled_dot_product_attention(
@@ -52,15 +63,10 @@ def scaled_dot_product_attention(
     """
     if dropout_p > 0 or not blockwise_bf16(q):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
-    # Contiguous operands once: a permuted view (heads split out of a fused qkv) would be
-    # copied by every block's matrix product.
-    q, v = q.contiguous(), v.contiguous()
-    kt = (k * k.shape[-1] ** -0.5).contiguous().transpose(-1, -2)
     n_q, n_k = q.shape[-2], k.shape[-2]
-    lead = 1
-    for d in torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]):
-        lead *= d
+    lead = math.prod(torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]))
     rows = min(n_q, rows_per_chunk(lead * n_k, q.element_size()))
+    q, kt, v = blockwise_operands(q, k, v)
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         blocked = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device)
         attn_mask = blocked.masked_fill_(~attn_mask, float("-inf"))
