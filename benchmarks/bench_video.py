@@ -11,11 +11,11 @@ ratio (>1 means samkit is faster). Run on demand:
     python benchmarks/bench_video.py --model reduced --frames 6   # quick smoke run
     python benchmarks/bench_video.py --frames 8 --repeat 3        # median of 3 per side
     python benchmarks/bench_video.py --peak-memory --frames 1000  # RSS while streaming
-    python benchmarks/bench_video.py --bf16            # samkit's encoder in bf16 as well
+    python benchmarks/bench_video.py --bf16            # samkit in bf16 as well
     python benchmarks/bench_video.py --device cuda --frames 200 --objects 3
 
-``--bf16`` adds a row with samkit's image encoder in bf16 (``load_model(dtype=
-torch.bfloat16)``) against the same official fp32 run. ``--device cuda`` runs both sides
+``--bf16`` adds a row with samkit's image encoder and memory attention in bf16
+(``load_model(dtype=torch.bfloat16)``) against the same official fp32 run. ``--device cuda`` runs both sides
 on the GPU (the official predictor with its default settings there).
 
 ``--peak-memory`` runs each side in a fresh subprocess and prints the resident set size
@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per side (median)")
     parser.add_argument("--peak-memory", action="store_true")
     parser.add_argument("--official-memory", action="store_true", help="with --peak-memory")
-    parser.add_argument("--bf16", action="store_true", help="also samkit with a bf16 encoder")
+    parser.add_argument("--bf16", action="store_true", help="also samkit in bf16")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (both sides)")
     parser.add_argument("--side", choices=("samkit", "official"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -233,7 +233,8 @@ def main() -> None:
     ours_bf16 = None
     if args.bf16:
         ours_bf16 = copy.deepcopy(ours)
-        ours_bf16.image_encoder.to(torch.bfloat16)
+        ours_bf16.image_encoder.to(torch.bfloat16)  # what load_model(dtype=) casts
+        ours_bf16.memory_attention.to(torch.bfloat16)
     clicks = _clicks(size, args.objects)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -263,7 +264,7 @@ def main() -> None:
     )
     if bf16_fps:
         fps_bf = float(np.median(bf16_fps))
-        name = "propagation, samkit bf16 encoder"
+        name = "propagation, samkit bf16"
         print(f"{name:40s} {fps_ref:10.2f} {fps_bf:10.2f} {fps_bf / fps_ref:6.2f}x")
 
 

@@ -4,18 +4,21 @@ Torch's fused CPU attention kernel is no faster in bf16 than in fp32, so bf16 in
 the CPU computes attention with bf16 matrix products on bounded blocks of queries. These
 tests compare it with float32 attention on the same (bf16-rounded) inputs, check that
 everything else (fp32, gradients, dropout) still goes to the fused kernel, and that a
-trained model's bf16 masks match its fp32 masks.
+trained model's bf16 masks match its fp32 masks. SAM 2's memory attention in bf16 (and a
+video session on a bf16 model) is compared with the official code under bf16 autocast.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import helpers_sam as H
 import helpers_sam2 as H2
 import numpy as np
 import pytest
+import test_sam2_tracking_parity as tp
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -179,3 +182,77 @@ def test_bf16_encoders_as_precise_as_official_autocast() -> None:
         assert mine.dtype == torch.float32 and mine.shape == ref.shape, what
         err, official_err = _rel(mine, ref), _rel(theirs, ref)
         assert 0 < err < 1.5 * official_err + 1e-3, (what, err, official_err)
+
+
+def test_bf16_memory_attention_as_precise_as_official_autocast() -> None:
+    """SAM 2's memory attention with bf16 weights (narrow-value cross-attention and
+    blockwise self-attention in bf16) against the official module under CPU bf16
+    autocast, both measured against the official fp32 output; the result comes back in
+    the caller's float32."""
+    ours, official = H2.model_pair("2.1", 512)
+    g = torch.Generator().manual_seed(1)
+    n, frames, ptr_tokens = 32 * 32, 3, 16  # 32 x 32 grid, 3 memory frames, 4 pointers
+    curr = torch.randn(n, 2, 256, generator=g)
+    curr_pos = torch.randn(n, 2, 256, generator=g)
+    memory = torch.randn(frames * n + ptr_tokens, 2, 64, generator=g)
+    memory_pos = torch.randn(frames * n + ptr_tokens, 2, 64, generator=g)
+    args = dict(
+        curr=curr, curr_pos=curr_pos, memory=memory, memory_pos=memory_pos,
+        num_obj_ptr_tokens=ptr_tokens,
+    )  # fmt: skip
+    bf = copy.deepcopy(ours.memory_attention).to(torch.bfloat16)
+    with torch.inference_mode():
+        ref = official.memory_attention(**args)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            theirs = official.memory_attention(**args)
+        fp32 = ours.memory_attention(**args)
+        mine = bf(**args)
+    assert mine.dtype == torch.float32 and mine.shape == ref.shape == (n, 2, 256)
+    assert _rel(fp32, ref) < 1e-5
+    err, official_err = _rel(mine, ref), _rel(theirs, ref)
+    assert 0 < err < 1.5 * official_err + 1e-3, (err, official_err)
+
+
+def test_bf16_dtype_casts_encoder_and_memory_attention_only() -> None:
+    model = samkit.build_model(H2.tiny_video_config(), dtype=torch.bfloat16)
+    dtypes = {name: {p.dtype for p in part.parameters()} for name, part in model.named_children()}
+    assert dtypes["image_encoder"] == dtypes["memory_attention"] == {torch.bfloat16}
+    for name in ("memory_encoder", "sam_prompt_encoder", "sam_mask_decoder"):
+        assert dtypes[name] == {torch.float32}, name
+
+
+def test_bf16_video_session_tracks_like_official_autocast(tmp_path: Path) -> None:
+    """A session on a model with a bf16 encoder and memory attention, against the fp32
+    session, errs no more than the official video predictor under CPU bf16 autocast
+    against its fp32 run: the tracking parity clip and random weights (objects visible),
+    a click and a box on frame 0, propagation; per frame, the low-res logits of both
+    objects and the object-presence decisions."""
+    official, ours = tp._pair("2.1")
+    bf = copy.deepcopy(ours)
+    bf.image_encoder.to(torch.bfloat16)
+    bf.memory_attention.to(torch.bfloat16)
+    tp._write_clip(tmp_path)
+    runs = []
+    for model in (ours, bf):
+        session = samkit.VideoPredictor(model).start(tmp_path)
+        session.add_prompt(0, 1, points=tp.CLICK, labels=[1])
+        session.add_prompt(0, 2, box=tp.BOX)
+        visible = [r.visible for r in session.propagate()]
+        low = [
+            torch.cat([session.objects[i].output(f).low_res_logits for i in (1, 2)])
+            for f in range(tp.NUM_FRAMES)
+        ]
+        runs.append((visible, low))
+        session.close()
+    (vis32, low32), (vis16, low16) = runs
+    assert vis16 == vis32
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mp.setattr(tp._misc, "get_connected_components", tp._connected_components)
+        ref = tp._run_official(official, tmp_path, correct=False)[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            auto = tp._run_official(official, tmp_path, correct=False)[0]
+    frames = range(1, tp.NUM_FRAMES)  # the tracked frames
+    ours_err = max(_rel(low16[f], low32[f]) for f in frames)
+    official_err = max(_rel(auto.low[f], ref.low[f]) for f in frames)
+    assert 0 < ours_err < 1.5 * official_err, (ours_err, official_err)

@@ -144,9 +144,14 @@ def _preset(
 def _place(model: SamModel, device: str | torch.device, dtype: torch.dtype | None) -> SamModel:
     model = model.to(device)
     if dtype is not None and dtype != torch.float32:
-        # Only the heavy image encoder runs in reduced precision; the prompt encoder and
-        # mask decoder take milliseconds and their logits decide the mask edges.
+        # Only the heavy parts run in reduced precision: the image encoder and SAM 2's
+        # memory attention (most of a tracked video frame). The prompt encoder, mask
+        # decoder and memory encoder take milliseconds and their logits decide the mask
+        # edges and the memories.
         model.image_encoder.to(dtype)
+        memory_attention = getattr(model, "memory_attention", None)
+        if memory_attention is not None:
+            memory_attention.to(dtype)
     return model.eval()
 
 
@@ -212,7 +217,8 @@ def load_model(
             checkpoint, or an HF ``model.safetensors``. ``None`` uses the bundled weights,
             the cache (``$SAMKIT_CACHE``, default ``~/.cache/samkit``) or downloads them.
         device: where the model runs.
-        dtype: e.g. ``torch.bfloat16`` to run the image encoder in bf16.
+        dtype: e.g. ``torch.bfloat16`` to run the image encoder (and SAM 2's memory
+            attention) in bf16; the other parts stay in float32.
         progress: show a download progress bar.
 
     Raises:

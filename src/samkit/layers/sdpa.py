@@ -37,8 +37,9 @@ def blockwise_operands(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(q, k^T / sqrt(C), v)`` for the blockwise path, each contiguous once: a permuted
-    view (heads split out of a fused qkv) would be copied by every block's product."""
-    kt = (k * k.shape[-1] ** -0.5).contiguous().transpose(-1, -2)
+    or transposed view (heads split out of a fused qkv, ``k^T``) would be copied by every
+    block's bf16 product."""
+    kt = (k * k.shape[-1] ** -0.5).transpose(-1, -2).contiguous()
     return q.contiguous(), kt, v.contiguous()
 
 

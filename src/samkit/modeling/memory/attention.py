@@ -26,6 +26,14 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+def _norm(norm: nn.LayerNorm, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``norm(x)`` computed in ``x``'s dtype, returned in ``dtype``: with bf16 weights the
+    residual stream stays float32 (as under ``torch.autocast``) and only the branches run
+    in bf16."""
+    weight, bias = norm.weight.to(x.dtype), norm.bias.to(x.dtype)
+    return F.layer_norm(x, norm.normalized_shape, weight, bias, norm.eps).to(dtype)
+
+
 class MemoryAttentionLayer(nn.Module):
     """One memory-attention layer (batch-first tensors).
 
@@ -117,19 +125,23 @@ class MemoryAttentionLayer(nn.Module):
         Returns:
             ``(B, N, C)``.
         """
-        x = self.norm1(tgt)
+        dtype = self.linear1.weight.dtype  # the branches' (tgt may stay float32)
+        memory = memory.to(dtype)
+        pos = pos.to(dtype) if pos is not None else None
+        query_pos = query_pos.to(dtype) if query_pos is not None else None
+        x = _norm(self.norm1, tgt, dtype)
         q = x + query_pos if self.pos_enc_at_attn else x
         tgt = tgt + self.dropout1(self.self_attn(q, q, x))
 
-        x = self.norm2(tgt)
+        x = _norm(self.norm2, tgt, dtype)
         q = x + query_pos if self.pos_enc_at_cross_attn_queries else x
         k = memory + pos if self.pos_enc_at_cross_attn_keys else memory
         x = self.cross_attn_image(q, k, memory, num_k_exclude_rope=num_k_exclude_rope)
         tgt = tgt + self.dropout2(x)
 
         def mlp(t: torch.Tensor) -> torch.Tensor:
-            x = self.linear2(self.dropout(self.activation(self.linear1(self.norm3(t)))))
-            return self.dropout3(x)
+            x = self.linear1(_norm(self.norm3, t, dtype))
+            return self.dropout3(self.linear2(self.dropout(self.activation(x))))
 
         # at inference in chunks of tokens (the 4096 x 2048 hidden layer is 32 MiB)
         return residual_rowwise(tgt, mlp, self.dim_feedforward)
@@ -235,7 +247,8 @@ class MemoryAttention(nn.Module):
                 pointers split into ``C / C_mem`` tokens each), which get no RoPE.
 
         Returns:
-            ``(N, B, C)``, sequence-first.
+            ``(N, B, C)``, sequence-first, in ``curr``'s dtype (computed in the dtype of
+            the module's weights).
         """
         if isinstance(curr, list):
             if len(curr) != 1 or not isinstance(curr_pos, list) or len(curr_pos) != 1:
@@ -243,10 +256,16 @@ class MemoryAttention(nn.Module):
             curr, curr_pos = curr[0], curr_pos[0]
         if curr.shape[1] != memory.shape[1]:
             raise ValueError("curr and memory must have the same batch size (dim 1)")
-
         output = curr
         if self.pos_enc_at_input and curr_pos is not None:
             output = output + 0.1 * curr_pos
+        # Weights in reduced precision (``load_model(dtype=torch.bfloat16)``): the layers'
+        # branches compute in the weights' dtype, the residual stream stays in the caller's.
+        dtype = self.norm.weight.dtype
+        if dtype != curr.dtype:
+            memory = memory.to(dtype)
+            curr_pos = curr_pos.to(dtype) if curr_pos is not None else None
+            memory_pos = memory_pos.to(dtype) if memory_pos is not None else None
         if self.batch_first:
             output = output.transpose(0, 1)
             curr_pos = curr_pos.transpose(0, 1) if curr_pos is not None else None
@@ -261,7 +280,7 @@ class MemoryAttention(nn.Module):
                 query_pos=curr_pos,
                 num_k_exclude_rope=num_obj_ptr_tokens,
             )
-        output = self.norm(output)
+        output = _norm(self.norm, output, output.dtype)
         return output.transpose(0, 1) if self.batch_first else output
 
 
