@@ -125,6 +125,19 @@ def test_png_one_object_matches_session(frames, checkpoint, model, tmp_path):
     assert sorted(p.name for p in frames.iterdir()) == [f"{i:05d}.jpg" for i in range(5)]
 
 
+def test_bf16_dtype_matches_bf16_session(frames, checkpoint, tmp_path):
+    """``--dtype bfloat16`` tracks with ``load_model(..., dtype=torch.bfloat16)``: the
+    image encoder and memory attention in bf16."""
+    out = tmp_path / "masks"
+    result = track(frames, checkpoint, out, "--point", "0:18,20", "--dtype", "bfloat16")
+    assert result.exit_code == 0, result.output
+    bf16 = samkit.load_model(NAME, checkpoint=checkpoint, dtype=torch.bfloat16)
+    assert bf16.memory_attention.norm.weight.dtype == torch.bfloat16
+    ref = reference(bf16, frames, [(0, 1, {"points": [[18, 20]], "labels": [1]})], "forward", 0)
+    for i in range(NUM_FRAMES):
+        np.testing.assert_array_equal(read_mask(out / "1" / f"{i:05d}.png"), ref[i].masks[1])
+
+
 def test_rle_json_two_objects_matches_session(frames, checkpoint, model, tmp_path):
     out = tmp_path / "rle"
     args = ("--point", "0:18,20", "--negative", "0:48,38:1", "--box", "0:38,30,58,46:2")

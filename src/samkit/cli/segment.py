@@ -24,7 +24,8 @@ DEFAULT_MODEL = "samkit-demo"  # bundled: works offline
 
 
 class DType(str, enum.Enum):
-    """Precision of the image encoder (the decoder always runs in float32)."""
+    """Precision of the heavy parts: the image encoder and SAM 2's memory attention (the
+    prompt encoder, mask decoder and memory encoder always run in float32)."""
 
     float32 = "float32"
     bfloat16 = "bfloat16"
@@ -46,7 +47,14 @@ CheckpointOption = Annotated[
         "Default: bundled or cached weights, downloaded if needed.",
     ),
 ]
-DTypeOption = Annotated[DType, typer.Option("--dtype", help="Precision of the image encoder.")]
+DTypeOption = Annotated[
+    DType,
+    typer.Option(
+        "--dtype",
+        help="Precision of the image encoder (and of SAM 2's memory attention when "
+        "tracking); bfloat16 is about twice as fast on CPUs with native bf16.",
+    ),
+]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="Where the model runs: cpu, cuda, cuda:1, mps.")
 ]

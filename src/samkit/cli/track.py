@@ -37,7 +37,14 @@ import typer
 import samkit
 from samkit.cli.common import CliError
 from samkit.cli.output import mask_png, mask_rle
-from samkit.cli.segment import CheckpointOption, DeviceOption, ModelOption, parse_device
+from samkit.cli.segment import (
+    CheckpointOption,
+    DeviceOption,
+    DType,
+    DTypeOption,
+    ModelOption,
+    parse_device,
+)
 from samkit.configs.base import Sam2Config
 from samkit.errors import FrameOutOfRange, InvalidPrompt, InvalidVideo, OutputError
 from samkit.fileio import atomic_write_bytes, current_umask
@@ -427,6 +434,7 @@ def track_command(
         bool, typer.Option("--overwrite", help="Write into a non-empty --out folder.")
     ] = False,
     device: DeviceOption = "cpu",
+    dtype: DTypeOption = DType.float32,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
     ] = True,
@@ -457,6 +465,7 @@ def track_command(
             direction,
             overwrite,
             device,
+            dtype,
             progress,
         )
     finally:
@@ -477,6 +486,7 @@ def _track(
     direction: Direction,
     overwrite: bool,
     device: str,
+    dtype: DType,
     progress: bool,
 ) -> None:
     """The body of :func:`track_command` once VIDEO is open (``reader`` for a file)."""
@@ -496,7 +506,7 @@ def _track(
     from samkit.video import VideoPredictor, list_video_frames
 
     names = [p.name for p in list_video_frames(video)] if video.is_dir() else None
-    sam = samkit.load_model(model, checkpoint=checkpoint, device=dev)
+    sam = samkit.load_model(model, checkpoint=checkpoint, device=dev, dtype=dtype.torch_dtype)
     predictor = VideoPredictor(sam)
     frames = [f for f, _ in prompts]
     start = max(frames) if direction is Direction.backward else min(frames)
