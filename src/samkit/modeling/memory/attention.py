@@ -123,7 +123,8 @@ class MemoryAttentionLayer(nn.Module):
             num_k_exclude_rope: trailing memory tokens without rotary encoding.
 
         Returns:
-            ``(B, N, C)``.
+            ``(B, N, C)`` in ``tgt``'s dtype (the residual stream); the attention and
+            MLP branches compute in the dtype of the layer's weights.
         """
         dtype = self.linear1.weight.dtype  # the branches' (tgt may stay float32)
         memory = memory.to(dtype)
