@@ -26,8 +26,11 @@
 # 7. phase 6 continues from the fp16 export of phase 5 on 2000 more new images
 #    (generator seed 4): scripts/demo_train_phase6.json (seed 4, lr 1e-4, 4000-step
 #    cosine, run straight through);
-# 8. exports the final weights as fp16 safetensors into the package.
-# On 2 CPU cores the training takes about 6.5 hours; add `--device cuda` to train on a GPU
+# 8. phase 7 continues from the fp16 export of phase 6 on 2000 more new images
+#    (generator seed 5): scripts/demo_train_phase7.json (seed 5, lr 1e-4, 4000-step
+#    cosine, run straight through);
+# 9. exports the final weights as fp16 safetensors into the package.
+# On 2 CPU cores the training takes about 8 hours; add `--device cuda` to train on a GPU
 # (results then differ in the last bits from the CPU run).
 set -euo pipefail
 RUN=${1:-runs/samkit-demo}
@@ -62,4 +65,9 @@ python scripts/export_demo.py "$RUN/train5/model_final.pt" "$RUN/phase5.safetens
 samkit synth "$RUN/data6" --n 2000 --seed 4
 samkit train "$RUN/data6" --config scripts/demo_train_phase6.json \
     --init-checkpoint "$RUN/phase5.safetensors" --out "$RUN/train6" "$@"
-python scripts/export_demo.py "$RUN/train6/model_final.pt" src/samkit/assets/samkit-demo.safetensors
+python scripts/export_demo.py "$RUN/train6/model_final.pt" "$RUN/phase6.safetensors"
+# Phase 7 starts from the fp16 export of phase 6 (shipped 2026-12-07 until phase 7).
+samkit synth "$RUN/data7" --n 2000 --seed 5
+samkit train "$RUN/data7" --config scripts/demo_train_phase7.json \
+    --init-checkpoint "$RUN/phase6.safetensors" --out "$RUN/train7" "$@"
+python scripts/export_demo.py "$RUN/train7/model_final.pt" src/samkit/assets/samkit-demo.safetensors

@@ -137,7 +137,7 @@ register(
         weights=WeightSpec(
             url="",
             filename="samkit-demo.safetensors",
-            sha256="670938eab01cca057c24d0f7351b8590d23246eeb718bdbc7f0695e5c219370d",
+            sha256="6cd95bbc7388dd8541337d256ba726bd4ec9b09bfe8d7e5ac86150382bc077f6",
             size=12117896,
             bundled="assets/samkit-demo.safetensors",
         ),
