@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import reference_shims  # noqa: E402
 
 import samkit  # noqa: E402
+from samkit.build import set_inference_dtype  # noqa: E402
 
 OFFICIAL = {"sam-vit-b": "vit_b", "sam-vit-l": "vit_l", "sam-vit-h": "vit_h", "mobile-sam": "vit_t"}
 
@@ -175,8 +176,7 @@ def main() -> None:
         if not args.no_bf16:
             bf = samkit.build_model(args.model)
             bf.load_state_dict(state)
-            bf.to(device)
-            bf.image_encoder.to(torch.bfloat16)
+            set_inference_dtype(bf.to(device), torch.bfloat16)
             bf_pred = samkit.ImagePredictor(bf)
             t_bf = _median_ms(lambda: bf_pred.set_image(image), args.repeats, device=device)
             rows.append(("set_image bf16 vs official fp32 (ms)", t_ref, t_bf, t_ref / t_bf))

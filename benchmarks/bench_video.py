@@ -50,6 +50,7 @@ import helpers_sam2  # noqa: E402
 import test_sam2_tracking_parity as tp  # noqa: E402
 
 import samkit  # noqa: E402
+from samkit.build import set_inference_dtype  # noqa: E402
 from samkit.video import VideoPredictor  # noqa: E402
 
 SAM2 = [n for n in samkit.list_models() if n.startswith("sam2")]
@@ -232,9 +233,7 @@ def main() -> None:
     ours.to(device)
     ours_bf16 = None
     if args.bf16:
-        ours_bf16 = copy.deepcopy(ours)
-        ours_bf16.image_encoder.to(torch.bfloat16)  # what load_model(dtype=) casts
-        ours_bf16.memory_attention.to(torch.bfloat16)
+        ours_bf16 = set_inference_dtype(copy.deepcopy(ours), torch.bfloat16)
     clicks = _clicks(size, args.objects)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

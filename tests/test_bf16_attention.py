@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import samkit
+from samkit.build import set_inference_dtype
 from samkit.layers import common
 from samkit.layers.rel_pos import rel_pos_attention
 from samkit.layers.sdpa import blockwise_bf16, scaled_dot_product_attention
@@ -133,8 +134,7 @@ def test_trained_model_bf16_masks_match_fp32() -> None:
     """The bundled trained model, encoder in bf16 (global and windowed rel-pos attention on
     the blockwise path) against fp32: the same masks on the sample image."""
     fp32 = samkit.load_model("samkit-demo")
-    bf16 = copy.deepcopy(fp32)
-    bf16.image_encoder.to(torch.bfloat16)
+    bf16 = set_inference_dtype(copy.deepcopy(fp32), torch.bfloat16)
     image = np.asarray(Image.open(Path(samkit.__file__).parent / "assets" / "sample.jpg"))
     results = []
     for model in (fp32, bf16):
@@ -228,9 +228,7 @@ def test_bf16_video_session_tracks_like_official_autocast(tmp_path: Path) -> Non
     a click and a box on frame 0, propagation; per frame, the low-res logits of both
     objects and the object-presence decisions."""
     official, ours = tp._pair("2.1")
-    bf = copy.deepcopy(ours)
-    bf.image_encoder.to(torch.bfloat16)
-    bf.memory_attention.to(torch.bfloat16)
+    bf = set_inference_dtype(copy.deepcopy(ours), torch.bfloat16)
     tp._write_clip(tmp_path)
     runs = []
     for model in (ours, bf):

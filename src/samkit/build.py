@@ -141,17 +141,25 @@ def _preset(
     return preset.name, preset.config
 
 
+def set_inference_dtype(model: SamModel, dtype: torch.dtype) -> SamModel:
+    """Run ``model``'s heavy parts in ``dtype`` (in place; returns ``model``): what
+    ``load_model(..., dtype=dtype)`` and ``build_model(..., dtype=dtype)`` do.
+
+    Only the image encoder and SAM 2's memory attention (most of a tracked video frame)
+    are cast. The prompt encoder, mask decoder and memory encoder stay in float32: they
+    take milliseconds and their logits decide the mask edges and the memories.
+    """
+    model.image_encoder.to(dtype)
+    memory_attention = getattr(model, "memory_attention", None)
+    if memory_attention is not None:
+        memory_attention.to(dtype)
+    return model
+
+
 def _place(model: SamModel, device: str | torch.device, dtype: torch.dtype | None) -> SamModel:
     model = model.to(device)
     if dtype is not None and dtype != torch.float32:
-        # Only the heavy parts run in reduced precision: the image encoder and SAM 2's
-        # memory attention (most of a tracked video frame). The prompt encoder, mask
-        # decoder and memory encoder take milliseconds and their logits decide the mask
-        # edges and the memories.
-        model.image_encoder.to(dtype)
-        memory_attention = getattr(model, "memory_attention", None)
-        if memory_attention is not None:
-            memory_attention.to(dtype)
+        set_inference_dtype(model, dtype)
     return model.eval()
 
 

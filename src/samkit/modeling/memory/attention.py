@@ -260,13 +260,8 @@ class MemoryAttention(nn.Module):
         output = curr
         if self.pos_enc_at_input and curr_pos is not None:
             output = output + 0.1 * curr_pos
-        # Weights in reduced precision (``load_model(dtype=torch.bfloat16)``): the layers'
-        # branches compute in the weights' dtype, the residual stream stays in the caller's.
-        dtype = self.norm.weight.dtype
-        if dtype != curr.dtype:
-            memory = memory.to(dtype)
-            curr_pos = curr_pos.to(dtype) if curr_pos is not None else None
-            memory_pos = memory_pos.to(dtype) if memory_pos is not None else None
+        # With weights in reduced precision (``load_model(dtype=torch.bfloat16)``) each
+        # layer casts its inputs for its branches; the residual stream stays in curr's dtype.
         if self.batch_first:
             output = output.transpose(0, 1)
             curr_pos = curr_pos.transpose(0, 1) if curr_pos is not None else None
