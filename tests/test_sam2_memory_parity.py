@@ -144,9 +144,18 @@ def test_rope_tables_match_official_cis(dim: int, end_x: int, end_y: int) -> Non
     torch.testing.assert_close(sin, cis.imag, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunked", [False, True])
 @pytest.mark.parametrize("kernel", ["complex", "real"])
 @pytest.mark.parametrize(("repeat", "exclude"), [(1, 0), (3, 0), (3, 5), (2, 7)])
-def test_apply_rope_matches_official(kernel: str, repeat: int, exclude: int) -> None:
+def test_apply_rope_matches_official(
+    kernel: str, repeat: int, exclude: int, chunked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``chunked``: without gradients and with a budget of one 16-token grid, the keys are
+    rotated a grid at a time straight into the result."""
+    from samkit.layers import common
+
+    if chunked:
+        monkeypatch.setattr(common, "TRANSIENT_BYTES", 16 * 32 * 8)
     gen = torch.Generator().manual_seed(1)
     b, h, side, d = 2, 2, 4, 32
     n = side * side
@@ -162,10 +171,28 @@ def test_apply_rope_matches_official(kernel: str, repeat: int, exclude: int) -> 
     assert rope.cis is not None  # CPU uses the complex kernel
     if kernel == "real":
         rope = AxialRope(rope.cos, rope.sin, None)
-    q_out, k_out = apply_rope_qk(q, k, rope, repeat_k=repeat > 1, num_k_exclude=exclude)
+    with torch.set_grad_enabled(not chunked):
+        q_out, k_out = apply_rope_qk(q, k, rope, repeat_k=repeat > 1, num_k_exclude=exclude)
     assert rel_err(q_out, q_ref) <= 1e-6
     assert rel_err(k_out, k_ref) <= 1e-6
     assert torch.equal(k_out[:, :, n_rope:], k[:, :, n_rope:])
+
+
+def test_apply_rope_chunked_equals_whole_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference with bounded temporaries (a grid at a time, written into the result)
+    gives the same bf16 keys, bit for bit, as rotating everything at once."""
+    from samkit.layers import common
+
+    gen = torch.Generator().manual_seed(3)
+    rope = axial_rope(32, 4, 4)
+    q = torch.randn(3, 1, 16, 32, generator=gen).bfloat16()
+    k = torch.randn(3, 1, 4 * 16 + 6, 32, generator=gen).bfloat16()
+    whole = apply_rope_qk(q, k, rope, repeat_k=True, num_k_exclude=6)
+    monkeypatch.setattr(common, "TRANSIENT_BYTES", 16 * 32 * 8)
+    with torch.inference_mode():
+        parts = apply_rope_qk(q, k, rope, repeat_k=True, num_k_exclude=6)
+    assert parts[1].dtype == torch.bfloat16
+    assert torch.equal(parts[0], whole[0]) and torch.equal(parts[1], whole[1])
 
 
 def test_apply_rope_keeps_dtype_and_heads_layout() -> None:
@@ -210,16 +237,17 @@ def test_rope_cross_attention(frames: int, exclude: int) -> None:
     assert rel_err(out, expected) <= REL_TOL
 
 
-@pytest.mark.parametrize(("heads", "block"), [(1, 1 << 23), (2, 3000)])
+@pytest.mark.parametrize(("heads", "budget"), [(1, 1 << 25), (1, 12_000), (2, 12_000)])
 def test_rope_narrow_values_equal_projected_values(
-    heads: int, block: int, monkeypatch: pytest.MonkeyPatch
+    heads: int, budget: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At inference, 64-channel memories narrower than a head are weighted before they
     are projected (``_narrow_values``, the scores in query blocks); with autograd on the
     projected-value SDPA path runs. Both agree, with several heads and a partial block."""
-    import samkit.layers.attention as attention_module
+    from samkit.layers import common
 
-    monkeypatch.setattr(attention_module, "SCORE_BLOCK_ELEMS", block)
+    # 12,000 bytes: blocks of 3 query rows (1 with two heads), the last one partial
+    monkeypatch.setattr(common, "TRANSIENT_BYTES", budget)
     attn = RoPEAttention(256, heads, kv_in_dim=64, rope_k_repeat=True, feat_sizes=(16, 16))
     attn.eval()
     gen = torch.Generator().manual_seed(11)

@@ -32,14 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samkit.layers.common import TRANSIENT_BYTES
 from samkit.layers.rope import AxialRope, apply_rope_qk, axial_rope
-from samkit.layers.sdpa import blockwise_bf16, scaled_dot_product_attention
-
-#: Scores held at once by :meth:`RoPEAttention._narrow_values`: float32 scores within the
-#: ``layers.common.TRANSIENT_BYTES`` budget (16 MiB; at 32 MiB each block's scores and
-#: probabilities were fresh pages from the OS, page-faulted in on every block).
-SCORE_BLOCK_ELEMS = TRANSIENT_BYTES // 4
+from samkit.layers.sdpa import blockwise_bf16, scaled_dot_product_attention, score_block_rows
 
 
 class Attention(nn.Module):
@@ -273,7 +267,9 @@ class RoPEAttention(Attention):
         ``d = 256`` (SAM 2's memory cross-attention) the probability-weighted sum runs over
         64 channels instead of 256: about a third less arithmetic in the layer's largest
         product. The scores are computed in blocks of queries, each block's softmax taken
-        before the next, so at most ``SCORE_BLOCK_ELEMS`` scores exist at a time. Used in
+        before the next (block sizes from :func:`samkit.layers.sdpa.score_block_rows`: at
+        most 16 MiB of scores; at 32 MiB each block's scores and probabilities were fresh
+        pages from the OS, page-faulted in on every block). Used in
         float32/float64 and, like :func:`samkit.layers.sdpa.scaled_dot_product_attention`,
         for bf16 inference on the CPU (bf16 products and softmax; the folded projection
         is computed in float32 and applied in bf16).
@@ -289,17 +285,19 @@ class RoPEAttention(Attention):
         b, h, nq, d = q.shape
         nk, ckv = v.shape[1], v.shape[2]
         q = q * d**-0.5  # scale the (fewer) queries rather than the keys
-        # (B, H, d, Nk), contiguous: a transposed view would be copied by every block's
-        # product (bf16 17 ms against 7.5 ms for a 146 x 256 x 28,736 block, fp32 22 / 17)
-        kt = k.transpose(-1, -2).contiguous()
         vb = v.unsqueeze(1)  # (B, 1, Nk, C_kv): shared by the heads
         # One batch item (object) at a time, so that a block keeps its many query rows
         # however many objects there are (each block streams that item's keys once).
-        rows = max(1, SCORE_BLOCK_ELEMS // max(1, h * nk))
+        kv_bytes = nk * (d + ckv) * q.element_size()
+        rows = score_block_rows(nk, h, kv_bytes, q.element_size())
         mixed = q.new_empty(b, h, nq, ckv)
         for i in range(b):
+            # (H, d, Nk), contiguous: a transposed view would be copied by every block's
+            # product (bf16 17 ms against 7.5 ms for a 146 x 256 x 28,736 block, fp32
+            # 22 / 17); one item at a time keeps the copy's pages warm
+            kt = k[i].transpose(-1, -2).contiguous()
             for start in range(0, nq, rows):
-                scores = torch.matmul(q[i, :, start : start + rows], kt[i])
+                scores = torch.matmul(q[i, :, start : start + rows], kt)
                 mixed[i, :, start : start + rows] = torch.matmul(scores.softmax(dim=-1), vb[i])
         # the folded weights are computed in (at least) float32, then used in q's dtype
         c, dt = self.out_proj.out_features, torch.promote_types(q.dtype, torch.float32)
