@@ -63,6 +63,7 @@ from samkit.masks import (
     uncrop_masks,
 )
 from samkit.modeling import SamModel
+from samkit.modeling.mask_decoder import PreparedImage
 from samkit.modeling.sam import Sam
 
 __all__ = ["AMGStats", "AMGUpdate", "MaskGenerator", "MaskRecord", "OutputMode"]
@@ -431,6 +432,7 @@ class MaskGenerator:
             return torch.ones_like(iou_pred, dtype=torch.bool)
 
         high_res = embedding.high_res_features
+        prepared = self.predictor._prepared_for(embedding)  # once per crop, then reused
         if not self.use_m2m:
             iou, kept, low_res = model.decode_selected(
                 embedding.features,
@@ -438,10 +440,11 @@ class MaskGenerator:
                 points=(in_points, in_labels),
                 multimask_output=self.multimask_output,
                 high_res_features=high_res,
+                prepared=prepared,
             )
         else:
             iou, kept, low_res = self._decode_m2m(
-                embedding.features, high_res, in_points, in_labels, select
+                embedding.features, high_res, in_points, in_labels, select, prepared
             )
         k = iou.shape[1]
         keep = torch.nonzero(kept.flatten()).flatten().cpu()  # indices into (b*k), point-major
@@ -502,6 +505,7 @@ class MaskGenerator:
         points: torch.Tensor,
         labels: torch.Tensor,
         select: Callable[[torch.Tensor], torch.Tensor],
+        prepared: PreparedImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode, then refine every output with itself as the mask prompt.
 
@@ -513,6 +517,7 @@ class MaskGenerator:
             points=(points, labels),
             multimask_output=self.multimask_output,
             high_res_features=high_res,
+            prepared=prepared,
         )
         b, k = low_res.shape[:2]
         limit = model.low_res_logit_limit

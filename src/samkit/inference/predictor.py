@@ -4,11 +4,17 @@ Coordinates are (x, y) in original-image pixels. Results are numpy arrays at the
 resolution. The predictor holds at most one current :class:`ImageEmbedding`; every
 ``predict`` call can instead take an ``embedding=`` argument.
 
-Thread-safety: ``encode`` and ``predict(..., embedding=e)`` share no mutable state and may
-run concurrently on one predictor (torch releases the GIL in kernels). ``set_image`` /
-``set_embedding`` replace the current embedding; calls that rely on it from other threads
-see either the old or the new one, never a mix. A server should cache
-:class:`ImageEmbedding` objects and pass them explicitly.
+Thread-safety: ``encode`` and ``predict(..., embedding=e)`` may run concurrently on one
+predictor (torch releases the GIL in kernels). ``set_image`` / ``set_embedding`` replace
+the current embedding; calls that rely on it from other threads see either the old or
+the new one, never a mix. A server should cache :class:`ImageEmbedding` objects and pass
+them explicitly.
+
+Prompt-independent decoder work (``SamModel.prepare_decoding``: the first two-way block's
+image-side projections, about a fifth of a SAM decode on the CPU) is done on the first
+prompt of an embedding and kept for the following ones; the predictor keeps it for one
+embedding at a time (about 14 MiB for SAM), replaced in one assignment, so concurrent
+calls on different embeddings stay correct but redo it whenever they alternate.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from samkit.errors import InvalidImage, NoImageSet
 from samkit.inference.prompts import ArrayLike, PromptTensors, prepare_prompts
 from samkit.inference.transforms import ImageLike, to_rgb_uint8
 from samkit.modeling import SamModel
+from samkit.modeling.mask_decoder import PreparedImage
 from samkit.types import BatchMaskPrediction, ImageEmbedding, MaskPrediction
 
 
@@ -35,6 +42,9 @@ class ImagePredictor:
         self.model = model.eval()
         self.check_bounds = check_bounds
         self._embedding: ImageEmbedding | None = None
+        # The decoder's prompt-independent work for the last embedding decoded without a
+        # mask prompt (``SamModel.prepare_decoding``), made on its first prompt.
+        self._prepared: PreparedImage | None = None
 
     # ------------------------------------------------------------------ images
     @property
@@ -79,8 +89,9 @@ class ImagePredictor:
         self._embedding = self._check_embedding(embedding)
 
     def reset(self) -> None:
-        """Forget the current image."""
+        """Forget the current image (and the decoder work prepared for it)."""
         self._embedding = None
+        self._prepared = None
 
     def _check_embedding(self, embedding: ImageEmbedding) -> ImageEmbedding:
         if not isinstance(embedding, ImageEmbedding):
@@ -214,6 +225,7 @@ class ImagePredictor:
         self, emb: ImageEmbedding, prompts: PromptTensors, multimask: bool, return_logits: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode and upsample: masks (N, K, H, W), IoU (N, K), low-res (N, K, 256, 256)."""
+        prepared = None if prompts.mask_input is not None else self._prepared_for(emb)
         low_res, iou = self.model.decode(
             emb.features,
             points=prompts.points,
@@ -221,6 +233,7 @@ class ImagePredictor:
             mask_input=prompts.mask_input,
             multimask_output=multimask,
             high_res_features=emb.high_res_features,
+            prepared=prepared,
         )
         masks = self.model.postprocess_masks(low_res, emb.input_size, emb.original_size)
         if not return_logits:
@@ -229,6 +242,12 @@ class ImagePredictor:
         if limit is not None:
             low_res = low_res.clamp(-limit, limit)
         return masks, iou, low_res
+
+    def _prepared_for(self, emb: ImageEmbedding) -> PreparedImage | None:
+        """The decoder's prompt-independent work for ``emb`` (kept for the next call)."""
+        prepared = self.model.prepare_decoding(emb.features, reuse=self._prepared)
+        self._prepared = prepared  # one assignment: other threads see old or new
+        return prepared
 
     def _decode(
         self, emb: ImageEmbedding, prompts: PromptTensors, multimask: bool, return_logits: bool

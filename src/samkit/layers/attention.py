@@ -164,6 +164,61 @@ class Attention(nn.Module):
             return torch.bmm(probs.transpose(1, 2), u)
         return torch.baddbmm(residual, probs.transpose(1, 2), u)
 
+    # ------------------------------------------------------------ cached image side
+    # In the mask decoder's first two-way block the image tokens do not depend on the
+    # prompt (no mask prompt): their projections can be computed once per image and
+    # reused by every prompt (see ``samkit.layers.two_way.FirstBlockKeys``).
+
+    def project_heads(self, x: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
+        """``proj(x)`` with its heads split: ``(B, N, C_in)`` -> ``(B, H, N, d)``."""
+        return self._separate_heads(proj(x))
+
+    def attend_projected(self, q: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor) -> torch.Tensor:
+        """Attention of ``q`` ``(B, N_q, C)`` to keys and values already projected and
+        split into heads, ``(1, H, N_k, d)`` each and shared by the B query sets.
+
+        Same arithmetic as the plain path (queries projected, scores, softmax over the
+        keys, weighted projected values, output projection). Returns ``(B, N_q, C)``.
+        """
+        b, nq, _ = q.shape
+        h, d = self.num_heads, self.internal_dim // self.num_heads
+        qh = self._separate_heads(self.q_proj(q)) * d**-0.5  # (B, H, Nq, d)
+        # (H, B*Nq, d): one product per head for all query sets, keys never copied
+        rows = qh.transpose(0, 1).reshape(h, b * nq, d)
+        probs = (rows @ kh[0].transpose(1, 2)).softmax(dim=-1)  # (H, B*Nq, Nk)
+        out = (probs @ vh[0]).reshape(h, b, nq, d).permute(1, 2, 0, 3).reshape(b, nq, h * d)
+        return self.out_proj(out)
+
+    def attend_from_projected(
+        self,
+        qt: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        residual: torch.Tensor,
+    ) -> torch.Tensor:
+        """``residual`` plus the attention of many image queries, already projected (with
+        their bias), scaled by ``d**-0.5``, split into heads and transposed,
+        ``qt`` ``(1, H, d, N_q)``, to a few tokens ``k``/``v`` ``(B, N_k, C)``.
+
+        Scores are key-major (softmax over a non-last axis of a few keys, as in
+        :meth:`_few_keys`); with few keys the output projection is folded into the
+        values. ``residual`` ``(1 or B, N_q, C)``; returns ``(B, N_q, C)``.
+        """
+        b, nk, c = k.shape
+        h, d = self.num_heads, self.internal_dim // self.num_heads
+        nq = qt.shape[-1]
+        kh = self._separate_heads(self.k_proj(k))  # (B, H, Nk, d)
+        vh = self._separate_heads(self.v_proj(v))  # (B, H, Nk, d)
+        rows = kh.transpose(0, 1).reshape(h, b * nk, d)
+        scores = torch.bmm(rows, qt[0])  # (H, B*Nk, Nq)
+        probs = scores.reshape(h, b, nk, nq).softmax(dim=2).transpose(0, 1)  # (B, H, Nk, Nq)
+        if nk * h < self.internal_dim:
+            wo = self.out_proj.weight.reshape(c, h, d).permute(1, 2, 0)  # (H, d, C)
+            u = (vh @ wo).reshape(b, h * nk, c) + self.out_proj.bias / h
+            return torch.baddbmm(residual, probs.reshape(b, h * nk, nq).transpose(1, 2), u)
+        out = (probs.transpose(2, 3) @ vh).transpose(1, 2).reshape(b, nq, h * d)
+        return residual + self.out_proj(out)
+
 
 class RoPEAttention(Attention):
     """:class:`Attention` with 2-D axial rotary position encoding on queries and keys.

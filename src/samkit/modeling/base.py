@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from samkit.modeling.mask_decoder import PreparedImage
 
 
 class PromptableModel(nn.Module):
@@ -41,3 +46,20 @@ class PromptableModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
+
+    def prepare_decoding(
+        self, image_embeddings: torch.Tensor, reuse: PreparedImage | None = None
+    ) -> PreparedImage | None:
+        """The prompt-independent decoder work for one ``(1, C, h, w)`` embedding.
+
+        Pass the result as ``prepared=`` to ``decode`` / ``decode_selected`` with the same
+        embedding tensor: prompts without a mask prompt then skip that work (see
+        :class:`~samkit.modeling.mask_decoder.PreparedImage`). ``reuse`` is returned
+        as it is when it is still valid for this embedding (same tensor, unchanged
+        weights). ``None`` with gradients on.
+        """
+        _, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
+        pe = self.prompt_encoder.get_dense_pe()
+        if self.mask_decoder.prepared_for(reuse, image_embeddings, pe, dense) is not None:
+            return reuse
+        return self.mask_decoder.prepare(image_embeddings, pe, dense)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from samkit.layers.common import MLP, ConvTranspose2x2, LayerNorm2d
-from samkit.layers.two_way import TwoWayTransformer
+from samkit.layers.two_way import FirstBlockKeys, TwoWayTransformer
 
 # At inference, prompt sets are decoded in chunks of at most this many image tokens x
 # prompt sets (two prompt sets for a 64x64 embedding, eight for 32x32). Each prompt set
@@ -51,6 +51,29 @@ def _rows(t: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
     if t is None or t.shape[0] == 1:
         return t
     return t[sl]
+
+
+def _version_key(t: torch.Tensor) -> tuple[int, int]:
+    """Storage address and in-place version of ``t`` (-1 for inference tensors)."""
+    return t.data_ptr(), -1 if t.is_inference() else t._version
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """Prompt-independent decoder work for one image embedding (no mask prompt).
+
+    Made by :meth:`MaskDecoder.prepare` (or a model's ``prepare_decoding``) and passed
+    back with every decode of prompts without a mask prompt on the same embedding; the
+    predictor keeps one per image. The decoder uses it only for the exact embedding
+    tensor it was made from (``features``, compared by identity) and while the weights,
+    positional encoding and dense prompt it depends on are unchanged (``key``);
+    otherwise it decodes as if it had not been given. Results equal those without it
+    to float rounding.
+    """
+
+    features: torch.Tensor
+    key: tuple[tuple[int, int], ...]
+    first_block: FirstBlockKeys
 
 
 @dataclass(frozen=True)
@@ -140,6 +163,63 @@ class MaskDecoder(nn.Module):
         comes first)."""
         return 1 if self.pred_obj_scores else 0
 
+    def _prepared_key(
+        self, image_pe: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+    ) -> tuple[tuple[int, int], ...]:
+        block = self.transformer.layers[0]
+        tensors = [image_pe, dense_prompt_embeddings]
+        for attn in (block.cross_attn_token_to_image, block.cross_attn_image_to_token):
+            tensors += [attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight]
+            tensors += [attn.k_proj.bias, attn.v_proj.weight, attn.v_proj.bias]
+        return tuple(_version_key(t) for t in tensors)
+
+    def prepare(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> PreparedImage | None:
+        """The prompt-independent part of decoding on one image (inference only).
+
+        Args:
+            image_embeddings: ``(1, C, h, w)`` embedding.
+            image_pe: ``(1, C, h, w)`` dense positional encoding.
+            dense_prompt_embeddings: ``(1, C, h, w)`` dense prompt of the prompts to come
+                (the no-mask embedding, usually an expanded view).
+
+        Returns ``None`` when there is nothing to share (no transformer blocks, or
+        gradients are on).
+        """
+        if torch.is_grad_enabled() or self.transformer.depth == 0:
+            return None
+        if image_embeddings.shape[0] != 1 or dense_prompt_embeddings.shape[0] != 1:
+            raise ValueError("prepare takes one image embedding and one dense prompt")
+        src = image_embeddings + dense_prompt_embeddings
+        return PreparedImage(
+            features=image_embeddings,
+            key=self._prepared_key(image_pe, dense_prompt_embeddings),
+            first_block=self.transformer.prepare(src, image_pe),
+        )
+
+    def prepared_for(
+        self,
+        prepared: PreparedImage | None,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> FirstBlockKeys | None:
+        """``prepared.first_block`` if it was made for these inputs (the same embedding
+        tensor, one dense prompt for all prompt sets, unchanged weights), else ``None``."""
+        if prepared is None or torch.is_grad_enabled():
+            return None
+        if prepared.features is not image_embeddings:
+            return None
+        if dense_prompt_embeddings.shape[0] > 1 and dense_prompt_embeddings.stride(0) != 0:
+            return None  # a dense prompt per prompt set (mask prompts)
+        if prepared.key != self._prepared_key(image_pe, dense_prompt_embeddings):
+            return None
+        return prepared.first_block
+
     def forward(
         self,
         image_embeddings: torch.Tensor,
@@ -148,6 +228,7 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
         high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+        prepared: PreparedImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode masks for B prompt sets on one or B images.
 
@@ -160,6 +241,7 @@ class MaskDecoder(nn.Module):
             multimask_output: return outputs 1..3 instead of output 0.
             high_res_features: SAM 2 only: ``(feat_s0 (1 or B, C/8, 4h, 4w),
                 feat_s1 (1 or B, C/4, 2h, 2w))`` after ``conv_s0`` / ``conv_s1``.
+            prepared: :meth:`prepare` of this embedding (used when it applies).
 
         Returns:
             mask logits ``(B, K, 4h, 4w)`` and predicted IoU ``(B, K)``, K = 3 or 1.
@@ -171,6 +253,7 @@ class MaskDecoder(nn.Module):
             dense_prompt_embeddings,
             multimask_output,
             high_res_features,
+            prepared,
         )
         return out.masks, out.iou
 
@@ -182,6 +265,7 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
         high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+        prepared: PreparedImage | None = None,
     ) -> DecoderOutput:
         """:meth:`forward` plus the output tokens and object-score logits."""
         masks, iou_pred, mask_tokens_out, object_score_logits = self.predict_masks_full(
@@ -190,6 +274,7 @@ class MaskDecoder(nn.Module):
             sparse_prompt_embeddings,
             dense_prompt_embeddings,
             high_res_features,
+            prepared,
         )
         if multimask_output:
             masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
@@ -232,6 +317,7 @@ class MaskDecoder(nn.Module):
         multimask_output: bool,
         select: Callable[[torch.Tensor], torch.Tensor],
         high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+        prepared: PreparedImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Like :meth:`forward`, but mask logits only for the outputs ``select`` keeps.
 
@@ -257,6 +343,7 @@ class MaskDecoder(nn.Module):
                     multimask_output,
                     select,
                     _rows_pair(high_res_features, sl),
+                    prepared,
                 )
                 for sl in parts
             ]
@@ -270,11 +357,16 @@ class MaskDecoder(nn.Module):
                 dense_prompt_embeddings,
                 multimask_output,
                 high_res_features,
+                prepared,
             )
             keep = select(iou_pred).to(torch.bool)
             return iou_pred, keep, masks[keep]
         hs, src, (h, w, c) = self._run_transformer(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            prepared,
         )
         first = self._first_output
         sl = slice(1, None) if multimask_output else slice(0, 1)
@@ -365,6 +457,7 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
+        prepared: PreparedImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
         """Output + prompt tokens through the two-way transformer.
 
@@ -377,6 +470,11 @@ class MaskDecoder(nn.Module):
             parts.insert(0, self.obj_score_token.weight)
         output_tokens = torch.cat(parts, dim=0).unsqueeze(0).expand(b, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+        first = self.prepared_for(prepared, image_embeddings, image_pe, dense_prompt_embeddings)
+        if first is not None:
+            _, c, h, w = image_embeddings.shape
+            hs, src = self.transformer(image_embeddings, image_pe[:1], tokens, prepared=first)
+            return hs, src, (h, w, c)
         if image_embeddings.shape[0] == 1 and (b == 1 or dense_prompt_embeddings.stride(0) == 0):
             # One image and the same dense prompt for every prompt set (no mask input):
             # the transformer shares the image tokens until they become prompt-specific.
@@ -414,6 +512,7 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+        prepared: PreparedImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """All outputs: logits ``(B, 4, 4h, 4w)``, IoU ``(B, 4)``, mask tokens
         ``(B, 4, C)`` and object-score logits ``(B, 1)``."""
@@ -427,12 +526,17 @@ class MaskDecoder(nn.Module):
                     sparse_prompt_embeddings[sl],
                     _rows(dense_prompt_embeddings, sl),
                     _rows_pair(high_res_features, sl),
+                    prepared,
                 )
                 for sl in parts
             ]
             return tuple(torch.cat(x, dim=0) for x in zip(*outs, strict=True))  # type: ignore[return-value]
         hs, src, (h, w, c) = self._run_transformer(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            prepared,
         )
         first = self._first_output
         iou_token_out = hs[:, first, :]

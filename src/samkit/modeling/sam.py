@@ -14,7 +14,7 @@ from torch import nn
 
 from samkit.inference.transforms import image_to_tensor, postprocess_masks, resize_longest_side
 from samkit.modeling.base import PromptableModel
-from samkit.modeling.mask_decoder import MaskDecoder
+from samkit.modeling.mask_decoder import MaskDecoder, PreparedImage
 from samkit.modeling.prompt_encoder import PromptEncoder
 
 
@@ -89,6 +89,7 @@ class Sam(PromptableModel):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         high_res_features: tuple[torch.Tensor, ...] = (),
+        prepared: PreparedImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`decode` that computes mask logits only for the outputs ``select`` keeps.
 
@@ -104,6 +105,7 @@ class Sam(PromptableModel):
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
             select=select,
+            prepared=prepared,
         )
 
     def decode(
@@ -114,12 +116,14 @@ class Sam(PromptableModel):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         high_res_features: tuple[torch.Tensor, ...] = (),
+        prepared: PreparedImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt encoder + mask decoder on ``(1 or B, C, h, w)`` embeddings.
 
         Prompts are in the model's input frame (``high_res_features`` must be empty for
-        SAM 1; the argument keeps one signature across families). Returns low-res logits ``(B, K, 4h, 4w)``
-        and predicted IoU ``(B, K)``.
+        SAM 1; the argument keeps one signature across families). ``prepared``:
+        :meth:`prepare_decoding` of ``image_embeddings`` (used without a mask prompt).
+        Returns low-res logits ``(B, K, 4h, 4w)`` and predicted IoU ``(B, K)``.
         """
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         return self.mask_decoder(
@@ -128,4 +132,5 @@ class Sam(PromptableModel):
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
+            prepared=prepared,
         )

@@ -25,7 +25,7 @@ from samkit.inference.transforms import bilinear
 from samkit.layers.common import MLP
 from samkit.modeling.base import PromptableModel
 from samkit.modeling.encoders.hiera import Sam2ImageEncoder
-from samkit.modeling.mask_decoder import DecoderOutput, MaskDecoder
+from samkit.modeling.mask_decoder import DecoderOutput, MaskDecoder, PreparedImage
 from samkit.modeling.prompt_encoder import (
     LABEL_BOX_BOTTOM_RIGHT,
     LABEL_BOX_TOP_LEFT,
@@ -182,12 +182,14 @@ class Sam2(PromptableModel):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         high_res_features: HighRes | tuple = (),
+        prepared: PreparedImage | None = None,
     ) -> DecoderOutput:
         """Prompt encoder + mask decoder; all outputs (tokens and object scores too).
 
         ``image_embeddings`` ``(1 or B, C, h, w)``; prompts in the input frame: points
         ``(B, P, 2)`` with labels ``(B, P)``, boxes ``(B, 4)`` XYXY, ``mask_input``
-        ``(B, 1, 4h, 4w)`` logits; ``high_res_features`` from :meth:`embed_image`.
+        ``(B, 1, 4h, 4w)`` logits; ``high_res_features`` from :meth:`embed_image`;
+        ``prepared``: :meth:`prepare_decoding` of ``image_embeddings``.
         """
         sparse, dense = self._encode_prompts(points, boxes, mask_input)
         return self.sam_mask_decoder.forward_full(
@@ -197,6 +199,7 @@ class Sam2(PromptableModel):
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
             high_res_features=tuple(high_res_features) or None,
+            prepared=prepared,
         )
 
     def decode(
@@ -207,6 +210,7 @@ class Sam2(PromptableModel):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         high_res_features: HighRes | tuple = (),
+        prepared: PreparedImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-res logits ``(B, K, 4h, 4w)`` and predicted IoU ``(B, K)``.
 
@@ -214,7 +218,13 @@ class Sam2(PromptableModel):
         best multimask output (as the official image predictor does).
         """
         out = self.decode_full(
-            image_embeddings, points, boxes, mask_input, multimask_output, high_res_features
+            image_embeddings,
+            points,
+            boxes,
+            mask_input,
+            multimask_output,
+            high_res_features,
+            prepared,
         )
         return out.masks, out.iou
 
@@ -227,6 +237,7 @@ class Sam2(PromptableModel):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         high_res_features: HighRes | tuple = (),
+        prepared: PreparedImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`decode` computing logits only for the outputs ``select`` keeps; see
         :meth:`samkit.modeling.sam.Sam.decode_selected`."""
@@ -239,4 +250,5 @@ class Sam2(PromptableModel):
             multimask_output=multimask_output,
             select=select,
             high_res_features=tuple(high_res_features) or None,
+            prepared=prepared,
         )
