@@ -7,24 +7,15 @@ inputs, the dynamic single-mask output and ``decode_selected``, with a last part
 
 from __future__ import annotations
 
-import helpers_sam2 as H2
 import numpy as np
 import pytest
 import torch
-from tiny_models import TINY_256
+from tiny_models import family_model
 
 import samkit
 from samkit.modeling import mask_decoder as md
 
 B = 7  # prompt sets: chunks of 2 leave a partial last chunk
-
-
-def _model(family: str):
-    if family == "sam1":
-        torch.manual_seed(0)
-        return samkit.build_model(TINY_256).eval()
-    model, _ = H2.model_pair("2.1", 512, 0)
-    return model
 
 
 def _inputs(model, seed: int = 0):
@@ -68,7 +59,7 @@ def _decode_all(model, emb, points, boxes, masks, thresholds):
 
 @pytest.mark.parametrize("family", ["sam1", "sam2"])
 def test_chunked_decoding_equals_one_pass(family, monkeypatch):
-    model = _model(family)
+    model = family_model(family)
     emb, points, boxes, masks = _inputs(model)
     tokens = int(np.prod(emb.features.shape[-2:]))
     with torch.inference_mode():
@@ -117,7 +108,7 @@ def test_upscaling_in_row_bands_equals_one_pass(family, b, monkeypatch):
     """At inference the upscaling runs on bands of rows (``UPSCALE_PIXELS``), with a
     partial last band and SAM 2's skip features sliced per band: same logits as one
     pass over all rows (what training, with gradients, runs)."""
-    model = _model(family)
+    model = family_model(family)
     dec = model.mask_decoder
     h, w = model.prompt_encoder.image_embedding_size
     c = dec.transformer_dim

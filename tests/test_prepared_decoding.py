@@ -11,25 +11,16 @@ they also check the prepared path against the official code.)
 
 from __future__ import annotations
 
-import helpers_sam2 as H2
 import numpy as np
 import pytest
 import torch
-from tiny_models import TINY_256
+from tiny_models import family_model
 
 import samkit
 from samkit.layers.attention import Attention
 from samkit.modeling.mask_decoder import PreparedImage
 
 TOL = 1e-5  # relative to the logits' scale: float rounding only
-
-
-def _model(family: str):
-    if family == "sam1":
-        torch.manual_seed(0)
-        return samkit.build_model(TINY_256).eval()
-    model, _ = H2.model_pair("2.1", 512, 0)
-    return model
 
 
 def _embedding(model, seed: int = 0):
@@ -75,7 +66,7 @@ def test_prepared_equals_plain(
 ) -> None:
     """Many points (20 with 8 heads) take the unfolded image -> token output; 7 prompt
     sets decode in chunks; ``decode_selected`` keeps what ``decode`` gives."""
-    model = _model(family)
+    model = family_model(family)
     emb = _embedding(model)
     points, boxes = _prompts(model, b, max(p, 1))
     points = points if p else None
@@ -106,7 +97,7 @@ def test_prepared_equals_plain(
 
 
 def test_prepared_is_ignored_where_it_does_not_apply(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = _model("sam1")
+    model = family_model("sam1")
     emb, other = _embedding(model, 0), _embedding(model, 5)
     points, _ = _prompts(model, 2, 2)
     count = _Count(monkeypatch)
@@ -142,7 +133,7 @@ def test_prepared_is_ignored_where_it_does_not_apply(monkeypatch: pytest.MonkeyP
 
 
 def test_predictor_prepares_once_per_embedding(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = _model("sam2")
+    model = family_model("sam2")
     predictor = samkit.ImagePredictor(model)
     calls = []
     original = type(model).prepare_decoding
@@ -156,7 +147,7 @@ def test_predictor_prepares_once_per_embedding(monkeypatch: pytest.MonkeyPatch) 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
     emb = predictor.set_image(image)
-    plain = samkit.ImagePredictor(_model("sam2"))  # same seeded weights
+    plain = samkit.ImagePredictor(family_model("sam2"))  # same seeded weights
     plain.set_embedding(emb)
     monkeypatch.setattr(plain, "_prepared_for", lambda e: None)
     for point in ([[40, 50]], [[100, 30]], [[10, 110]]):

@@ -17,6 +17,7 @@ from samkit.configs import (
     WeightSpec,
 )
 from samkit.configs.base import Sam2Config
+from samkit.modeling import SamModel
 
 # 256-pixel model input (16x16 embedding) instead of 1024 keeps every decode ~0.1 s.
 TINY_256 = SamConfig(
@@ -25,6 +26,19 @@ TINY_256 = SamConfig(
     mask_decoder=MaskDecoderConfig(transformer_mlp_dim=64, iou_head_hidden_dim=32),
     image_size=256,
 )
+
+
+def family_model(family: str) -> SamModel:
+    """A small seeded model for decoder tests: ``"sam1"`` (:data:`TINY_256`) or
+    ``"sam2"`` (reduced SAM 2.1 at 512 pixels, the weights the official-parity helpers
+    load into the official model too)."""
+    if family == "sam1":
+        torch.manual_seed(0)
+        return samkit.build_model(TINY_256).eval()
+    import helpers_sam2
+
+    model, _ = helpers_sam2.model_pair("2.1", 512, 0)
+    return model
 
 
 def register_checkpoint(
