@@ -44,10 +44,11 @@ def score_block_rows(n_k: int, lead: int, kv_bytes: int, element_size: int) -> i
     Measured in bf16 on a 2-core Zen 4 (L2 1 MiB a core, L3 32 MiB): SAM 2.1 tiny's
     memory attention for three objects (4,096 queries, seven memories) took 4.78 s
     against 4.99 s with 16 MiB blocks for its self-attention (256 channels, 4 MiB of
-    keys and values a head); its cross-attention (28,700 keys of 256 channels and 64-channel
-    values, 18 MiB a head) 1.2x faster with 16 MiB blocks than with 8 MiB ones; Hiera's
-    global attention and MobileSAM's windows the same either way (within noise). (ViT-B's relative-position attention,
-    :mod:`samkit.layers.rel_pos`, keeps 16 MiB blocks: 2.5% faster for the encoder.)
+    keys and values a head); its cross-attention (28,700 keys of 256 channels and
+    64-channel values, 18 MiB a head) was 1.2x faster with 16 MiB blocks than with 8 MiB
+    ones; Hiera's global attention and MobileSAM's windows were the same either way
+    (within noise). ViT-B's relative-position attention (:mod:`samkit.layers.rel_pos`)
+    keeps 16 MiB blocks: with 4 MiB its encoder was 2.5% slower.
     """
     budget = min(common.TRANSIENT_BYTES, max(SMALL_SCORE_BYTES, kv_bytes))
     return max(1, budget // max(1, lead * n_k * element_size))
