@@ -154,7 +154,7 @@ def rotate_complex(
     Returns:
         The rotated ``x``, same shape and dtype (computed in float32).
 
-    Without gradients, the float32 temporaries are bounded: a few grids at a time
+    Without gradients on the CPU, the float32 temporaries are bounded: a few grids at a time
     (``layers.common.TRANSIENT_BYTES``), each written into the output before the next.
     Rotating three objects' memories at once (3 x 7 grids of 4096 x 256) in one piece
     took 66 ms in bf16 on a 2-core Zen 4, one object at a time 23 ms: the one-piece
@@ -163,7 +163,8 @@ def rotate_complex(
     m, d = cis.shape[0], x.shape[-1]
     lead, r = _grids(x, m)
     per_grid = m * d * 4 * 2  # the float32 copy and the complex product
-    if torch.is_grad_enabled() or x.numel() // (m * d) * per_grid <= common.TRANSIENT_BYTES:
+    whole = x.numel() // (m * d) * per_grid <= common.TRANSIENT_BYTES
+    if whole or torch.is_grad_enabled() or x.device.type != "cpu":
         xc = torch.view_as_complex(x.float().reshape(*lead, r, m, d // 2, 2).contiguous())
         rotated = torch.view_as_real(xc * cis).reshape(x.shape).to(x.dtype)
         return rotated if out is None else out.copy_(rotated)
@@ -215,9 +216,9 @@ def apply_rope_qk(
         return q, k
     if num_k_exclude == 0:
         return q, rope.rotate(k)
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() or k.device.type != "cpu":
         return q, torch.cat((rope.rotate(k[..., :n_rope, :]), k[..., n_rope:, :]), dim=-2)
-    # inference: rotate straight into the result (no concatenated copy of all the keys)
+    # CPU inference: rotate straight into the result (no concatenated copy of the keys)
     out = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     rope.rotate(k[..., :n_rope, :], out=out[..., :n_rope, :])
     out[..., n_rope:, :] = k[..., n_rope:, :]
