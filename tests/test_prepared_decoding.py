@@ -108,6 +108,15 @@ def test_prepared_is_ignored_where_it_does_not_apply(monkeypatch: pytest.MonkeyP
             expected = model.decode(features, points)
             got = model.decode(features, points, prepared=prepared)
             assert torch.equal(got[0], expected[0])
+    # the same embedding tensor changed in place (a normal tensor has a version)
+    with torch.no_grad():
+        features = emb.features.clone()
+        own = model.prepare_decoding(features)
+        features.mul_(0.5)
+        expected = model.decode(features, points)
+        got = model.decode(features, points, prepared=own)
+        assert torch.equal(got[0], expected[0])
+    with torch.inference_mode():
         # a mask prompt: a dense prompt per prompt set
         side = 4 * model.prompt_encoder.image_embedding_size[0]
         masks = torch.randn(2, 1, side, side)

@@ -41,6 +41,7 @@ from samkit.build import build_model, load_model
 from samkit.errors import InvalidImage, InvalidPrompt, UnknownModel
 from samkit.inference.transforms import to_rgb_uint8
 from samkit.masks import fill_small_regions_logits
+from samkit.modeling.mask_decoder import PreparedImage
 from samkit.modeling.sam2 import Sam2
 
 __all__ = [
@@ -282,6 +283,8 @@ class SAM2ImagePredictor:
         self._is_image_set = False
         self._is_batch = False
         self._features: dict[str, Any] | None = None
+        self._embed_views: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+        self._prepared: PreparedImage | None = None
         self._orig_hw: list[tuple[int, int]] | None = None
 
     @classmethod
@@ -333,6 +336,8 @@ class SAM2ImagePredictor:
         self._features = None
         self._orig_hw = None
         self._is_batch = False
+        self._embed_views = None
+        self._prepared = None
 
     # ----------------------------------------------------------------- prompts
     def predict(
@@ -461,13 +466,23 @@ class SAM2ImagePredictor:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
         points = None if point_coords is None else (point_coords, point_labels)
         feats = self._features
+        embed = feats["image_embed"]
+        views = self._embed_views  # one (1, C, h, w) view per image, made once per embed
+        if views is None or views[0] is not embed:
+            self._embed_views = views = (embed, [embed[i : i + 1] for i in range(len(embed))])
+        image = views[1][img_idx]
+        prepared = None
+        if mask_input is None:  # the decoder's prompt-independent work, kept between calls
+            prepared = self.model.prepare_decoding(image, reuse=self._prepared)
+            self._prepared = prepared
         low_res, iou = self.model.decode(
-            feats["image_embed"][img_idx].unsqueeze(0),
+            image,
             points=points,
             boxes=None if boxes is None else boxes.reshape(-1, 4),
             mask_input=mask_input,
             multimask_output=multimask_output,
             high_res_features=tuple(f[img_idx].unsqueeze(0) for f in feats["high_res_feats"]),
+            prepared=prepared,
         )
         masks = self._transforms.postprocess_masks(low_res, self._orig_hw[img_idx])
         low_res = low_res.clamp(-32.0, 32.0)

@@ -65,10 +65,12 @@ class PreparedImage:
     Made by :meth:`MaskDecoder.prepare` (or a model's ``prepare_decoding``) and passed
     back with every decode of prompts without a mask prompt on the same embedding; the
     predictor keeps one per image. The decoder uses it only for the exact embedding
-    tensor it was made from (``features``, compared by identity) and while the weights,
-    positional encoding and dense prompt it depends on are unchanged (``key``);
-    otherwise it decodes as if it had not been given. Results equal those without it
-    to float rounding.
+    tensor it was made from (``features``, compared by identity) and while that tensor,
+    the weights, positional encoding and dense prompt it depends on are unchanged
+    (``key``: storage and in-place version counters; inference tensors changed in place
+    inside ``torch.inference_mode`` have no counter and are not noticed); otherwise it
+    decodes as if it had not been given. Results equal those without it to float
+    rounding.
     """
 
     features: torch.Tensor
@@ -164,10 +166,13 @@ class MaskDecoder(nn.Module):
         return 1 if self.pred_obj_scores else 0
 
     def _prepared_key(
-        self, image_pe: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
     ) -> tuple[tuple[int, int], ...]:
         block = self.transformer.layers[0]
-        tensors = [image_pe, dense_prompt_embeddings]
+        tensors = [image_embeddings, image_pe, dense_prompt_embeddings]
         for attn in (block.cross_attn_token_to_image, block.cross_attn_image_to_token):
             tensors += [attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight]
             tensors += [attn.k_proj.bias, attn.v_proj.weight, attn.v_proj.bias]
@@ -197,7 +202,7 @@ class MaskDecoder(nn.Module):
         src = image_embeddings + dense_prompt_embeddings
         return PreparedImage(
             features=image_embeddings,
-            key=self._prepared_key(image_pe, dense_prompt_embeddings),
+            key=self._prepared_key(image_embeddings, image_pe, dense_prompt_embeddings),
             first_block=self.transformer.prepare(src, image_pe),
         )
 
@@ -216,7 +221,8 @@ class MaskDecoder(nn.Module):
             return None
         if dense_prompt_embeddings.shape[0] > 1 and dense_prompt_embeddings.stride(0) != 0:
             return None  # a dense prompt per prompt set (mask prompts)
-        if prepared.key != self._prepared_key(image_pe, dense_prompt_embeddings):
+        key = self._prepared_key(image_embeddings, image_pe, dense_prompt_embeddings)
+        if prepared.key != key:
             return None
         return prepared.first_block
 
