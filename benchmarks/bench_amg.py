@@ -11,7 +11,8 @@ samkit is faster) and an output check (mask counts and one-to-one matches at IoU
     python benchmarks/bench_amg.py --model sam2.1-hiera-tiny --points-per-side 16
     python benchmarks/bench_amg.py --model samkit-demo --peak-memory --size 3000,4000
 
-``samkit-demo`` uses its bundled trained weights and the default thresholds. The SAM 1
+``samkit-demo`` uses its bundled trained weights and the thresholds ``MaskGenerator`` uses
+for it by default (calibrated for its weights), on both sides. The SAM 1
 and MobileSAM checkpoints cannot be downloaded on an offline machine, so those models get
 the test suite's seeded random weights, for which the default thresholds keep no mask at all; the script
 then uses ``pred_iou_thresh 0``, ``stability_score_thresh 0.5`` with offset 0.1 and box NMS
@@ -40,7 +41,7 @@ import reference_shims  # noqa: E402
 from helpers_sam import official_sam_from_config, random_state_dict  # noqa: E402
 
 import samkit  # noqa: E402
-from samkit.amg import MaskGenerator  # noqa: E402
+from samkit.amg import MaskGenerator, generator_defaults  # noqa: E402
 from samkit.data.synthetic import SyntheticConfig, generate_sample  # noqa: E402
 from samkit.masks import rle_decode  # noqa: E402
 
@@ -150,7 +151,14 @@ def main() -> None:
     trained = args.model == "samkit-demo" or args.checkpoint is not None
     if trained:
         ours = samkit.load_model(args.model, checkpoint=args.checkpoint)
-        settings: dict = {}
+        # the generator's defaults for this model (samkit-demo's calibrated thresholds,
+        # else the official ones), given to both sides
+        d = generator_defaults(ours)
+        settings: dict = {
+            "pred_iou_thresh": d.pred_iou_thresh,
+            "stability_score_thresh": d.stability_score_thresh,
+            "stability_score_offset": d.stability_score_offset,
+        }
     else:
         ours = samkit.build_model(args.model)
         # the test suite's seeded random weights (activations O(1) through the network)

@@ -70,4 +70,9 @@ python scripts/export_demo.py "$RUN/train6/model_final.pt" "$RUN/phase6.safetens
 samkit synth "$RUN/data7" --n 2000 --seed 5
 samkit train "$RUN/data7" --config scripts/demo_train_phase7.json \
     --init-checkpoint "$RUN/phase6.safetensors" --out "$RUN/train7" "$@"
-python scripts/export_demo.py "$RUN/train7/model_final.pt" src/samkit/assets/samkit-demo.safetensors
+python scripts/export_demo.py "$RUN/train7/model_final.pt" "$RUN/phase7.safetensors"
+# Phase 8 starts from the fp16 export of phase 7 (shipped 2026-12-07 until phase 8).
+samkit synth "$RUN/data8" --n 2000 --seed 6
+samkit train "$RUN/data8" --config scripts/demo_train_phase8.json \
+    --init-checkpoint "$RUN/phase7.safetensors" --out "$RUN/train8" "$@"
+python scripts/export_demo.py "$RUN/train8/model_final.pt" src/samkit/assets/samkit-demo.safetensors

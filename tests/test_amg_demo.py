@@ -15,15 +15,17 @@ one-to-one match at mask IoU >= 0.99 with equal record fields.
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from helpers_sam import official_sam_from_config
 from test_amg_parity import assert_same_records, official_generator
 
 import samkit
 from samkit.amg import MaskGenerator
-from samkit.data.synthetic import SyntheticConfig, generate_sample
+from samkit.data.synthetic import SyntheticConfig, SyntheticDataset, generate_sample
 
 
 @functools.cache
@@ -72,3 +74,55 @@ def test_demo_amg_matches_official_with_crops_and_small_regions() -> None:
     full = [0, 0, 320, 256]
     assert any(list(r["crop_box"]) != full for r in ref), "no mask from a zoomed crop kept"
     assert_same_records(got, ref, min_masks=5)
+
+
+def test_generator_defaults_come_from_the_preset() -> None:
+    """A preset may carry generator thresholds calibrated for its weights (the demo
+    model does); official presets keep their families' official values."""
+    from samkit.amg import generator_defaults
+
+    demo = samkit.get_preset("samkit-demo").amg
+    assert demo is not None
+    _, ours = demo_pair()
+    gen = MaskGenerator(ours)
+    assert generator_defaults(ours) == demo
+    assert (gen.pred_iou_thresh, gen.stability_score_thresh) == (
+        demo.pred_iou_thresh,
+        demo.stability_score_thresh,
+    )
+    assert gen.stability_score_offset == demo.stability_score_offset
+    explicit = MaskGenerator(ours, pred_iou_thresh=0.2, stability_score_offset=2.0)
+    assert (explicit.pred_iou_thresh, explicit.stability_score_offset) == (0.2, 2.0)
+    assert explicit.stability_score_thresh == demo.stability_score_thresh
+    official = (("sam-vit-b", "sam", 0.88), ("mobile-sam", "sam", 0.88))
+    for name, family, iou in (*official, ("sam2.1-hiera-tiny", "sam2", 0.8)):
+        assert samkit.get_preset(name).amg is None
+        d = generator_defaults(SimpleNamespace(name=name, family=family))  # type: ignore[arg-type]
+        assert (d.pred_iou_thresh, d.stability_score_thresh, d.stability_score_offset) == (
+            iou,
+            0.95,
+            1.0,
+        )
+
+
+def test_demo_defaults_keep_real_masks() -> None:
+    """With its calibrated defaults the demo model's generator keeps masks, most of
+    them real objects of the scene (held-out seed), where the official defaults keep
+    none (this is what ``samkit auto`` does with its default model)."""
+    _, ours = demo_pair()
+    sample = SyntheticDataset(2, seed=77)[1]
+    records = MaskGenerator(ours, points_per_side=16).generate(sample.image)
+    assert len(records) >= 3
+    pred = torch.from_numpy(np.stack([r["segmentation"] for r in records])).flatten(1).float()
+    gt = torch.from_numpy(sample.masks).flatten(1).float()
+    inter = pred @ gt.T
+    iou = inter / (pred.sum(1, keepdim=True) + gt.sum(1) - inter)
+    assert (iou.max(dim=1).values >= 0.5).float().mean() >= 0.6
+    official = MaskGenerator(
+        ours,
+        points_per_side=16,
+        pred_iou_thresh=0.88,
+        stability_score_thresh=0.95,
+        stability_score_offset=1.0,
+    )
+    assert official.generate(sample.image) == []

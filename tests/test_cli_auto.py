@@ -456,6 +456,7 @@ def test_unknown_model(folder: Path, tmp_path: Path) -> None:
         (["in", "--box-nms-thresh", "1.5"], "--box-nms-thresh must be between 0 and 1"),
         (["in", "--points-per-side", "0"], "--points-per-side must be at least 1"),
         (["in", "--crop-overlap-ratio", "1"], "--crop-overlap-ratio must be in [0, 1)"),
+        (["in", "--stability-score-offset", "-1"], "--stability-score-offset must be at least 0"),
         (["in", "--device", "toaster"], "--device"),
         (["in", "-c", "nope.pth"], "checkpoint not found"),
     ],
@@ -481,3 +482,19 @@ def test_help_lists_auto() -> None:
     assert result.exit_code == 0
     for option in ("--format", "--overlay", "--points-per-side", "--overwrite", "--crop-layers"):
         assert option in result.output
+
+
+def test_default_model_keeps_masks_on_the_sample(tmp_path: Path) -> None:
+    """``samkit auto`` with no model option uses the bundled demo model and its calibrated
+    thresholds: masks come out on the bundled sample (with the official thresholds the
+    demo model kept none)."""
+    from importlib.resources import files
+
+    sample = Path(str(files("samkit") / "assets" / "sample.jpg"))
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["auto", str(sample), "--out", str(out), "--points-per-side", "16", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    _, records = read_amg_json(out / "sample.json")
+    assert len(records) >= 3

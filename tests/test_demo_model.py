@@ -2,12 +2,12 @@
 
 The model card (``docs/model_card_samkit_demo.md``) reports the demo model on 40 held-out
 images (generator seed 1000, 400 objects): single-point mIoU 0.414 (top-scored) and
-0.727 (oracle), box mIoU 0.767, mIoU 0.414 -> 0.802 from 1 to 5 interactive clicks.
+0.749 (oracle), box mIoU 0.781, mIoU 0.414 -> 0.813 from 1 to 5 interactive clicks.
 These are *below* the acceptance levels of issue 3 (oracle >= 0.85, top >= 0.75,
 NoC@90 <= 3, nested levels covered): the shipped model is under-trained and the issue
 stays open. This test therefore guards the shipped weights with regression floors set
 about 0.07 under the values measured on a smaller, different held-out sample (12
-images, seed 2024: oracle 0.745, top 0.381, box 0.790, 0.376 -> 0.823 from 1 to 5
+images, seed 2024: oracle 0.757, top 0.387, box 0.794, 0.377 -> 0.829 from 1 to 5
 clicks) and checks the properties that hold already: prompts are localised (box far
 better than the empty mask), more clicks help, all three multimask outputs are used (an
 earlier model had one collapsed), and the weights are the registered, bundled file.
@@ -51,10 +51,10 @@ def test_bundled_weights_match_the_registry() -> None:
 def test_single_point_and_box_floors() -> None:
     point = single_point(predictor(), held_out())
     assert point.count >= 80
-    assert point.miou_oracle >= 0.67, point.summary()
-    assert point.miou_top >= 0.31, point.summary()
+    assert point.miou_oracle >= 0.69, point.summary()
+    assert point.miou_top >= 0.32, point.summary()
     box = box_prompt(predictor(), held_out())
-    assert box.miou >= 0.72, box.summary()
+    assert box.miou >= 0.73, box.summary()
 
 
 def test_more_clicks_help() -> None:

@@ -38,7 +38,8 @@ from typing import Any, Literal, TypedDict
 import numpy as np
 import torch
 
-from samkit.errors import InvalidImage
+from samkit.configs import MaskGeneratorDefaults, get_preset
+from samkit.errors import InvalidImage, UnknownModel
 from samkit.inference.predictor import ImagePredictor
 from samkit.inference.transforms import (
     ImageLike,
@@ -72,10 +73,26 @@ OutputMode = Literal["binary_mask", "uncompressed_rle", "coco_rle"]
 _OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
 # Default filtering thresholds per model family (the official values of each release).
-_FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
-    "sam": {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95},
-    "sam2": {"pred_iou_thresh": 0.8, "stability_score_thresh": 0.95},
+_FAMILY_DEFAULTS = {
+    "sam": MaskGeneratorDefaults(pred_iou_thresh=0.88, stability_score_thresh=0.95),
+    "sam2": MaskGeneratorDefaults(pred_iou_thresh=0.8, stability_score_thresh=0.95),
 }
+
+
+def generator_defaults(model: SamModel) -> MaskGeneratorDefaults:
+    """The thresholds :class:`MaskGenerator` uses when none are given: those calibrated
+    for the model's registered preset (``ModelPreset.amg``), else its family's official
+    ones (SAM 1: predicted IoU 0.88, SAM 2: 0.8; stability 0.95 at offset 1.0)."""
+    name = getattr(model, "name", None)
+    if name is not None:
+        try:
+            preset = get_preset(name)
+        except UnknownModel:
+            preset = None
+        if preset is not None and preset.amg is not None:
+            return preset.amg
+    family = getattr(model, "family", "sam")
+    return _FAMILY_DEFAULTS.get(family, _FAMILY_DEFAULTS["sam"])
 
 
 class MaskRecord(TypedDict):
@@ -203,10 +220,12 @@ class MaskGenerator:
             ``points_per_side ** 2`` points); ``None`` requires ``point_grids``.
         points_per_batch: points decoded together (memory/speed trade-off only).
         pred_iou_thresh: keep masks whose predicted IoU is above this; ``None`` uses
-            the model family's default (SAM 1: 0.88).
+            the model's calibrated default if its preset has one (``samkit-demo``), else
+            the family's official one (SAM 1: 0.88, SAM 2: 0.8).
         stability_score_thresh: keep masks whose stability score is at least this;
-            ``None`` uses the family default (0.95).
-        stability_score_offset: logit offset of the stability score.
+            ``None``: the model's calibrated default, else 0.95.
+        stability_score_offset: logit offset of the stability score; ``None``: the
+            model's calibrated default, else 1.0.
         box_nms_thresh: box-IoU threshold of the NMS among one crop's masks.
         crop_n_layers: extra layers of zoomed-in crops (layer ``i`` has ``(2**i)**2``
             crops).
@@ -242,7 +261,7 @@ class MaskGenerator:
         points_per_batch: int = 64,
         pred_iou_thresh: float | None = None,
         stability_score_thresh: float | None = None,
-        stability_score_offset: float = 1.0,
+        stability_score_offset: float | None = None,
         box_nms_thresh: float = 0.7,
         crop_n_layers: int = 0,
         crop_nms_thresh: float = 0.7,
@@ -281,18 +300,21 @@ class MaskGenerator:
             self.point_grids = [np.asarray(g, dtype=np.float64) for g in point_grids or ()]
             if len(self.point_grids) != crop_n_layers + 1:
                 raise ValueError("point_grids needs one grid per crop layer (crop_n_layers + 1)")
-        family = getattr(self.predictor.model, "family", "sam")
-        defaults = _FAMILY_DEFAULTS.get(family, _FAMILY_DEFAULTS["sam"])
+        defaults = generator_defaults(self.predictor.model)
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = (
-            defaults["pred_iou_thresh"] if pred_iou_thresh is None else pred_iou_thresh
+            defaults.pred_iou_thresh if pred_iou_thresh is None else pred_iou_thresh
         )
         self.stability_score_thresh = (
-            defaults["stability_score_thresh"]
+            defaults.stability_score_thresh
             if stability_score_thresh is None
             else stability_score_thresh
         )
-        self.stability_score_offset = stability_score_offset
+        self.stability_score_offset = (
+            defaults.stability_score_offset
+            if stability_score_offset is None
+            else stability_score_offset
+        )
         self.box_nms_thresh = box_nms_thresh
         self.crop_n_layers = crop_n_layers
         self.crop_nms_thresh = crop_nms_thresh
@@ -302,7 +324,7 @@ class MaskGenerator:
         self.max_chunk_bytes = max_chunk_bytes
         self.multimask_output = multimask_output
         self.use_m2m = use_m2m
-        self._family = family
+        self._family = getattr(self.predictor.model, "family", "sam")
 
     @property
     def model(self) -> SamModel:

@@ -271,6 +271,8 @@ def _check_options(values: Mapping[str, float | int | None]) -> None:
             raise CliError(f"{option} must be at least 1, got {value}")
         if option in (*unit, "--crop-nms-thresh") and not 0.0 <= value <= 1.0:
             raise CliError(f"{option} must be between 0 and 1, got {value}")
+        if option == "--stability-score-offset" and value < 0.0:
+            raise CliError(f"{option} must be at least 0, got {value}")
         if option == "--crop-overlap-ratio" and not 0.0 <= value < 1.0:
             raise CliError(f"{option} must be in [0, 1), got {value}")
         if option in ("--crop-layers", "--min-region-area") and value < 0:
@@ -489,8 +491,9 @@ def auto_command(
         float | None,
         typer.Option(
             "--pred-iou-thresh",
-            help="Keep masks whose predicted IoU is above this. Default: the model family's "
-            "official value (SAM 0.88, SAM 2 0.8).",
+            help="Keep masks whose predicted IoU is above this. Default: the value calibrated "
+            "for the model (samkit-demo 0.4), else the family's official one (SAM 0.88, "
+            "SAM 2 0.8).",
             show_default=False,
         ),
     ] = None,
@@ -498,7 +501,17 @@ def auto_command(
         float | None,
         typer.Option(
             "--stability-score-thresh",
-            help="Keep masks whose stability score is at least this. Default: 0.95.",
+            help="Keep masks whose stability score is at least this. Default: the model's "
+            "calibrated value, else 0.95.",
+            show_default=False,
+        ),
+    ] = None,
+    stability_score_offset: Annotated[
+        float | None,
+        typer.Option(
+            "--stability-score-offset",
+            help="Logit offset of the stability score. Default: the model's calibrated "
+            "value, else 1.0.",
             show_default=False,
         ),
     ] = None,
@@ -559,6 +572,7 @@ def auto_command(
             "--points-per-batch": points_per_batch,
             "--pred-iou-thresh": pred_iou_thresh,
             "--stability-score-thresh": stability_score_thresh,
+            "--stability-score-offset": stability_score_offset,
             "--box-nms-thresh": box_nms_thresh,
             "--crop-layers": crop_layers,
             "--crop-nms-thresh": crop_nms_thresh,
@@ -598,6 +612,7 @@ def auto_command(
                 points_per_batch=points_per_batch,
                 pred_iou_thresh=pred_iou_thresh,
                 stability_score_thresh=stability_score_thresh,
+                stability_score_offset=stability_score_offset,
                 box_nms_thresh=box_nms_thresh,
                 crop_n_layers=crop_layers,
                 crop_nms_thresh=crop_nms_thresh,

@@ -2,6 +2,7 @@
 
 from samkit.configs.base import (
     MaskDecoderConfig,
+    MaskGeneratorDefaults,
     ModelPreset,
     PromptEncoderConfig,
     SamConfig,
@@ -13,6 +14,7 @@ from samkit.configs.registry import get_preset, list_models, register
 
 __all__ = [
     "MaskDecoderConfig",
+    "MaskGeneratorDefaults",
     "ModelPreset",
     "PromptEncoderConfig",
     "SamConfig",

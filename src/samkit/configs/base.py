@@ -210,9 +210,29 @@ class WeightSpec:
 
 
 @dataclass(frozen=True)
+class MaskGeneratorDefaults:
+    """Automatic-mask-generation thresholds calibrated for one model's weights.
+
+    The official values (SAM 1: predicted IoU 0.88, SAM 2: 0.8; stability 0.95 at logit
+    offset 1.0) suit the official checkpoints; a model whose IoU head and logits are
+    scaled differently (samkit's small demo model) needs its own, or the generator keeps
+    nothing. :class:`samkit.MaskGenerator` and ``samkit auto`` use these when the
+    caller gives no threshold.
+    """
+
+    pred_iou_thresh: float
+    stability_score_thresh: float
+    stability_score_offset: float = 1.0
+
+
+@dataclass(frozen=True)
 class ModelPreset:
+    """A registered model: architecture, weights, and (optionally) generator defaults
+    calibrated for those weights (``amg``; ``None``: the family's official values)."""
+
     name: str
     config: SamConfig | Sam2Config
     weights: WeightSpec | None
     description: str = ""
     aliases: tuple[str, ...] = ()
+    amg: MaskGeneratorDefaults | None = None

@@ -9,6 +9,7 @@ from samkit.configs.base import (
     FpnConfig,
     HieraConfig,
     MaskDecoderConfig,
+    MaskGeneratorDefaults,
     MemoryConfig,
     ModelPreset,
     PromptEncoderConfig,
@@ -137,12 +138,16 @@ register(
         weights=WeightSpec(
             url="",
             filename="samkit-demo.safetensors",
-            sha256="6cd95bbc7388dd8541337d256ba726bd4ec9b09bfe8d7e5ac86150382bc077f6",
+            sha256="127c51648f3ee71f77936e4a96538e0717524ec2e9b3e071dbd3c680af2a4a4a",
             size=12117896,
             bundled="assets/samkit-demo.safetensors",
         ),
         description="samkit's demo model, trained on synthetic shapes (not a general model)",
         aliases=("demo",),
+        # Calibrated on 8 held-out synthetic scenes (generator seed 3000), 32 x 32 points:
+        # about 12 masks a scene, 80 % of them matching an object at IoU >= 0.75, 61 % of
+        # the objects found; the official 0.88 / 0.95 kept 1.25 masks a scene.
+        amg=MaskGeneratorDefaults(pred_iou_thresh=0.4, stability_score_thresh=0.8),
     )
 )
 
