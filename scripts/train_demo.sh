@@ -23,14 +23,12 @@
 # 6. phase 5 continues from the fp16 export of phase 4 on 2000 more new images
 #    (generator seed 3): scripts/demo_train_phase5.json (seed 3, lr 2e-4, 4000-step
 #    cosine, run straight through);
-# 7. phase 6 continues from the fp16 export of phase 5 on 2000 more new images
-#    (generator seed 4): scripts/demo_train_phase6.json (seed 4, lr 1e-4, 4000-step
-#    cosine, run straight through);
-# 8. phase 7 continues from the fp16 export of phase 6 on 2000 more new images
-#    (generator seed 5): scripts/demo_train_phase7.json (seed 5, lr 1e-4, 4000-step
-#    cosine, run straight through);
-# 9. exports the final weights as fp16 safetensors into the package.
-# On 2 CPU cores the training takes about 8 hours; add `--device cuda` to train on a GPU
+# 7. phases 6, 7 and 8 continue the same way, each from the fp16 export of the phase
+#    before on 2000 more new images (generator seeds 4, 5, 6):
+#    scripts/demo_train_phase{6,7,8}.json (seeds 4, 5, 6, lr 1e-4, 4000-step cosine,
+#    run straight through);
+# 8. copies phase 8's fp16 safetensors export into the package.
+# On 2 CPU cores the training takes about 10 hours; add `--device cuda` to train on a GPU
 # (results then differ in the last bits from the CPU run).
 set -euo pipefail
 RUN=${1:-runs/samkit-demo}
@@ -55,24 +53,14 @@ cp "$RUN/train4/trainer_state.pt" "$RUN/state4_1750.pt"
 samkit train "$RUN/data4" --config scripts/demo_train_phase4b.json \
     --init-checkpoint "$RUN/phase3.safetensors" --resume "$RUN/state4_1750.pt" \
     --out "$RUN/train4" "$@"
-# Phase 5 starts from the fp16 export of phase 4 (shipped 2026-12-07 until phase 5).
+# Phases 5 to 8 each start from the fp16 export of the phase before (each such file was
+# the shipped model on 2026-12-07 until the next phase) and train on 2,000 new images
+# (generator seed: the phase number minus 2).
 python scripts/export_demo.py "$RUN/train4/model_final.pt" "$RUN/phase4.safetensors"
-samkit synth "$RUN/data5" --n 2000 --seed 3
-samkit train "$RUN/data5" --config scripts/demo_train_phase5.json \
-    --init-checkpoint "$RUN/phase4.safetensors" --out "$RUN/train5" "$@"
-python scripts/export_demo.py "$RUN/train5/model_final.pt" "$RUN/phase5.safetensors"
-# Phase 6 starts from the fp16 export of phase 5 (shipped 2026-12-07 until phase 6).
-samkit synth "$RUN/data6" --n 2000 --seed 4
-samkit train "$RUN/data6" --config scripts/demo_train_phase6.json \
-    --init-checkpoint "$RUN/phase5.safetensors" --out "$RUN/train6" "$@"
-python scripts/export_demo.py "$RUN/train6/model_final.pt" "$RUN/phase6.safetensors"
-# Phase 7 starts from the fp16 export of phase 6 (shipped 2026-12-07 until phase 7).
-samkit synth "$RUN/data7" --n 2000 --seed 5
-samkit train "$RUN/data7" --config scripts/demo_train_phase7.json \
-    --init-checkpoint "$RUN/phase6.safetensors" --out "$RUN/train7" "$@"
-python scripts/export_demo.py "$RUN/train7/model_final.pt" "$RUN/phase7.safetensors"
-# Phase 8 starts from the fp16 export of phase 7 (shipped 2026-12-07 until phase 8).
-samkit synth "$RUN/data8" --n 2000 --seed 6
-samkit train "$RUN/data8" --config scripts/demo_train_phase8.json \
-    --init-checkpoint "$RUN/phase7.safetensors" --out "$RUN/train8" "$@"
-python scripts/export_demo.py "$RUN/train8/model_final.pt" src/samkit/assets/samkit-demo.safetensors
+for phase in 5 6 7 8; do
+    samkit synth "$RUN/data$phase" --n 2000 --seed $((phase - 2))
+    samkit train "$RUN/data$phase" --config "scripts/demo_train_phase$phase.json" \
+        --init-checkpoint "$RUN/phase$((phase - 1)).safetensors" --out "$RUN/train$phase" "$@"
+    python scripts/export_demo.py "$RUN/train$phase/model_final.pt" "$RUN/phase$phase.safetensors"
+done
+cp "$RUN/phase8.safetensors" src/samkit/assets/samkit-demo.safetensors

@@ -84,13 +84,12 @@ def generator_defaults(model: SamModel) -> MaskGeneratorDefaults:
     for the model's registered preset (``ModelPreset.amg``), else its family's official
     ones (SAM 1: predicted IoU 0.88, SAM 2: 0.8; stability 0.95 at offset 1.0)."""
     name = getattr(model, "name", None)
-    if name is not None:
-        try:
-            preset = get_preset(name)
-        except UnknownModel:
-            preset = None
-        if preset is not None and preset.amg is not None:
-            return preset.amg
+    try:
+        calibrated = get_preset(name).amg if name is not None else None
+    except UnknownModel:
+        calibrated = None
+    if calibrated is not None:
+        return calibrated
     family = getattr(model, "family", "sam")
     return _FAMILY_DEFAULTS.get(family, _FAMILY_DEFAULTS["sam"])
 

@@ -157,6 +157,20 @@ class Attention(nn.Module):
                 const.reshape(b, h * nk, 1), m.reshape(b, h * nk, c), q.transpose(1, 2)
             )
         probs = scores.reshape(b, h, nk, nq).softmax(dim=2).reshape(b, h * nk, nq)
+        return self._folded_output(probs, vh, residual)
+
+    def _folded_output(
+        self, probs: torch.Tensor, vh: torch.Tensor, residual: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Output of the many queries from key-major probabilities over a few keys, with
+        the output projection (and its bias) folded into the values.
+
+        ``probs`` ``(B, H*Nk, Nq)`` (each head's column sums to one), ``vh`` ``(B, H, Nk,
+        d)`` projected values, ``residual`` ``(1 or B, Nq, C)`` or ``None``. Returns
+        ``(B, Nq, C)``.
+        """
+        b, h, nk, d = vh.shape
+        c = self.out_proj.out_features
         wo = self.out_proj.weight.reshape(c, h, d).permute(1, 2, 0)  # (H, d, C)
         u = (vh @ wo).reshape(b, h * nk, c)  # values already through the output projection
         u = u + self.out_proj.bias / h
@@ -213,9 +227,7 @@ class Attention(nn.Module):
         scores = torch.bmm(rows, qt[0])  # (H, B*Nk, Nq)
         probs = scores.reshape(h, b, nk, nq).softmax(dim=2).transpose(0, 1)  # (B, H, Nk, Nq)
         if nk * h < self.internal_dim:
-            wo = self.out_proj.weight.reshape(c, h, d).permute(1, 2, 0)  # (H, d, C)
-            u = (vh @ wo).reshape(b, h * nk, c) + self.out_proj.bias / h
-            return torch.baddbmm(residual, probs.reshape(b, h * nk, nq).transpose(1, 2), u)
+            return self._folded_output(probs.reshape(b, h * nk, nq), vh, residual)
         out = (probs.transpose(2, 3) @ vh).transpose(1, 2).reshape(b, nq, h * d)
         return residual + self.out_proj(out)
 
