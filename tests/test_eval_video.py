@@ -8,7 +8,7 @@ import pytest
 from samkit.data.synthetic_video import SyntheticVideoConfig, SyntheticVideoDataset
 from samkit.eval.metrics import j_and_f
 from samkit.eval.video import clips_from, evaluate_video
-from samkit.video.session import FrameResult
+from samkit.video import FrameResult
 
 
 class _ScriptedSession:

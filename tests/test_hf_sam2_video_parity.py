@@ -72,10 +72,10 @@ from transformers.models.sam2_video.processing_sam2_video import Sam2VideoProces
 from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
 import samkit
+import samkit.video as vt
 from samkit.build import load_weights
 from samkit.hf_keys import hf_to_official_sam2
 from samkit.video import VideoPredictor
-from samkit.video import tracker as vt
 
 IMAGE_SIZE = 128
 NUM_FRAMES = 8
@@ -131,7 +131,7 @@ def _hf_session(cfg, folder) -> Sam2VideoInferenceSession:
     the samkit config (pixel mean and std)."""
     loaded = [
         vt.load_frame(p, IMAGE_SIZE, cfg.pixel_mean, cfg.pixel_std)
-        for p in vt.list_frame_files(folder)
+        for p in vt.list_video_frames(folder)
     ]
     assert loaded[0][1] == (VIDEO_H, VIDEO_W)
     return Sam2VideoInferenceSession(
@@ -304,7 +304,7 @@ def _run_ours(model, folder, full: bool = True) -> Run:
         feats = vt.encode_frame(
             model,
             vt.load_frame(
-                vt.list_frame_files(folder)[FIX_FRAME],
+                vt.list_video_frames(folder)[FIX_FRAME],
                 IMAGE_SIZE,
                 model.config.pixel_mean,
                 model.config.pixel_std,
@@ -427,7 +427,7 @@ def test_frame_features_match(scenario):
     hf, ours = scenario["hf"], scenario["ours"]
     cfg = ours.config
     image = vt.load_frame(
-        vt.list_frame_files(scenario["folder"])[NUM_FRAMES - 1],
+        vt.list_video_frames(scenario["folder"])[NUM_FRAMES - 1],
         IMAGE_SIZE,
         cfg.pixel_mean,
         cfg.pixel_std,

@@ -46,7 +46,7 @@ import torch
 from scipy import ndimage
 
 import samkit
-from samkit.video import tracker as vt
+import samkit.video as vt
 
 IMAGE_SIZE = 128
 NUM_FRAMES = 9
@@ -152,7 +152,7 @@ def _filled(low: torch.Tensor) -> torch.Tensor:
 
 def _run_samkit(model, folder, correct: bool = True) -> tuple[Run, Run, dict, dict]:
     cfg = model.config
-    paths = vt.list_frame_files(folder)
+    paths = vt.list_video_frames(folder)
     num_frames = len(paths)
     loaded = [vt.load_frame(p, IMAGE_SIZE, cfg.pixel_mean, cfg.pixel_std) for p in paths]
     video_size = loaded[0][1]

@@ -15,14 +15,8 @@ import samkit
 from samkit.data.synthetic_video import SyntheticVideoConfig
 from samkit.train import video as train_video
 from samkit.train.video import BestActualCandidate, VideoTrainConfig, VideoTrainer
-from samkit.video.tracker import (
-    Points,
-    encode_frame,
-    encode_frame_with_grad,
-    model_frame,
-    track_step,
-    track_step_with_grad,
-)
+from samkit.video import Points, encode_frame, model_frame, track_step
+from samkit.video.tracker import encode_frame_with_grad, track_step_with_grad
 
 
 def _model(seed: int = 0, **flags) -> samkit.Sam2:
@@ -229,7 +223,7 @@ def test_fit_writes_metrics_and_an_official_format_checkpoint(tmp_path):
 def _one_frame_output(iou_logits: torch.Tensor, s: int = 16):
     """A tracked frame for one object: three fixed candidates (the first covers the left
     half, the others are empty) and IoU predictions ``sigmoid(iou_logits)``."""
-    from samkit.video.tracker import TrackOutput
+    from samkit.video import TrackOutput
 
     logits = torch.full((1, 3, s // 4, s // 4), -20.0)
     logits[0, 0, :, : s // 8] = 20.0

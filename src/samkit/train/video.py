@@ -49,14 +49,9 @@ from samkit.data.synthetic_video import SyntheticClip, SyntheticVideoConfig, gen
 from samkit.modeling.sam2 import Sam2
 from samkit.train.losses import dice_loss, mask_iou, sigmoid_focal_loss
 from samkit.train.trainer import atomic_torch_save, load_trainer_state, save_weights
-from samkit.video.tracker import (
-    Memory,
-    Points,
-    TrackOutput,
-    encode_frame_with_grad,
-    model_frame,
-    track_step_with_grad,
-)
+from samkit.video.frames import model_frame
+from samkit.video.state import Memory, Points, TrackOutput
+from samkit.video.tracker import encode_frame_with_grad, track_step_with_grad
 
 __all__ = ["BestActualCandidate", "VideoTrainConfig", "VideoTrainer", "clip_loss"]
 

@@ -1,24 +1,35 @@
 """SAM 2 video: per-frame tracking on a :class:`~samkit.modeling.sam2.Sam2` model.
 
 :mod:`samkit.video.tracker` holds the stateless per-frame computation (frame features,
-memory selection, memory attention, SAM heads, memory encoding) with typed inputs and
-outputs; :mod:`samkit.video.session` builds the user-facing API on it
-(:class:`VideoPredictor` -> :class:`VideoSession`, yielding :class:`FrameResult`).
+memory attention, SAM heads, memory encoding) on the typed objects of
+:mod:`samkit.video.state`; :mod:`samkit.video.memory_bank` chooses the memories a frame
+attends to; :mod:`samkit.video.frames` maps frames and prompts into the model's frame and
+masks back. :mod:`samkit.video.session` builds the user-facing API on them
+(:class:`VideoPredictor` -> :class:`VideoSession`, yielding :class:`FrameResult` of
+:mod:`samkit.video.results`), reading frames through :mod:`samkit.video.sources` and
+:mod:`samkit.video.io`.
 """
 
-from samkit.video.io import VideoFileReader, VideoFileWriter
-from samkit.video.session import (
-    FrameOutput,
-    FrameResult,
-    ObjectTrack,
-    Prompt,
-    VideoPredictor,
-    VideoSession,
-    list_video_frames,
-)
-from samkit.video.tracker import (
-    DEFAULT_OPTIONS,
+from samkit.video.frames import (
     HOLE_FILL_LOGIT,
+    apply_non_overlapping_constraints,
+    concat_points,
+    fill_holes,
+    list_video_frames,
+    load_frame,
+    mask_to_model,
+    model_frame,
+    points_to_model,
+    prepare_frame,
+    to_video_resolution,
+    upsample_to_input,
+)
+from samkit.video.io import VideoFileReader, VideoFileWriter
+from samkit.video.memory_bank import select_memories
+from samkit.video.results import FrameOutput, FrameResult, ObjectTrack, Prompt
+from samkit.video.session import VideoPredictor, VideoSession
+from samkit.video.state import (
+    DEFAULT_OPTIONS,
     NO_OBJ_SCORE,
     FrameFeatures,
     Memory,
@@ -26,24 +37,9 @@ from samkit.video.tracker import (
     Points,
     TrackerOptions,
     TrackOutput,
-    apply_non_overlapping_constraints,
-    concat_points,
-    encode_frame,
-    encode_memory,
-    fill_holes,
-    list_frame_files,
-    load_frame,
-    mask_to_model,
-    model_frame,
     options_for,
-    points_to_model,
-    prepare_frame,
-    select_memories,
-    to_video_resolution,
-    track_step,
-    upsample_to_input,
-    use_multimask,
 )
+from samkit.video.tracker import encode_frame, encode_memory, track_step, use_multimask
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -68,7 +64,6 @@ __all__ = [
     "encode_frame",
     "encode_memory",
     "fill_holes",
-    "list_frame_files",
     "list_video_frames",
     "load_frame",
     "mask_to_model",

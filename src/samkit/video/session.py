@@ -39,11 +39,8 @@ frames can be prompted only while their features are still cached.
 from __future__ import annotations
 
 import os
-import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -52,30 +49,40 @@ import torch
 from samkit.errors import (
     FrameOutOfRange,
     InvalidPrompt,
-    InvalidVideo,
     NoPrompts,
     SessionClosed,
     UnknownObject,
 )
 from samkit.modeling.sam2 import Sam2
-from samkit.video.io import VIDEO_SUFFIXES, VideoFileReader
-from samkit.video.tracker import (
+from samkit.video.frames import (
+    fill_holes,
+    list_video_frames,
+    mask_to_model,
+    points_to_model,
+    prepare_frame,
+    to_video_resolution,
+    upsample_to_input,
+)
+from samkit.video.io import VideoFileReader
+from samkit.video.memory_bank import (
+    BatchedMemories,
+    group_by_memory_frames,
+    own_rows,
+    pointer_only,
+    relabelled,
+    stored_memories,
+)
+from samkit.video.results import FrameOutput, FrameResult, ObjectTrack, Prompt
+from samkit.video.sources import FrameSource
+from samkit.video.state import (
     NO_OBJ_SCORE,
     FrameFeatures,
     Memory,
     Points,
     TrackerOptions,
-    encode_frame,
-    encode_memory,
-    fill_holes,
-    mask_to_model,
     options_for,
-    points_to_model,
-    prepare_frame,
-    to_video_resolution,
-    track_step,
-    upsample_to_input,
 )
+from samkit.video.tracker import encode_frame, encode_memory, track_step
 
 #: What ``build_sam2_video_predictor`` sets: holes up to 8 low-res pixels are filled.
 DEFAULT_FILL_HOLE_AREA = 8
@@ -86,245 +93,7 @@ DEFAULT_MAX_CACHED_FRAMES = 16
 #: frames gives.
 _UNBOUNDED = 2**31 - 1
 
-_FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-
 Direction = Literal["forward", "backward", "both"]
-
-
-# ------------------------------------------------------------------------ results
-@dataclass(frozen=True)
-class FrameResult:
-    """The masks of every object of a session on one frame.
-
-    Attributes:
-        frame_index: index of the frame in the video.
-        masks: object id -> ``(H, W)`` bool mask at the video's resolution (all False
-            for an object with no output on this frame).
-        scores: object id -> object score logit (> 0: the object is present;
-            ``NO_OBJ_SCORE`` for an object with no output on this frame).
-        visible: object id -> whether the object is present (score > 0).
-    """
-
-    frame_index: int
-    masks: dict[int, np.ndarray]
-    scores: dict[int, float]
-    visible: dict[int, bool]
-
-
-@dataclass
-class FrameOutput:
-    """One object's stored prediction on one frame.
-
-    Attributes:
-        low_res_logits: ``(1, 1, S/4, S/4)`` hole-filled mask logits (model frame).
-        score: ``(1, 1)`` object score logit.
-        memory: the frame's memory (None until encoded, for a fresh prompt); may be
-            pointer-only (no spatial features) in streaming mode.
-        obj_ptr: ``(1, hidden_dim)`` object pointer.
-    """
-
-    low_res_logits: torch.Tensor
-    score: torch.Tensor
-    memory: Memory | None = None
-    obj_ptr: torch.Tensor | None = None
-
-
-@dataclass
-class Prompt:
-    """One object's prompt on one frame, in the model's input frame: clicks (and a box
-    as two corner points) or a binary ``(1, 1, S, S)`` mask."""
-
-    points: Points | None = None
-    mask: torch.Tensor | None = None
-
-
-@dataclass
-class ObjectTrack:
-    """Everything the session keeps for one object.
-
-    Attributes:
-        obj_id: the user's object id.
-        prompts: frame -> the object's prompt on that frame.
-        pending: frame -> (output, is_conditioning) of prompts added since the last
-            propagation; their memory is encoded when the next propagation starts.
-        cond: frame -> output of a conditioning frame (with memory).
-        non_cond: frame -> output of a tracked (or corrected) frame (with memory).
-        tracked: frame -> whether it was last tracked in reverse.
-        last: the most recent output of the object (any frame).
-    """
-
-    obj_id: int
-    prompts: dict[int, Prompt] = field(default_factory=dict)
-    pending: dict[int, tuple[FrameOutput, bool]] = field(default_factory=dict)
-    cond: dict[int, FrameOutput] = field(default_factory=dict)
-    non_cond: dict[int, FrameOutput] = field(default_factory=dict)
-    tracked: dict[int, bool] = field(default_factory=dict)
-    last: tuple[int, FrameOutput] | None = None
-
-    def output(self, frame: int, is_cond: bool | None = None) -> FrameOutput | None:
-        """The latest output on ``frame``: a pending one (of the given kind, any kind
-        if None), else the conditioning one, else the tracked one."""
-        pend = self.pending.get(frame)
-        if pend is not None and (is_cond is None or pend[1] == is_cond):
-            return pend[0]
-        return self.cond.get(frame) or self.non_cond.get(frame)
-
-
-# ------------------------------------------------------------------------ sources
-def _frame_sort_key(path: Path) -> tuple:
-    try:
-        return (0, int(path.stem), "")
-    except ValueError:  # not an integer stem: natural order of the name
-        parts = re.split(r"(\d+)", path.name)
-        return (1, 0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
-
-
-def list_video_frames(folder: str | os.PathLike) -> list[Path]:
-    """The frames of a folder: JPEG files (``<index>.jpg``) sorted by their integer
-    stem as the official loader does; if there are none, PNG files likewise (names
-    that are not integers sort naturally)."""
-    folder = Path(folder)
-    files = [p for p in folder.iterdir() if p.is_file()]
-    for suffixes in ((".jpg", ".jpeg"), (".png",)):
-        chosen = [p for p in files if p.suffix.lower() in suffixes]
-        if chosen:
-            return sorted(chosen, key=_frame_sort_key)
-    raise InvalidVideo(f"no JPEG or PNG frames in {folder}")
-
-
-def _check_rgb(frame: object, index: int) -> np.ndarray:
-    arr = np.asarray(frame)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise InvalidVideo(
-            f"frame {index}: expected an (H, W, 3) uint8 RGB array, "
-            f"got {arr.dtype} {tuple(arr.shape)}"
-        )
-    return arr
-
-
-class _FrameSource:
-    """Lazy frames of a video: a folder of images or a video file (random access), or
-    an iterator (sequential; only the latest ``keep`` frames are retained)."""
-
-    def __init__(self, source: object, keep: int, num_frames: int | None) -> None:
-        self.paths: list[Path] | None = None
-        self.reader: VideoFileReader | None = None
-        self.iterator: Iterator[object] | None = None
-        self.recent: OrderedDict[int, np.ndarray] = OrderedDict()
-        self.keep = keep
-        self.pulled = 0
-        self.exhausted = False
-        self.video_size: tuple[int, int] | None = None
-        self.length: int | None = num_frames
-        self.owns_reader = True
-        if isinstance(source, VideoFileReader):
-            # an open reader (e.g. the CLI's, which already demuxed the file to check it)
-            self.reader = source
-            self.length = len(source)
-            self.exhausted = True
-            self.owns_reader = False
-        elif isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if path.is_dir():
-                self.paths = list_video_frames(path)
-                self.length = len(self.paths)
-                self.exhausted = True
-            elif path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-                self.reader = VideoFileReader(path)
-                self.length = len(self.reader)
-                self.exhausted = True
-            else:
-                raise InvalidVideo(f"{source}: not a folder of frames or a video file")
-        elif isinstance(source, np.ndarray) and source.ndim == 4:
-            self.iterator = iter(source)
-            self.length = source.shape[0]
-        elif isinstance(source, Iterable):
-            if self.length is None and hasattr(source, "__len__"):
-                self.length = len(source)  # type: ignore[arg-type]
-            self.iterator = iter(source)
-        else:
-            raise InvalidVideo(f"unsupported video source {type(source).__name__}")
-        # the first frame gives the video's size
-        if not self.has(0):
-            raise InvalidVideo("the video has no frames")
-        self.rgb(0)
-
-    @property
-    def num_frames(self) -> int | None:
-        """The number of frames when known (a folder, a sized iterable, or a stream
-        read to its end)."""
-        return self.length
-
-    def _pull_until(self, index: int) -> None:
-        assert self.iterator is not None
-        while self.pulled <= index and not self.exhausted:
-            try:
-                frame = next(self.iterator)
-            except StopIteration:
-                self.exhausted = True
-                self.length = self.pulled
-                break
-            arr = _check_rgb(frame, self.pulled)
-            self._check_size(arr.shape[:2], self.pulled)
-            self.recent[self.pulled] = arr
-            self.pulled += 1
-            while len(self.recent) > self.keep:
-                self.recent.popitem(last=False)
-
-    def _check_size(self, size: tuple[int, int], index: int) -> None:
-        size = (int(size[0]), int(size[1]))
-        if self.video_size is None:
-            self.video_size = size
-        elif size != self.video_size:
-            raise InvalidVideo(f"frame {index} is {size}, the video is {self.video_size}")
-
-    def has(self, index: int) -> bool:
-        """Whether frame ``index`` exists (reads a stream up to it)."""
-        if index < 0:
-            return False
-        if self.paths is not None:
-            return index < len(self.paths)
-        if self.reader is not None:
-            return index < len(self.reader)
-        self._pull_until(index)
-        return index < self.pulled
-
-    def rgb(self, index: int) -> np.ndarray:
-        """Frame ``index`` as an ``(H, W, 3)`` uint8 array."""
-        if not self.has(index):
-            raise FrameOutOfRange(f"frame {index} is outside the video")
-        if self.paths is not None:
-            from PIL import Image
-
-            try:
-                with Image.open(self.paths[index]) as img:
-                    arr = np.asarray(img.convert("RGB"))
-            except OSError as exc:
-                raise InvalidVideo(f"cannot read {self.paths[index]}: {exc}") from exc
-            self._check_size(arr.shape[:2], index)
-            return arr
-        if self.reader is not None:
-            arr = self.reader.read(index)
-            self._check_size(arr.shape[:2], index)
-            return arr
-        arr = self.recent.get(index)
-        if arr is None:
-            raise InvalidVideo(
-                f"frame {index} of the stream is no longer available "
-                f"(only the latest {self.keep} frames are kept)"
-            )
-        return arr
-
-    def close(self) -> None:
-        self.recent.clear()
-        close = getattr(self.iterator, "close", None)
-        if callable(close):
-            close()
-        self.iterator = None
-        self.paths = None
-        if self.reader is not None and self.owns_reader:
-            self.reader.close()
-        self.reader = None
 
 
 # ------------------------------------------------------------------------ predictor
@@ -334,7 +103,7 @@ class VideoPredictor:
     Args:
         model: the :class:`~samkit.modeling.sam2.Sam2` model (put in eval mode).
         options: tracking flags (default: those of the official video predictor for
-            this model, :func:`~samkit.video.tracker.options_for`).
+            this model, :func:`~samkit.video.state.options_for`).
         fill_hole_area: fill background holes of at most this many low-res pixels in
             every prediction (8, as ``build_sam2_video_predictor``; 0 disables).
     """
@@ -404,7 +173,7 @@ class VideoSession:
         self._model = predictor.model
         self._options = predictor.options
         self._fill = predictor.fill_hole_area
-        self._frames = _FrameSource(source, max_cached_frames, num_frames)
+        self._frames = FrameSource(source, max_cached_frames, num_frames)
         self._features: OrderedDict[int, FrameFeatures] = OrderedDict()
         self._max_cached = max_cached_frames
         self._keep_results = keep_results
@@ -518,7 +287,7 @@ class VideoSession:
             out = track.cond.pop(frame, None)
             if out is not None:
                 if out.memory is not None:
-                    out.memory = _relabel(out.memory, is_conditioning=False)
+                    out.memory = relabelled(out.memory, is_conditioning=False)
                 track.non_cond[frame] = out
                 track.tracked.pop(frame, None)
         is_cond = any(t.pending.get(frame, (None, False))[1] for t in self._objects.values())
@@ -591,8 +360,8 @@ class VideoSession:
             is_init_cond_frame=is_init,
             point_inputs=prompt.points,
             mask_inputs=prompt.mask,
-            cond_memories=_memories(track.cond),
-            non_cond_memories=_memories(track.non_cond),
+            cond_memories=stored_memories(track.cond),
+            non_cond_memories=stored_memories(track.non_cond),
             num_frames=self._model_num_frames,
             track_in_reverse=reverse,
             run_mem_encoder=False,
@@ -747,7 +516,7 @@ class VideoSession:
                 track.last = (frame, out)
             if todo:
                 feats = self._frame_features(frame)
-                for group in _batches(todo):
+                for group in group_by_memory_frames(todo):
                     outs = self._track_frame(group, frame, feats, reverse)
                     for track, out in zip(group, outs, strict=True):
                         track.non_cond[frame] = out
@@ -765,11 +534,11 @@ class VideoSession:
         """Track the objects of ``group`` (same memory frames, see :func:`_batches`) on
         ``frame`` in one batched step; one output per object."""
         if len(group) == 1:
-            cond: Mapping[int, Memory] = _memories(group[0].cond)
-            non_cond: Mapping[int, Memory] = _memories(group[0].non_cond)
+            cond: Mapping[int, Memory] = stored_memories(group[0].cond)
+            non_cond: Mapping[int, Memory] = stored_memories(group[0].non_cond)
         else:
-            cond = _BatchedMemories([t.cond for t in group])
-            non_cond = _BatchedMemories([t.non_cond for t in group])
+            cond = BatchedMemories([t.cond for t in group])
+            non_cond = BatchedMemories([t.non_cond for t in group])
         out = track_step(
             self._model,
             frame,
@@ -793,7 +562,7 @@ class VideoSession:
             FrameOutput(
                 low[i : i + 1].clone(),
                 out.object_score_logits[i : i + 1].clone(),
-                _own(memory.select(slice(i, i + 1))),
+                own_rows(memory.select(slice(i, i + 1))),
                 out.obj_ptr[i : i + 1].clone(),
             )
             for i in range(len(group))
@@ -819,7 +588,7 @@ class VideoSession:
                     continue
                 out = track.non_cond[t]
                 if back >= spatial_back and out.memory is not None:
-                    out.memory = _pointer_only(out.memory)
+                    out.memory = pointer_only(out.memory)
                 if t != frame:  # results are not kept; a fresh tensor frees the old one
                     out.low_res_logits = out.low_res_logits.new_empty(0)
             for t in list(track.tracked):
@@ -924,101 +693,6 @@ def _float_array(x: object) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float32)
-
-
-def _memories(outputs: dict[int, FrameOutput]) -> dict[int, Memory]:
-    return {t: o.memory for t, o in outputs.items() if o.memory is not None}
-
-
-def _memory_frames(outputs: dict[int, FrameOutput]) -> tuple[tuple[int, bool], ...]:
-    """``(frame, has spatial memory)`` of the outputs that hold a memory, by frame."""
-    return tuple(
-        (t, o.memory.maskmem_features.numel() > 0)
-        for t, o in sorted(outputs.items())
-        if o.memory is not None
-    )
-
-
-def _batches(tracks: list[ObjectTrack]) -> list[list[ObjectTrack]]:
-    """Group objects whose memory banks hold the same frames (same conditioning frames,
-    same tracked frames, spatial memories kept for the same ones): each group attends to
-    the same memory frames at the same temporal positions, so it is tracked in one
-    batched step, as the official predictor does for all its objects. Objects prompted
-    on different frames form separate groups. Order: first object of each group."""
-    groups: dict[tuple, list[ObjectTrack]] = {}
-    for track in tracks:
-        key = (_memory_frames(track.cond), _memory_frames(track.non_cond))
-        groups.setdefault(key, []).append(track)
-    return list(groups.values())
-
-
-class _BatchedMemories(Mapping[int, Memory]):
-    """The memories of several objects with the same memory frames, concatenated along
-    the batch on access (only the frames a step reads are concatenated)."""
-
-    def __init__(self, outputs: list[dict[int, FrameOutput]]) -> None:
-        self._outputs = outputs
-        # frame -> None, in the first object's order (all objects hold the same frames)
-        self._frames = dict.fromkeys(t for t, o in outputs[0].items() if o.memory is not None)
-        self._cache: dict[int, Memory] = {}
-
-    def __getitem__(self, frame: int) -> Memory:
-        mem = self._cache.get(frame)
-        if mem is None:
-            parts = [out[frame].memory for out in self._outputs]  # KeyError if absent
-            if any(p is None for p in parts):
-                raise KeyError(frame)
-            mem = Memory.cat(parts)  # type: ignore[arg-type]
-            self._cache[frame] = mem
-        return mem
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._frames)
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def __contains__(self, frame: object) -> bool:
-        return frame in self._frames
-
-
-def _own(memory: Memory) -> Memory:
-    """One object's rows of a batched memory, copied so that the object's memory does
-    not keep the whole batch alive (the position encoding stays shared)."""
-    pos = memory.maskmem_pos_enc
-    return Memory(
-        memory.frame_index,
-        memory.is_conditioning,
-        memory.maskmem_features.clone(),
-        pos,
-        memory.obj_ptr.clone(),
-        memory.object_score_logits.clone(),
-    )
-
-
-def _relabel(memory: Memory, *, is_conditioning: bool) -> Memory:
-    return Memory(
-        memory.frame_index,
-        is_conditioning,
-        memory.maskmem_features,
-        memory.maskmem_pos_enc,
-        memory.obj_ptr,
-        memory.object_score_logits,
-    )
-
-
-def _pointer_only(memory: Memory) -> Memory:
-    """The memory without its spatial features (only its object pointer is used)."""
-    if memory.maskmem_features.numel() == 0:
-        return memory
-    return Memory(
-        memory.frame_index,
-        memory.is_conditioning,
-        memory.maskmem_features.new_empty(0),
-        memory.maskmem_pos_enc.new_empty(0),
-        memory.obj_ptr,
-        memory.object_score_logits,
-    )
 
 
 __all__ = [

@@ -23,9 +23,11 @@ separate calls or regrouped with :meth:`Memory.select` / :meth:`Memory.cat`. Pro
 are a batch too; objects with different numbers of clicks must be run separately, since
 a padding click would change the result.
 
-Frames: :func:`load_frame` / :func:`prepare_frame` decode and normalise a frame the way
-the official JPEG-folder loader does (PIL bicubic resize of the whole frame to the
-model's square input, aspect not kept).
+Frames, prompts and post-processing (:mod:`samkit.video.frames`): :func:`load_frame` /
+:func:`prepare_frame` decode and normalise a frame the way the official JPEG-folder
+loader does (PIL bicubic resize of the whole frame to the model's square input, aspect
+not kept). The typed inputs and outputs are in :mod:`samkit.video.state`, the memory
+selection (:func:`select_memories`) in :mod:`samkit.video.memory_bank`.
 
 Semantics reproduced, with the flags of every official config (see
 :class:`TrackerOptions`):
@@ -60,404 +62,34 @@ does the same by default); masks, pointers and scores stay float32.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from scipy import ndimage
 
 from samkit.modeling.sam2 import Sam2
+from samkit.video.frames import apply_non_overlapping_constraints
+from samkit.video.memory_bank import by_frame, select_memories
+from samkit.video.state import (
+    DEFAULT_OPTIONS,
+    NO_OBJ_SCORE,
+    FrameFeatures,
+    Memory,
+    Points,
+    TrackerOptions,
+    TrackOutput,
+    options_for,
+)
 
 #: A training hook of :func:`track_step_with_grad`: ``(B, K, h, w)`` candidate logits ->
 #: ``(B,)`` indices of the candidates to keep.
 CandidateChooser = Callable[[torch.Tensor], torch.Tensor]
 
-#: Mask logit given to an object predicted absent (and to objects with no output).
-NO_OBJ_SCORE = -1024.0
-
 #: Logit scale and bias turning a binary mask prompt into output logits (-10 / +10).
 MASK_AS_OUTPUT_SCALE = 20.0
 MASK_AS_OUTPUT_BIAS = -10.0
-
-#: Value a filled hole gets in :func:`fill_holes` (a small positive logit).
-HOLE_FILL_LOGIT = 0.1
-
-_JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-# ------------------------------------------------------------------------ data types
-class Points(NamedTuple):
-    """Point prompts of a batch of objects, in the model's input frame (pixels of the
-    ``S x S`` resized frame).
-
-    ``coords`` ``(B, P, 2)`` float ``(x, y)``; ``labels`` ``(B, P)`` int: 1 positive,
-    0 negative, 2 / 3 box top-left / bottom-right corner (a box is two points placed
-    first), -1 padding. A plain tuple, so it can be passed where samkit takes
-    ``(coords, labels)``.
-    """
-
-    coords: torch.Tensor
-    labels: torch.Tensor
-
-
-@dataclass(frozen=True)
-class TrackerOptions:
-    """Tracking flags. The defaults are what every official SAM 2 / 2.1 config sets
-    together with ``build_sam2_video_predictor`` (post-processing on).
-
-    Attributes:
-        binarize_mask_from_pts_for_mem_enc: encode ``logits > 0`` (not their sigmoid)
-            into memory on frames with clicks.
-        memory_temporal_stride: stride ``r`` of the non-conditioning memory frames
-            (the frame just before is always taken).
-        max_cond_frames_in_attn: attend to at most this many temporally closest
-            conditioning frames (-1: all). Unselected ones may still enter as previous
-            frames.
-        only_obj_ptrs_in_the_past: take conditioning-frame pointers only from frames
-            not after the current one (in the tracking direction).
-        non_overlap_masks_for_mem_enc: before encoding memory, keep at each pixel only
-            the highest-scoring object's logit (the others clamped to -10).
-        multimask_output_in_sam, multimask_min_pt_num, multimask_max_pt_num,
-        multimask_output_for_tracking: multimask output when the frame has between
-            ``min`` and ``max`` points (a box is two), on initial conditioning frames
-            and (with ``multimask_output_for_tracking``) on every frame.
-    """
-
-    binarize_mask_from_pts_for_mem_enc: bool = True
-    memory_temporal_stride: int = 1
-    max_cond_frames_in_attn: int = -1
-    only_obj_ptrs_in_the_past: bool = True
-    non_overlap_masks_for_mem_enc: bool = False
-    multimask_output_in_sam: bool = True
-    multimask_min_pt_num: int = 0
-    multimask_max_pt_num: int = 1
-    multimask_output_for_tracking: bool = True
-
-    def __post_init__(self) -> None:
-        if self.memory_temporal_stride < 1:
-            raise ValueError("memory_temporal_stride must be >= 1")
-        if self.max_cond_frames_in_attn != -1 and self.max_cond_frames_in_attn < 2:
-            raise ValueError("max_cond_frames_in_attn must be -1 or >= 2")
-
-
-DEFAULT_OPTIONS = TrackerOptions()
-
-
-def options_for(model: Sam2) -> TrackerOptions:
-    """The official video predictor's flags for ``model``: :data:`DEFAULT_OPTIONS` with
-    the model config's ``multimask_output_for_tracking`` (a ``SAM2Base`` argument, so a
-    property of the trained model, not a user preference)."""
-    flag = model.config.multimask_output_for_tracking
-    return replace(DEFAULT_OPTIONS, multimask_output_for_tracking=flag)
-
-
-@dataclass
-class FrameFeatures:
-    """Backbone features of one frame (batch 1), as the tracker consumes them.
-
-    Attributes:
-        vision_feats: top-level (stride 16) features, sequence-first ``(h*w, 1, C)``.
-        vision_pos: their sine position encoding, ``(h*w, 1, C)``.
-        high_res_features: the stride-4 and stride-8 levels after the decoder's
-            ``conv_s0`` / ``conv_s1``: ``(1, C/8, 4h, 4w)``, ``(1, C/4, 2h, 2w)``.
-        feat_size: ``(h, w)`` of the top level.
-    """
-
-    vision_feats: torch.Tensor
-    vision_pos: torch.Tensor
-    high_res_features: tuple[torch.Tensor, torch.Tensor]
-    feat_size: tuple[int, int]
-
-    @property
-    def top(self) -> torch.Tensor:
-        """The top-level features as a map ``(1, C, h, w)``."""
-        h, w = self.feat_size
-        return self.vision_feats.permute(1, 2, 0).reshape(1, -1, h, w)
-
-    def to(self, device: torch.device | str) -> FrameFeatures:
-        """A copy on ``device``."""
-        s0, s1 = self.high_res_features
-        return FrameFeatures(
-            self.vision_feats.to(device),
-            self.vision_pos.to(device),
-            (s0.to(device), s1.to(device)),
-            self.feat_size,
-        )
-
-
-@dataclass
-class Memory:
-    """What a tracked frame leaves in the memory bank, for a batch of objects.
-
-    Attributes:
-        frame_index: the frame it was computed on.
-        is_conditioning: whether it is a conditioning (prompted) frame's memory.
-        maskmem_features: ``(B, mem_dim, h, w)`` encoded memory (bfloat16 by default,
-            as the official predictor stores it; used in float32).
-        maskmem_pos_enc: ``(B, mem_dim, h, w)`` its spatial position encoding.
-        obj_ptr: ``(B, hidden_dim)`` object pointers.
-        object_score_logits: ``(B, 1)`` presence logits (> 0: present).
-    """
-
-    frame_index: int
-    is_conditioning: bool
-    maskmem_features: torch.Tensor
-    maskmem_pos_enc: torch.Tensor
-    obj_ptr: torch.Tensor
-    object_score_logits: torch.Tensor
-
-    @property
-    def num_objects(self) -> int:
-        return self.obj_ptr.shape[0]
-
-    @staticmethod
-    def cat(memories: Sequence[Memory]) -> Memory:
-        """Objects of several memories of the same frame, concatenated in order."""
-        if not memories:
-            raise ValueError("no memories to concatenate")
-        first = memories[0]
-        for m in memories[1:]:
-            if m.frame_index != first.frame_index or m.is_conditioning != first.is_conditioning:
-                raise ValueError("can only concatenate memories of the same frame and kind")
-        return Memory(
-            first.frame_index,
-            first.is_conditioning,
-            torch.cat([m.maskmem_features for m in memories]),
-            torch.cat([m.maskmem_pos_enc for m in memories]),
-            torch.cat([m.obj_ptr for m in memories]),
-            torch.cat([m.object_score_logits for m in memories]),
-        )
-
-    def select(self, rows: Sequence[int] | slice) -> Memory:
-        """The memory of a subset of the objects (rows of the batch)."""
-        index = rows if isinstance(rows, slice) else torch.as_tensor(list(rows), dtype=torch.long)
-        return Memory(
-            self.frame_index,
-            self.is_conditioning,
-            self.maskmem_features[index],
-            self.maskmem_pos_enc[index],
-            self.obj_ptr[index],
-            self.object_score_logits[index],
-        )
-
-
-@dataclass
-class TrackOutput:
-    """One frame's prediction for a batch of ``B`` objects (``S`` the model input size).
-
-    Attributes:
-        low_res_masks: ``(B, 1, S/4, S/4)`` logits of the chosen mask (``NO_OBJ_SCORE``
-            where the object is absent).
-        high_res_masks: ``(B, 1, S, S)`` the same, bilinearly upsampled.
-        multimask_logits: ``(B, M, S/4, S/4)`` all decoder outputs (M = 3 or 1).
-        ious: ``(B, M)`` their predicted IoU (all ones for mask prompts).
-        obj_ptr: ``(B, hidden_dim)`` object pointer.
-        object_score_logits: ``(B, 1)`` presence logits.
-        maskmem_features, maskmem_pos_enc: ``(B, mem_dim, h, w)`` float32 memory, when
-            it was encoded (``run_mem_encoder``).
-        decoder_masks: ``(B, M, S/4, S/4)`` the decoder's logits before absent objects
-            are set to ``NO_OBJ_SCORE`` (what training computes mask losses on), or
-            ``None``.
-    """
-
-    low_res_masks: torch.Tensor
-    high_res_masks: torch.Tensor
-    multimask_logits: torch.Tensor
-    ious: torch.Tensor
-    obj_ptr: torch.Tensor
-    object_score_logits: torch.Tensor
-    maskmem_features: torch.Tensor | None = None
-    maskmem_pos_enc: torch.Tensor | None = None
-    decoder_masks: torch.Tensor | None = None
-
-    def to_memory(
-        self,
-        frame_index: int,
-        is_conditioning: bool,
-        storage_dtype: torch.dtype | None = torch.bfloat16,
-    ) -> Memory:
-        """The :class:`Memory` of this output (its memory must have been encoded).
-
-        ``storage_dtype``: dtype the memory features are kept in (bfloat16 as in the
-        official predictor; ``None`` keeps float32).
-        """
-        if self.maskmem_features is None or self.maskmem_pos_enc is None:
-            raise ValueError("this output has no encoded memory (run_mem_encoder=False)")
-        feats = self.maskmem_features
-        if storage_dtype is not None:
-            feats = feats.to(storage_dtype)
-        return Memory(
-            frame_index,
-            is_conditioning,
-            feats,
-            self.maskmem_pos_enc,
-            self.obj_ptr,
-            self.object_score_logits,
-        )
-
-
-@dataclass
-class MemorySelection:
-    """The memories one frame attends to (see :func:`select_memories`).
-
-    Attributes:
-        spatial: ``(slot, memory)`` pairs, conditioning memories (slot 0) first, then
-            previous frames (slot 1 = the oldest, ``num_maskmem - 1`` = the latest).
-        pointers: ``(temporal position, memory)`` pairs whose object pointers are used.
-    """
-
-    spatial: list[tuple[int, Memory]] = field(default_factory=list)
-    pointers: list[tuple[int, Memory]] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------- frames
-def prepare_frame(
-    rgb: np.ndarray | Image.Image, image_size: int, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
-    """An RGB frame -> normalised ``(3, S, S)`` float32 tensor, as the official JPEG
-    loader: PIL bicubic resize of the whole frame to ``S x S``, ``/ 255`` in float64,
-    then ``(x - mean) / std`` in float32."""
-    img = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.asarray(rgb))
-    img = img.convert("RGB").resize((image_size, image_size), Image.BICUBIC)
-    arr = np.asarray(img)
-    if arr.dtype != np.uint8:
-        raise ValueError(f"expected an 8-bit RGB frame, got {arr.dtype}")
-    x = torch.from_numpy(arr / 255.0).permute(2, 0, 1).float()
-    mean_t = torch.tensor(tuple(mean), dtype=torch.float32)[:, None, None]
-    std_t = torch.tensor(tuple(std), dtype=torch.float32)[:, None, None]
-    return (x - mean_t) / std_t
-
-
-def load_frame(
-    path: str | os.PathLike, image_size: int, mean: Sequence[float], std: Sequence[float]
-) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Read an image file -> (normalised ``(3, S, S)`` tensor, original ``(H, W)``)."""
-    with Image.open(path) as img:
-        rgb = img.convert("RGB")
-    return prepare_frame(rgb, image_size, mean, std), (rgb.height, rgb.width)
-
-
-def list_frame_files(folder: str | os.PathLike) -> list[Path]:
-    """The JPEG frames of a folder (``<index>.jpg``), sorted by their integer stem."""
-    paths = [p for p in Path(folder).iterdir() if p.suffix in _JPEG_SUFFIXES]
-    if not paths:
-        raise FileNotFoundError(f"no JPEG frames in {folder}")
-    return sorted(paths, key=lambda p: int(p.stem))
-
-
-def model_frame(model: Sam2, rgb: np.ndarray | Image.Image) -> torch.Tensor:
-    """:func:`prepare_frame` with the model's input size and pixel statistics, as a
-    ``(1, 3, S, S)`` batch on the model's device."""
-    mean, std = model.config.pixel_mean, model.config.pixel_std
-    return prepare_frame(rgb, model.image_size, mean, std).unsqueeze(0).to(model.device)
-
-
-# ------------------------------------------------------------------------- prompts
-def points_to_model(
-    points: torch.Tensor | Sequence[Sequence[float]] | None,
-    labels: torch.Tensor | Sequence[int] | None,
-    video_size: tuple[int, int],
-    image_size: int,
-    box: torch.Tensor | Sequence[float] | None = None,
-) -> Points:
-    """Clicks (and a box) of one object in video pixels -> :class:`Points` ``(1, P, ..)``
-    in the model's input frame (``x * S / W``, ``y * S / H``), the box's two corners
-    first with labels 2 and 3, as the official ``add_new_points_or_box`` does."""
-    if (points is None) != (labels is None):
-        raise ValueError("points and labels must be given together")
-    coords = torch.zeros(0, 2) if points is None else torch.as_tensor(points, dtype=torch.float32)
-    labs = torch.zeros(0, dtype=torch.int32)
-    if labels is not None:
-        labs = torch.as_tensor(labels, dtype=torch.int32)
-    if coords.shape[0] != labs.shape[0] or (coords.numel() and coords.shape[-1] != 2):
-        raise ValueError("points must be (P, 2) with one label each")
-    coords = coords.reshape(1, -1, 2)
-    labs = labs.reshape(1, -1)
-    if box is not None:
-        corners = torch.as_tensor(box, dtype=torch.float32).reshape(1, 2, 2)
-        coords = torch.cat([corners, coords], dim=1)
-        labs = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), labs], dim=1)
-    if coords.shape[1] == 0:
-        raise ValueError("give at least one point or a box")
-    h, w = video_size
-    coords = coords / torch.tensor([w, h]) * image_size
-    return Points(coords, labs)
-
-
-def concat_points(old: Points | None, new: Points) -> Points:
-    """Append clicks to an object's earlier ones (the official ``clear_old_points=False``)."""
-    if old is None:
-        return new
-    return Points(torch.cat([old.coords, new.coords], 1), torch.cat([old.labels, new.labels], 1))
-
-
-def mask_to_model(mask: torch.Tensor | np.ndarray, image_size: int) -> torch.Tensor:
-    """A binary ``(H, W)`` mask of one object -> ``(1, 1, S, S)`` float mask prompt:
-    resized with antialiased bilinear interpolation and thresholded at 0.5 (as the
-    official ``add_new_mask``), unchanged if already ``S x S``."""
-    m = torch.as_tensor(mask)
-    if m.dim() != 2:
-        raise ValueError("mask must be (H, W)")
-    m = m.to(torch.bool).float()[None, None]
-    if tuple(m.shape[-2:]) == (image_size, image_size):
-        return m
-    m = F.interpolate(
-        m, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
-    )
-    return (m >= 0.5).float()
-
-
-# --------------------------------------------------------------------- post-processing
-def fill_holes(mask_logits: torch.Tensor, max_area: int) -> torch.Tensor:
-    """Fill small background holes of ``(B, 1, H, W)`` logits (the video predictor's
-    ``fill_hole_area``): 8-connected regions of ``logits <= 0`` with at most
-    ``max_area`` pixels get logit 0.1. (The official computes the components with a
-    CUDA extension and silently skips this step without it; this runs on the CPU with
-    scipy.) Returns a new tensor, or the input when ``max_area <= 0``."""
-    if max_area <= 0:
-        return mask_logits
-    background = (mask_logits <= 0).reshape(-1, *mask_logits.shape[-2:]).cpu().numpy()
-    holes = np.zeros_like(background)
-    for i, region in enumerate(background):
-        labels, n = ndimage.label(region, structure=_EIGHT_CONNECTED)
-        if n == 0:
-            continue
-        small = np.bincount(labels.ravel(), minlength=n + 1) <= max_area
-        small[0] = False
-        holes[i] = small[labels]
-    is_hole = torch.from_numpy(holes).reshape(mask_logits.shape).to(mask_logits.device)
-    return torch.where(is_hole, HOLE_FILL_LOGIT, mask_logits)
-
-
-def apply_non_overlapping_constraints(mask_logits: torch.Tensor) -> torch.Tensor:
-    """Objects on the batch dimension ``(B, 1, H, W)``: keep each pixel's logit only for
-    the highest-scoring object; the others are clamped to at most -10."""
-    if mask_logits.shape[0] == 1:
-        return mask_logits
-    winner = torch.argmax(mask_logits, dim=0, keepdim=True)
-    rows = torch.arange(mask_logits.shape[0], device=mask_logits.device)[:, None, None, None]
-    return torch.where(winner == rows, mask_logits, mask_logits.clamp(max=-10.0))
-
-
-def to_video_resolution(mask_logits: torch.Tensor, video_size: tuple[int, int]) -> torch.Tensor:
-    """``(B, 1, h, w)`` logits -> ``(B, 1, H, W)`` at the video's size (bilinear)."""
-    if tuple(mask_logits.shape[-2:]) == tuple(video_size):
-        return mask_logits
-    return F.interpolate(mask_logits, size=video_size, mode="bilinear", align_corners=False)
-
-
-def upsample_to_input(model: Sam2, low_res: torch.Tensor) -> torch.Tensor:
-    """Low-res logits -> ``(B, 1, S, S)`` at the model's input size (bilinear), e.g. to
-    re-encode a stored low-res prediction into memory with :func:`encode_memory`."""
-    s = model.image_size
-    return F.interpolate(low_res.float(), size=(s, s), mode="bilinear", align_corners=False)
 
 
 # ------------------------------------------------------------------------ the model
@@ -476,95 +108,6 @@ def encode_frame_with_grad(model: Sam2, image: torch.Tensor) -> FrameFeatures:
         high_res_features=(s0, s1),
         feat_size=(h, w),
     )
-
-
-def _select_closest_cond(
-    frame_index: int, cond: Mapping[int, Memory], max_num: int
-) -> tuple[dict[int, Memory], dict[int, Memory]]:
-    """Up to ``max_num`` conditioning memories closest in time: the closest before the
-    frame, the closest at or after it, then the nearest others."""
-    if max_num == -1 or len(cond) <= max_num:
-        return dict(cond), {}
-    selected: dict[int, Memory] = {}
-    before = max((t for t in cond if t < frame_index), default=None)
-    if before is not None:
-        selected[before] = cond[before]
-    after = min((t for t in cond if t >= frame_index), default=None)
-    if after is not None:
-        selected[after] = cond[after]
-    rest = sorted((t for t in cond if t not in selected), key=lambda t: abs(t - frame_index))
-    for t in rest[: max_num - len(selected)]:
-        selected[t] = cond[t]
-    return selected, {t: m for t, m in cond.items() if t not in selected}
-
-
-def _by_frame(memories: Iterable[Memory] | Mapping[int, Memory]) -> Mapping[int, Memory]:
-    if isinstance(memories, Mapping):
-        return memories  # read only; may be lazy (the session's batched memories)
-    out: dict[int, Memory] = {}
-    for m in memories:
-        if m.frame_index in out:
-            raise ValueError(f"two memories for frame {m.frame_index}")
-        out[m.frame_index] = m
-    return out
-
-
-def select_memories(
-    frame_index: int,
-    cond_memories: Iterable[Memory] | Mapping[int, Memory],
-    non_cond_memories: Iterable[Memory] | Mapping[int, Memory],
-    *,
-    num_maskmem: int,
-    max_obj_ptrs: int,
-    num_frames: int,
-    track_in_reverse: bool = False,
-    use_signed_tpos: bool = True,
-    options: TrackerOptions = DEFAULT_OPTIONS,
-) -> MemorySelection:
-    """Which memories a non-initial frame attends to, and their temporal positions
-    (see the module docstring). ``max_obj_ptrs`` is the model's
-    ``max_obj_ptrs_in_encoder``; pointer positions are signed (``frame - t``, negated
-    in reverse) with ``use_signed_tpos`` (SAM 2.1), absolute otherwise."""
-    cond = _by_frame(cond_memories)
-    non_cond = _by_frame(non_cond_memories)
-    selected, unselected = _select_closest_cond(frame_index, cond, options.max_cond_frames_in_attn)
-    result = MemorySelection()
-    result.spatial = [(0, m) for m in selected.values()]
-    stride = options.memory_temporal_stride
-    step = -1 if track_in_reverse else 1  # time direction of "previous" frames
-    for slot in range(1, num_maskmem):
-        back = num_maskmem - slot  # frames before the current one
-        if back == 1:
-            t = frame_index - step
-        elif not track_in_reverse:
-            t = ((frame_index - 2) // stride) * stride - (back - 2) * stride
-        else:
-            t = -(-(frame_index + 2) // stride) * stride + (back - 2) * stride
-        mem = non_cond.get(t, unselected.get(t))
-        if mem is not None:
-            result.spatial.append((slot, mem))
-
-    limit = min(num_frames, max_obj_ptrs)
-    sign = -1 if track_in_reverse else 1
-    if options.only_obj_ptrs_in_the_past:
-        ptr_cond = {
-            t: m
-            for t, m in selected.items()
-            if (t >= frame_index if track_in_reverse else t <= frame_index)
-        }
-    else:
-        ptr_cond = selected
-    for t, m in ptr_cond.items():
-        pos = (frame_index - t) * sign if use_signed_tpos else abs(frame_index - t)
-        result.pointers.append((pos, m))
-    for t_diff in range(1, limit):
-        t = frame_index - step * t_diff
-        if t < 0 or t >= num_frames:
-            break
-        mem = non_cond.get(t, unselected.get(t))
-        if mem is not None:
-            result.pointers.append((t_diff, mem))
-    return result
 
 
 def sine_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
@@ -894,7 +437,7 @@ def track_step_with_grad(
         raise ValueError("give points or a mask on a frame, not both")
     if prev_sam_mask_logits is not None and point_inputs is None:
         raise ValueError("prev_sam_mask_logits goes with new point_inputs")
-    cond_memories = _by_frame(cond_memories)
+    cond_memories = by_frame(cond_memories)
     batch = _batch_size(num_objects, point_inputs, mask_inputs, cond_memories)
     high_res = features.high_res_features
     if mask_inputs is not None:
@@ -970,34 +513,13 @@ def _batch_size(
 
 
 __all__ = [
-    "DEFAULT_OPTIONS",
-    "HOLE_FILL_LOGIT",
-    "NO_OBJ_SCORE",
     "CandidateChooser",
-    "FrameFeatures",
-    "Memory",
-    "MemorySelection",
-    "Points",
-    "TrackOutput",
-    "TrackerOptions",
-    "apply_non_overlapping_constraints",
-    "concat_points",
     "encode_frame",
     "encode_frame_with_grad",
     "encode_memory",
     "encode_memory_with_grad",
-    "fill_holes",
-    "list_frame_files",
-    "load_frame",
-    "mask_to_model",
-    "model_frame",
-    "points_to_model",
-    "prepare_frame",
-    "select_memories",
     "sine_1d",
-    "to_video_resolution",
     "track_step",
     "track_step_with_grad",
-    "upsample_to_input",
     "use_multimask",
 ]
