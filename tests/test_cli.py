@@ -216,19 +216,6 @@ def test_segment_uses_cached_weights_without_checkpoint(
     assert result.exit_code == 0, result.output
 
 
-def test_overlay_draws_mask_and_prompt() -> None:
-    from samkit.cli.output import MASK_COLOR, render_overlay
-
-    rgb = np.zeros((40, 60, 3), np.uint8)
-    mask = np.zeros((40, 60), bool)
-    mask[10:30, 10:50] = True
-    picture = np.asarray(render_overlay(rgb, mask, [[20, 20]], [1], [5, 5, 55, 35]))
-    assert tuple(picture[20, 30]) != (0, 0, 0)  # tinted inside
-    assert tuple(picture[2, 2]) == (0, 0, 0)  # untouched outside
-    assert tuple(picture[10, 30]) == MASK_COLOR  # outline
-    assert picture[20, 20, 1] > 150 and picture[20, 20, 0] < 50  # green positive click
-
-
 def test_default_model_is_a_registered_preset() -> None:
     assert samkit.get_preset(DEFAULT_MODEL).name == DEFAULT_MODEL
 

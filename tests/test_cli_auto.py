@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 import samkit
 from samkit.amg import MaskGenerator
-from samkit.cli.auto import METADATA_HEADER, MaskOverlay, collect_inputs, mask_colour
+from samkit.cli.auto import METADATA_HEADER, collect_inputs
 from samkit.cli.main import app
 from samkit.data.sa1b import COCO_CATEGORY, export_coco, read_amg_json, write_amg_json
 from samkit.masks import rle_encode
@@ -377,23 +377,6 @@ def test_overlay(checkpoint: Path, tmp_path: Path) -> None:
     with Image.open(image) as im:
         original = np.asarray(im)
     assert not np.array_equal(picture, original)  # the masks are painted on
-    assert mask_colour(0) != mask_colour(1)
-
-
-def test_mask_overlay_fill_and_outline() -> None:
-    image = np.full((10, 12, 3), 100, dtype=np.uint8)
-    big = np.zeros((10, 12), dtype=bool)
-    big[2:8, 2:9] = True
-    small = np.zeros_like(big)
-    small[4:6, 4:6] = True
-    canvas = MaskOverlay(image)
-    canvas.add(big, (200, 0, 0))
-    canvas.add(small, (0, 0, 200))
-    out = np.asarray(canvas.render()).astype(int)
-    assert (out[0, 0] == 100).all()  # outside: untouched
-    assert out[2, 5].tolist() == [200, 0, 0]  # 1-px outline in full colour
-    assert out[3, 5].tolist() == [150, 50, 50]  # inside: 50% blend
-    assert out[4, 4].tolist() == [0, 0, 200]  # the smaller mask, drawn later, on top
 
 
 def test_glob_input(checkpoint: Path, folder: Path, tmp_path: Path) -> None:

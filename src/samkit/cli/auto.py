@@ -19,7 +19,6 @@ written first, so an existing main output means the image is complete.
 
 from __future__ import annotations
 
-import colorsys
 import contextlib
 import enum
 import glob
@@ -36,12 +35,11 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 import typer
-from PIL import Image
 from rich.markup import escape
 
 import samkit
 from samkit.cli.common import CliError, one_line
-from samkit.cli.output import erode, mask_png, png_bytes
+from samkit.cli.output import mask_png, png_bytes
 from samkit.cli.segment import (
     DEFAULT_MODEL,
     CheckpointOption,
@@ -54,6 +52,7 @@ from samkit.cli.segment import (
 from samkit.errors import InvalidImage, OutputError
 from samkit.fileio import atomic_write_bytes, current_umask
 from samkit.inference.transforms import load_image
+from samkit.viz import MaskOverlay, mask_colour
 
 __all__ = [
     "COCO_FILE",
@@ -61,11 +60,9 @@ __all__ = [
     "METADATA_FILE",
     "METADATA_HEADER",
     "OVERLAY_SUFFIX",
-    "MaskOverlay",
     "OutputFormat",
     "auto_command",
     "collect_inputs",
-    "mask_colour",
     "metadata_csv",
 ]
 
@@ -82,8 +79,6 @@ METADATA_HEADER = (
     "id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,"
     "stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h"
 )
-#: Opacity of the mask colours in the overlay.
-OVERLAY_ALPHA = 0.5
 
 
 class OutputFormat(str, enum.Enum):
@@ -280,48 +275,6 @@ def _check_options(values: Mapping[str, float | int | None]) -> None:
 
 
 # ----------------------------------------------------------------------------- drawing
-def mask_colour(index: int) -> tuple[int, int, int]:
-    """A distinct, deterministic RGB colour for mask ``index`` (golden-ratio hues)."""
-    hue = (index * 0.6180339887498949) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.95)
-    return round(r * 255), round(g * 255), round(b * 255)
-
-
-class MaskOverlay:
-    """An image with many masks painted on it, built one mask at a time.
-
-    Each mask is filled with its colour at :data:`OVERLAY_ALPHA` and outlined (1 px, full
-    colour). Masks added later are drawn on top, so add them largest first. Memory stays
-    at a few image-sized arrays whatever the number of masks.
-    """
-
-    def __init__(self, image: np.ndarray, alpha: float = OVERLAY_ALPHA) -> None:
-        """``image``: ``(H, W, 3)`` uint8 RGB."""
-        h, w = image.shape[:2]
-        self.image = image
-        self.alpha = alpha
-        self.fill = np.zeros((h, w, 3), dtype=np.uint8)
-        self.filled = np.zeros((h, w), dtype=bool)
-        self.edge = np.zeros((h, w, 3), dtype=np.uint8)
-        self.edged = np.zeros((h, w), dtype=bool)
-
-    def add(self, mask: np.ndarray, colour: tuple[int, int, int]) -> None:
-        """Paint the ``(H, W)`` bool ``mask`` in ``colour`` over what is there."""
-        self.fill[mask] = colour
-        self.filled |= mask
-        outline = mask & ~erode(mask, 1)
-        self.edge[outline] = colour
-        self.edged |= outline
-
-    def render(self) -> Image.Image:
-        """The blended picture as an RGB PIL image."""
-        out = self.image.astype(np.float32)
-        inside = self.filled
-        out[inside] = out[inside] * (1.0 - self.alpha) + self.fill[inside] * self.alpha
-        out[self.edged] = self.edge[self.edged]
-        return Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8))
-
-
 def metadata_csv(records: Sequence[Mapping[str, Any]]) -> str:
     """``metadata.csv`` of the official ``amg.py`` (header + one row per record, ``id`` =
     record index, values formatted with ``str``), newline-terminated."""

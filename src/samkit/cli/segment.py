@@ -13,11 +13,12 @@ import typer
 
 import samkit
 from samkit.cli.common import CliError, check_outputs, parse_numbers
-from samkit.cli.output import mask_png, mask_rle, png_bytes, render_overlay
+from samkit.cli.output import mask_png, mask_rle, png_bytes
 from samkit.errors import InvalidPrompt
 from samkit.fileio import atomic_write_bytes
 from samkit.inference.prompts import prepare_prompts
 from samkit.inference.transforms import load_image
+from samkit.viz import prompt_overlay
 
 #: Model used when ``--model`` is not given.
 DEFAULT_MODEL = "samkit-demo"  # bundled: works offline
@@ -199,7 +200,7 @@ def segment_command(
 
     outputs: list[tuple[Path, bytes]] = [(out, mask_png(mask))]
     if overlay is not None:
-        picture = render_overlay(rgb, mask, coords, labels, parsed_box)
+        picture = prompt_overlay(rgb, mask, coords, labels, parsed_box)
         outputs.append((overlay, png_bytes(picture)))
     if json_path is not None:
         record = {

@@ -17,7 +17,6 @@ run has finished, so an interrupted run leaves DIR as it was.
 
 from __future__ import annotations
 
-import colorsys
 import contextlib
 import enum
 import json
@@ -48,6 +47,7 @@ from samkit.cli.segment import (
 from samkit.configs.base import Sam2Config
 from samkit.errors import FrameOutOfRange, InvalidPrompt, InvalidVideo, OutputError
 from samkit.fileio import atomic_write_bytes, current_umask
+from samkit.viz import MaskOverlay, mask_colour
 
 if TYPE_CHECKING:
     from samkit.video.io import VideoFileReader
@@ -65,7 +65,6 @@ __all__ = [
 OVERLAY_FILE = "overlay.mp4"
 #: Frames per second of the overlay video.
 OVERLAY_FPS = 10.0
-OVERLAY_ALPHA = 0.5
 
 
 class TrackFormat(str, enum.Enum):
@@ -225,11 +224,6 @@ def _check_frames(prompts: dict[tuple[int, int], ObjectPrompt], num_frames: int 
 
 
 # ----------------------------------------------------------------------------- outputs
-def _colour(obj_id: int) -> np.ndarray:
-    hue = (obj_id * 0.618033988749895) % 1.0
-    return np.asarray(colorsys.hsv_to_rgb(hue, 0.8, 1.0), dtype=np.float32) * 255.0
-
-
 class _Overlay:
     """Frames with their masks tinted, written to an MP4 with PyAV (frames in index
     order, buffered on disk until the run ends since ``both`` yields them out of order)."""
@@ -240,10 +234,10 @@ class _Overlay:
         self.folder = Path(tempfile.mkdtemp(prefix=".overlay.", dir=path.parent))
 
     def add(self, index: int, rgb: np.ndarray, masks: dict[int, np.ndarray]) -> None:
-        out = rgb.astype(np.float32)
+        canvas = MaskOverlay(rgb)
         for obj_id, mask in masks.items():
-            out[mask] = out[mask] * (1 - OVERLAY_ALPHA) + _colour(obj_id) * OVERLAY_ALPHA
-        frame = np.clip(np.round(out), 0, 255).astype(np.uint8)
+            canvas.add(mask, mask_colour(obj_id))
+        frame = canvas.render_array()
         path = self.folder / f"{index:05d}.npy"
         np.save(path, frame)
         self.frames[index] = path
