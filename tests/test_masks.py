@@ -533,8 +533,8 @@ def test_nms_against_brute_force_and_shim(monkeypatch) -> None:
         for thr in (0.0, 0.3, 0.5, 0.7, 1.0):
             expected = _brute_nms(bl, sl, [0] * n, thr)
             expected_b = _brute_nms(bl, sl, cl, thr)
-            for block in (M._NMS_BLOCK, 5, 16):  # the blocked path must not change results
-                monkeypatch.setattr(M, "_NMS_BLOCK", block)
+            for block in (M.boxes._NMS_BLOCK, 5, 16):  # the blocked path must not change results
+                monkeypatch.setattr(M.boxes, "_NMS_BLOCK", block)
                 keep = M.nms(boxes, scores, thr)
                 assert keep.dtype == torch.int64
                 assert keep.tolist() == expected, (seed, thr, block)
@@ -601,6 +601,28 @@ def test_nms_empty_and_validation() -> None:
 
 
 def test_all_exports_exist() -> None:
-    assert len(M.__all__) == len(set(M.__all__)) == 20
+    assert len(M.__all__) == len(set(M.__all__)) == 22
     for name in M.__all__:
         assert callable(getattr(M, name))
+
+
+def test_component_sizes_eight_connected() -> None:
+    """Diagonal neighbours join a component; labels follow raster order; sizes[0] counts
+    the pixels outside the region."""
+    region = np.array(
+        [
+            [1, 0, 0, 1],
+            [0, 1, 0, 1],
+            [0, 0, 0, 0],
+            [1, 1, 0, 0],
+        ],
+        dtype=bool,
+    )
+    labels, sizes = M.component_sizes(region)
+    assert sizes.tolist() == [10, 2, 2, 2]  # outside, {(0,0),(1,1)}, {(0,3),(1,3)}, bottom
+    assert labels[0, 0] == labels[1, 1] == 1
+    assert labels[0, 3] == labels[1, 3] == 2
+    assert labels[3, 0] == labels[3, 1] == 3
+    assert (labels[~region] == 0).all()
+    empty_labels, empty_sizes = M.component_sizes(np.zeros((2, 3), dtype=bool))
+    assert empty_sizes.tolist() == [6] and not empty_labels.any()

@@ -33,13 +33,8 @@ from pycocotools import mask as mask_utils
 
 from samkit.data.types import Sample
 from samkit.fileio import atomic_write_bytes
-from samkit.masks import (
-    _pycocotools_decode,
-    masks_to_coco_rle,
-    rle_area,
-    rle_decode,
-    rle_to_coco,
-)
+from samkit.masks import masks_to_coco_rle, rle_area, rle_decode, rle_to_coco
+from samkit.masks.rle import _pycocotools_decode
 
 __all__ = [
     "AMG_RECORD_KEYS",

@@ -17,16 +17,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from scipy import ndimage
 
 from samkit.errors import InvalidVideo
+from samkit.masks import component_sizes
 from samkit.modeling.sam2 import Sam2
 from samkit.video.state import Points
 
 #: Value a filled hole gets in :func:`fill_holes` (a small positive logit).
 HOLE_FILL_LOGIT = 0.1
-
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 # ----------------------------------------------------------------------------- frames
@@ -151,10 +149,10 @@ def fill_holes(mask_logits: torch.Tensor, max_area: int) -> torch.Tensor:
     background = (mask_logits <= 0).reshape(-1, *mask_logits.shape[-2:]).cpu().numpy()
     holes = np.zeros_like(background)
     for i, region in enumerate(background):
-        labels, n = ndimage.label(region, structure=_EIGHT_CONNECTED)
-        if n == 0:
+        labels, sizes = component_sizes(region)
+        if len(sizes) == 1:
             continue
-        small = np.bincount(labels.ravel(), minlength=n + 1) <= max_area
+        small = sizes <= max_area
         small[0] = False
         holes[i] = small[labels]
     is_hole = torch.from_numpy(holes).reshape(mask_logits.shape).to(mask_logits.device)

@@ -1,0 +1,125 @@
+"""Mask quality and clean-up: stability score, and the connected-component rules of SAM
+(small holes and islands of a mask) and SAM 2 (small holes and sprinkles of logits)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def component_sizes(region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-connected components of a ``(H, W)`` bool ``region`` (the one
+    connected-components primitive of samkit's mask clean-ups).
+
+    Returns ``(labels, sizes)``: ``labels`` ``(H, W)`` int, 0 outside the region and
+    ``1..n`` for the components in raster order of their first pixel; ``sizes``
+    ``(n + 1,)`` pixel counts, ``sizes[0]`` the pixels outside the region.
+    """
+    labels, n = ndimage.label(region, structure=_EIGHT_CONNECTED)
+    return labels, np.bincount(labels.ravel(), minlength=n + 1)
+
+
+def _count_set(binary: torch.Tensor) -> torch.Tensor:
+    """Set pixels of ``(..., H, W)`` bool -> ``(...)`` int32, counted like the official
+    code: per row in int16 (wraps when W > 32767), then over rows in int32."""
+    return binary.sum(dim=-1, dtype=torch.int16).sum(dim=-1, dtype=torch.int32)
+
+
+def stability_score(logits: torch.Tensor, mask_threshold: float, offset: float) -> torch.Tensor:
+    """Stability score of ``(N, H, W)`` mask logits -> ``(N,)`` float32.
+
+    The IoU of the masks thresholded at ``mask_threshold + offset`` and at
+    ``mask_threshold - offset``; the first is inside the second, so it is
+    ``count(logits > thr + offset) / count(logits > thr - offset)``. The thresholds are
+    formed in Python (double) and compared in the logits' dtype, and counts are summed as
+    in the official ``calculate_stability_score``, so results are bit-identical to it
+    (``0 / 0`` gives nan). Works for any leading shape ``(..., H, W) -> (...)``.
+    """
+    high = _count_set(logits > (mask_threshold + offset))
+    low = _count_set(logits > (mask_threshold - offset))
+    return high / low
+
+
+def remove_small_regions(
+    mask: np.ndarray, area_thresh: float, mode: str
+) -> tuple[np.ndarray, bool]:
+    """Fill small holes or drop small islands of one ``(H, W)`` bool mask.
+
+    Regions are 8-connected. ``mode="holes"``: connected regions of the *background* with
+    fewer than ``area_thresh`` pixels are filled (a small outer background counts as a
+    hole too). ``mode="islands"``: connected regions of the mask with fewer than
+    ``area_thresh`` pixels are removed, but if every region is small the largest one (the
+    first in raster order on a tie) is kept.
+
+    Returns:
+        ``(mask, changed)``: when nothing is small, the input ``mask`` object itself and
+        ``False``; otherwise a new ``(H, W)`` bool array and ``True``. Same semantics as
+        the official ``remove_small_regions``.
+    """
+    if mode not in ("holes", "islands"):
+        raise ValueError(f"mode must be 'holes' or 'islands', got {mode!r}")
+    fill_holes = mode == "holes"
+    binary = np.asarray(mask, dtype=bool)
+    regions = ~binary if fill_holes else binary
+    labels, counts = component_sizes(regions)
+    n_regions, sizes = len(counts) - 1, counts[1:]
+    small = sizes < area_thresh
+    if not small.any():
+        return mask, False
+    # Lookup table from label (0 = the other class) to the output value.
+    lut = np.zeros(n_regions + 1, dtype=bool)
+    if fill_holes:
+        lut[0] = True  # the mask itself
+        lut[1:] = small
+    elif small.all():
+        lut[1 + int(np.argmax(sizes))] = True
+    else:
+        lut[1:] = ~small
+    return lut[labels], True
+
+
+def fill_small_regions_logits(
+    logits: torch.Tensor,
+    max_area: float,
+    threshold: float = 0.0,
+    *,
+    max_sprinkle_area: float | None = None,
+) -> torch.Tensor:
+    """SAM 2's mask clean-up on ``(..., H, W)`` logits (usually the 256x256 low-res ones).
+
+    8-connected background regions ("holes") of at most ``max_area`` pixels are set to
+    ``threshold + 10`` and foreground regions ("sprinkles") of at most ``max_area``
+    pixels to ``threshold - 10``; both are found on the input mask ``logits >
+    threshold``. Same rule as the official SAM 2 predictor's ``max_hole_area`` /
+    ``max_sprinkle_area`` post-processing (which needs its CUDA extension; this is a
+    CPU implementation with scipy). Returns a new tensor.
+
+    ``max_sprinkle_area``: a separate bound for sprinkles (``max_area`` then bounds the
+    holes only). A bound ``<= 0`` turns its step off.
+    """
+    sprinkle_area = max_area if max_sprinkle_area is None else max_sprinkle_area
+    if max_area <= 0 and sprinkle_area <= 0:
+        return logits
+    flat = logits.reshape(-1, *logits.shape[-2:])
+    fg = (flat > threshold).cpu().numpy()
+    out = flat.clone()
+    change = np.zeros(fg.shape, dtype=np.int8)  # +1 fill, -1 remove
+    steps = [(1, False, max_area), (-1, True, sprinkle_area)]
+    steps = [(value, is_fg, area) for value, is_fg, area in steps if area > 0]
+    for i in range(fg.shape[0]):
+        for value, is_fg, area in steps:
+            region = fg[i] if is_fg else ~fg[i]
+            labels, sizes = component_sizes(region)
+            if len(sizes) == 1:
+                continue
+            small = sizes <= area
+            small[0] = False
+            hit = small[labels]
+            change[i][hit] = value
+    delta = torch.from_numpy(change).to(out.device)
+    out = torch.where(delta > 0, torch.full_like(out, threshold + 10.0), out)
+    out = torch.where(delta < 0, torch.full_like(out, threshold - 10.0), out)
+    return out.reshape(logits.shape)

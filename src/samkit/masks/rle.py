@@ -1,0 +1,163 @@
+"""Run-length encoding of masks: uncompressed (torch, vectorised) and COCO compressed
+(pycocotools); the format is described in :mod:`samkit.masks`."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools import mask as _coco_mask
+
+
+def _is_compressed(counts: Any) -> bool:
+    return isinstance(counts, str | bytes)
+
+
+def _size(rle: Mapping[str, Any]) -> tuple[int, int]:
+    h, w = rle["size"]
+    return int(h), int(w)
+
+
+def _pycocotools_decode(rles: Any) -> np.ndarray:
+    """``pycocotools.mask.decode``: ``(H, W)`` or ``(H, W, N)`` uint8 (Fortran order).
+
+    Silences the NumPy 2 ``__array__`` copy-keyword DeprecationWarning that pycocotools
+    raises internally (harmless).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"__array__ implementation", category=DeprecationWarning
+        )
+        return _coco_mask.decode(rles)
+
+
+def rle_encode(masks: torch.Tensor) -> list[dict[str, Any]]:
+    """Encode ``(N, H, W)`` bool masks as uncompressed RLE (column-major runs).
+
+    Returns ``N`` dicts ``{"size": [H, W], "counts": list[int]}``; ``counts`` starts with
+    the number of leading zeros (``0`` if the first pixel, ``(0, 0)``, is set) and sums to
+    ``H * W``. Same output as the official ``mask_to_rle_pytorch``.
+
+    The whole batch is handled with one transpose, one comparison of neighbouring pixels
+    and one ``nonzero``; only the final split into per-mask lists loops (over masks, not
+    pixels). Works on any device; non-bool input is treated as ``!= 0``.
+    """
+    if masks.dim() != 3:
+        raise ValueError(f"masks must be (N, H, W), got shape {tuple(masks.shape)}")
+    n, h, w = (int(s) for s in masks.shape)
+    if n == 0:
+        return []
+    num_pixels = h * w
+    if num_pixels == 0:
+        return [{"size": [h, w], "counts": [0]} for _ in range(n)]
+    if masks.dtype != torch.bool:
+        masks = masks != 0
+
+    # Row i of `flat` is mask i in Fortran order (x outer, y inner).
+    flat = masks.transpose(1, 2).reshape(n, num_pixels)
+    mask_idx, pos = (flat[:, 1:] != flat[:, :-1]).nonzero(as_tuple=True)
+    # Lay the masks end to end: mask i covers [i * HW, (i + 1) * HW). A run starts at
+    # every change (pos + 1) and at every mask boundary; consecutive starts give lengths.
+    # `nonzero` lists changes sorted by mask, so the merged start list is built by
+    # scattering: boundary k is preceded by the changes of masks < k, and a change of
+    # mask i by the boundaries 0..i.
+    device = flat.device
+    changes_per_mask = torch.bincount(mask_idx, minlength=n)
+    changes_before = torch.zeros(n + 1, dtype=torch.int64, device=device)
+    changes_before[1:] = changes_per_mask.cumsum(0)
+    n_changes = mask_idx.numel()
+    bound_idx = torch.arange(n + 1, device=device)
+    starts = torch.empty(n_changes + n + 1, dtype=torch.int64, device=device)
+    starts[bound_idx + changes_before] = bound_idx * num_pixels
+    starts[torch.arange(n_changes, device=device) + mask_idx + 1] = mask_idx * num_pixels + pos + 1
+    lengths = starts.diff().tolist()
+    runs_per_mask = (changes_per_mask + 1).tolist()
+    first_set = flat[:, 0].tolist()
+
+    out: list[dict[str, Any]] = []
+    cursor = 0
+    for n_runs, starts_with_one in zip(runs_per_mask, first_set, strict=True):
+        counts = lengths[cursor : cursor + n_runs]
+        cursor += n_runs
+        if starts_with_one:
+            counts = [0, *counts]
+        out.append({"size": [h, w], "counts": counts})
+    return out
+
+
+def rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
+    """Decode one RLE to an ``(H, W)`` bool mask (C-contiguous).
+
+    Accepts uncompressed RLE (``counts`` a sequence of ints, see :func:`rle_encode`) and
+    COCO compressed RLE (``counts`` str or bytes, decoded with pycocotools).
+
+    Raises:
+        ValueError: uncompressed ``counts`` that are negative or do not sum to ``H * W``.
+    """
+    h, w = _size(rle)
+    counts = rle["counts"]
+    if _is_compressed(counts):
+        decoded = _pycocotools_decode({"size": [h, w], "counts": counts})
+        return np.ascontiguousarray(decoded, dtype=bool)
+    runs = np.asarray(counts, dtype=np.int64).reshape(-1)
+    if (runs < 0).any() or int(runs.sum()) != h * w:
+        raise ValueError(f"RLE counts must be >= 0 and sum to H * W = {h * w}")
+    values = np.arange(runs.size) % 2 == 1  # runs alternate 0, 1, 0, ...
+    column_major = np.repeat(values, runs)
+    return np.ascontiguousarray(column_major.reshape(w, h).T)
+
+
+def rle_to_coco(rle: Mapping[str, Any]) -> dict[str, Any]:
+    """Uncompressed RLE -> COCO compressed ``{"size": [H, W], "counts": str}``.
+
+    Uses ``pycocotools.mask.frPyObjects`` so the string is byte-identical to pycocotools
+    (the official ``coco_encode_rle``). A compressed input is returned normalised
+    (``counts`` as str).
+    """
+    h, w = _size(rle)
+    counts = rle["counts"]
+    if _is_compressed(counts):
+        text = counts.decode("ascii") if isinstance(counts, bytes) else counts
+        return {"size": [h, w], "counts": text}
+    runs = [int(c) for c in counts]
+    if any(c < 0 for c in runs) or sum(runs) != h * w:
+        raise ValueError(f"RLE counts must be >= 0 and sum to H * W = {h * w}")
+    coco = _coco_mask.frPyObjects({"size": [h, w], "counts": runs}, h, w)
+    return {"size": [h, w], "counts": coco["counts"].decode("ascii")}
+
+
+def masks_to_coco_rle(masks: torch.Tensor | np.ndarray) -> list[dict[str, Any]]:
+    """Encode ``(N, H, W)`` bool masks (tensor or array) as COCO compressed RLEs.
+
+    Returns ``N`` dicts ``{"size": [H, W], "counts": str}``, from ``pycocotools.mask.encode``
+    on an ``(H, W, N)`` Fortran-ordered uint8 array. Non-bool input is treated as ``!= 0``.
+    """
+    if isinstance(masks, torch.Tensor):
+        masks = masks.detach().cpu()
+        masks = (masks if masks.dtype == torch.bool else masks != 0).numpy()
+    arr = np.asarray(masks)
+    if arr.ndim != 3:
+        raise ValueError(f"masks must be (N, H, W), got shape {arr.shape}")
+    if arr.dtype != np.bool_:
+        arr = arr != 0
+    if arr.shape[0] == 0:
+        return []
+    # C-contiguous (N, W, H) is the same memory as Fortran-contiguous (H, W, N).
+    fortran = np.ascontiguousarray(arr.transpose(0, 2, 1)).view(np.uint8).transpose(2, 1, 0)
+    return [
+        {"size": [int(s) for s in r["size"]], "counts": r["counts"].decode("ascii")}
+        for r in _coco_mask.encode(fortran)
+    ]
+
+
+def rle_area(rle: Mapping[str, Any]) -> int:
+    """Number of set pixels of one RLE (uncompressed: sum of the odd-position counts;
+    compressed: ``pycocotools.mask.area``)."""
+    counts = rle["counts"]
+    if _is_compressed(counts):
+        h, w = _size(rle)
+        return int(_coco_mask.area({"size": [h, w], "counts": counts}))
+    return int(sum(int(c) for c in counts[1::2]))
