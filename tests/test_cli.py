@@ -334,13 +334,34 @@ def test_segment_bad_device(image: Path, tiny_checkpoint: Path, tmp_path: Path) 
 
 def test_segment_bad_dtype_is_a_usage_error(image: Path, tiny_checkpoint: Path) -> None:
     result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", "m.png", "--dtype", "int8")
-    assert result.exit_code == 2
+    assert_cli_error(result, "--dtype", "int8", "(see 'samkit segment -h')")
 
 
 def test_segment_requires_out(image: Path, tiny_checkpoint: Path) -> None:
     result = segment(image, tiny_checkpoint, "-p", "1,1")
-    assert result.exit_code == 2
-    assert "Traceback" not in result.output
+    assert_cli_error(result, "--out")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["segment", "x.jpg", "--bogus", "1"], ["No such option: --bogus", "'samkit segment -h'"]),
+        (["segment"], ["Missing argument", "'samkit segment -h'"]),
+        (["segmnt", "x.jpg"], ["No such command 'segmnt'", "'samkit -h'"]),
+        (["auto", "x.jpg", "--format", "tiff"], ["--format", "tiff", "'samkit auto -h'"]),
+        (["track", "v.mp4", "--point", "0:1,2"], ["--out"]),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], fragments: list[str]) -> None:
+    """Click's usage errors (unknown option or command, missing argument, a value outside
+    its choices) get the same one-line form as samkit's own errors, naming the help."""
+    assert_cli_error(run(*args), *fragments)
+
+
+def test_no_arguments_shows_the_help() -> None:
+    result = run()
+    assert "Usage" in result.output and "segment" in result.output
+    assert "samkit: error" not in result.output
 
 
 def test_debug_env_reraises(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -1,14 +1,15 @@
 """The ``samkit`` command: the Typer app, ``--version`` and the error handling.
 
-Every :class:`samkit.SamkitError` raised while a command runs is reported as exactly one
-line ``samkit: error: <message>`` on stderr with exit status 2 (the status Typer uses for
-usage errors too). Set ``SAMKIT_DEBUG=1`` to let the exception propagate with its
+Every :class:`samkit.SamkitError` raised while a command runs, and every usage error
+(unknown option, missing argument, bad choice), is reported as exactly one line
+``samkit: error: <message>`` on stderr with exit status 2. Set ``SAMKIT_DEBUG=1`` to let the exception propagate with its
 traceback instead.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -33,6 +34,36 @@ class SamkitGroup(TyperGroup):
                 raise
             click.echo(f"samkit: error: {one_line(exc)}", err=True)
             raise typer.Exit(EXIT_ERROR) from None
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Click's entry point, with usage errors (unknown option, missing argument, a
+        value outside its choices) also reported as one line, ``samkit: error: <message>
+        (see 'samkit segment -h')``, exit status 2, instead of Typer's framed panel."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            click.echo("samkit: aborted", err=True)
+            sys.exit(1)
+        except typer.TyperException as exc:  # Typer's (vendored) click exceptions
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `samkit` alone: the help screen
+                return super().main(args, prog_name, complete_var, standalone_mode=True, **extra)
+            format_message = getattr(exc, "format_message", None)
+            text = format_message() if callable(format_message) else str(exc)
+            message = " ".join(part.strip() for part in text.splitlines() if part.strip())
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+            click.echo(f"samkit: error: {message}{hint}", err=True)
+            sys.exit(getattr(exc, "exit_code", EXIT_ERROR))
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 app = typer.Typer(
