@@ -35,6 +35,8 @@ def _select_closest_cond(
 
 
 def by_frame(memories: Iterable[Memory] | Mapping[int, Memory]) -> Mapping[int, Memory]:
+    """Memories keyed by their frame (a mapping is returned as it is); two memories of
+    one frame are an error."""
     if isinstance(memories, Mapping):
         return memories  # read only; may be lazy (the session's batched memories)
     out: dict[int, Memory] = {}
@@ -104,6 +106,7 @@ def select_memories(
 
 
 def stored_memories(outputs: dict[int, FrameOutput]) -> dict[int, Memory]:
+    """frame -> memory of the outputs that hold one (fresh prompts have none yet)."""
     return {t: o.memory for t, o in outputs.items() if o.memory is not None}
 
 
@@ -174,6 +177,7 @@ def own_rows(memory: Memory) -> Memory:
 
 
 def relabelled(memory: Memory, *, is_conditioning: bool) -> Memory:
+    """The same memory filed as a conditioning or a non-conditioning one."""
     return Memory(
         memory.frame_index,
         is_conditioning,
@@ -198,4 +202,14 @@ def pointer_only(memory: Memory) -> Memory:
     )
 
 
-__all__ = ["BatchedMemories", "group_by_memory_frames", "select_memories"]
+__all__ = [
+    "BatchedMemories",
+    "by_frame",
+    "group_by_memory_frames",
+    "memory_frames",
+    "own_rows",
+    "pointer_only",
+    "relabelled",
+    "select_memories",
+    "stored_memories",
+]
