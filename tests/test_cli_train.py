@@ -151,6 +151,28 @@ def test_train_writes_loadable_checkpoint_and_metrics(dataset: Path, tmp_path: P
     assert all(r["loss"] == r["loss"] for r in records)  # finite, not NaN
 
 
+def test_train_freeze_keeps_those_weights(dataset: Path, tmp_path: Path) -> None:
+    """`--freeze` (repeatable) keeps the named parameters at their initial values."""
+    out = tmp_path / "frozen"
+    init = tmp_path / "init.pt"
+    torch.save(samkit.build_model(TINY).state_dict(), init)
+    result = run(
+        "train", dataset, "--model", TINY, "--init-checkpoint", init, "--out", out,
+        "--max-steps", "2", "--rounds", "3", "--lr", "1e-2", "--no-progress",
+        "--freeze", "prompt_encoder.", "--freeze", "mask_decoder.transformer.",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    before = samkit.load_model(TINY, checkpoint=init).state_dict()
+    after = samkit.load_model(TINY, checkpoint=out / "model_final.pt").state_dict()
+    for key in before:
+        frozen = key.startswith(("image_encoder.", "prompt_encoder.", "mask_decoder.transformer."))
+        if frozen:
+            assert torch.equal(before[key], after[key]), key
+    assert any(
+        not torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder.output")
+    )
+
+
 def test_train_config_file_with_cli_override(dataset: Path, tmp_path: Path) -> None:
     cfg = {
         "model": TINY,
@@ -188,6 +210,7 @@ def test_train_config_file_with_cli_override(dataset: Path, tmp_path: Path) -> N
         (("--init-checkpoint", "missing.pt"), "missing.pt"),
         (("--resume", "missing_state.pt"), "missing_state.pt"),
         (("--device", "nonsense"), "--device"),
+        (("--freeze", "no_such_module."), "no_such_module."),
     ],
 )
 def test_train_option_errors(dataset: Path, extra: tuple[str, ...], fragment: str) -> None:

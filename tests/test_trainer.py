@@ -379,6 +379,37 @@ def test_frozen_encoder_gets_no_gradient(tmp_path):
     assert "mask_decoder.iou_token.weight" in names_no_decay
 
 
+def test_freeze_prefixes_train_only_the_rest(tmp_path):
+    """``freeze=("prompt_encoder.", "mask_decoder.transformer.")`` leaves those weights
+    exactly as they were and out of the optimizer; the decoder's heads still learn."""
+    cfg = config(tmp_path, max_steps=2, freeze=("prompt_encoder.", "mask_decoder.transformer."))
+    trainer = Trainer(cfg, tiny_model(0), DATA)
+    model = trainer.model
+    fixed = {
+        n: p.detach().clone()
+        for n, p in model.named_parameters()
+        if n.startswith(("image_encoder.", "prompt_encoder.", "mask_decoder.transformer."))
+    }
+    opt_names = {n for g in trainer.optimizer.param_groups for n in g["names"]}
+    assert opt_names and not any(n in fixed for n in opt_names)
+    assert all(n.startswith("mask_decoder.") for n in opt_names)
+    heads = {n: p.detach().clone() for n, p in model.named_parameters() if n in opt_names}
+    trainer.train_step()
+    trainer.train_step()
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[n], v) for n, v in fixed.items())
+    assert any(not torch.equal(params[n], v) for n, v in heads.items())
+    assert TrainConfig.from_dict(cfg.to_dict()).freeze == cfg.freeze
+
+
+def test_freeze_prefix_must_match(tmp_path):
+    with pytest.raises(ValueError, match="'mask_decodr.' matches no parameter"):
+        Trainer(config(tmp_path, freeze=("mask_decodr.",)), tiny_model(0), DATA)
+    with pytest.raises(ValueError, match="freeze"):
+        config(tmp_path, freeze=("",))
+    assert config(tmp_path, freeze="prompt_encoder.").freeze == ("prompt_encoder.",)
+
+
 def test_param_groups_weight_decay_and_layer_decay(tmp_path):
     cfg = config(tmp_path, freeze_image_encoder=False, layer_decay=0.5, weight_decay=0.1)
     model = tiny_model(0, TINY2)

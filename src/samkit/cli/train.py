@@ -100,6 +100,14 @@ def train_command(
             help="Train only the prompt encoder and mask decoder (default), or everything.",
         ),
     ] = None,
+    freeze: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--freeze",
+            help="Also keep these parameters fixed, by checkpoint-key prefix (repeatable): "
+            "'--freeze prompt_encoder.' trains the mask decoder alone.",
+        ),
+    ] = None,
     bf16: Annotated[
         bool | None,
         typer.Option("--bf16/--no-bf16", help="Run forward passes under bf16 autocast."),
@@ -145,6 +153,7 @@ def train_command(
             "masks_per_image": masks_per_image,
             "num_rounds": rounds,
             "freeze_image_encoder": freeze_encoder,
+            "freeze": tuple(freeze) if freeze else None,
             "bf16": bf16,
             "device": device,
             "progress": progress,

@@ -48,6 +48,10 @@ class TrainConfig:
             ``layer_decay ** (depth + 1)``, the neck 1. ``1.0`` disables it.
         freeze_image_encoder: train only the prompt encoder and mask decoder (default;
             enables the embedding cache).
+        freeze: more parameters to keep fixed, by name prefix (the official checkpoint
+            keys): e.g. ``("prompt_encoder.",)`` trains the mask decoder alone,
+            ``("prompt_encoder.", "mask_decoder.transformer.")`` only its heads. Every
+            prefix must match at least one parameter.
         cache_embeddings: with a frozen encoder, cache image embeddings under
             ``out_dir/embeddings`` (images are then used without pixel augmentation).
         batch_size: images per micro-batch.
@@ -80,6 +84,7 @@ class TrainConfig:
     step_gamma: float = 0.1
     layer_decay: float = 1.0
     freeze_image_encoder: bool = True
+    freeze: tuple[str, ...] = ()
     cache_embeddings: bool = True
     batch_size: int = 1
     masks_per_image: int = 4
@@ -97,6 +102,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         self.step_milestones = tuple(int(m) for m in self.step_milestones)
+        if isinstance(self.freeze, str):
+            self.freeze = (self.freeze,)
+        self.freeze = tuple(self.freeze)
         if isinstance(self.out_dir, os.PathLike):
             self.out_dir = os.fspath(self.out_dir)
         if isinstance(self.init_checkpoint, os.PathLike):
@@ -148,6 +156,8 @@ class TrainConfig:
             raise bad("num_rounds", "must be an integer >= 3 (first prompt + 2 mask rounds)")
         if not self.out_dir:
             raise bad("out_dir", "must be a folder path")
+        if not all(isinstance(prefix, str) and prefix for prefix in self.freeze):
+            raise bad("freeze", "must be non-empty parameter-name prefixes")
 
     # --------------------------------------------------------------- file I/O
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +165,7 @@ class TrainConfig:
         d = asdict(self)
         d["betas"] = list(self.betas)
         d["step_milestones"] = list(self.step_milestones)
+        d["freeze"] = list(self.freeze)
         return d
 
     @classmethod

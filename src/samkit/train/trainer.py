@@ -120,6 +120,24 @@ def _encoder_layer_scale(name: str, model: Sam, layer_decay: float) -> float:
     return layer_decay ** (depth + 1 - layer)
 
 
+def freeze_by_prefix(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
+    """Set ``requires_grad=False`` on every parameter of ``model`` whose name starts with
+    one of ``prefixes``; returns the frozen names. A prefix that matches nothing raises
+    ``ValueError`` (a typo would otherwise silently train what was meant to be fixed)."""
+    frozen: list[str] = []
+    for prefix in prefixes:
+        hits = [(n, p) for n, p in model.named_parameters() if n.startswith(prefix)]
+        if not hits:
+            raise ValueError(
+                f"TrainConfig.freeze prefix {prefix!r} matches no parameter "
+                "(use checkpoint key prefixes such as 'prompt_encoder.' or 'mask_decoder.')"
+            )
+        for name, param in hits:
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
 def build_param_groups(model: Sam, config: TrainConfig) -> list[dict[str, Any]]:
     """AdamW parameter groups over the trainable parameters of ``model``.
 
@@ -217,6 +235,7 @@ class Trainer:
         self.step = 0
         if config.freeze_image_encoder:
             self.model.image_encoder.requires_grad_(False)
+        freeze_by_prefix(self.model, config.freeze)
         self.param_groups = build_param_groups(self.model, config)
         if not self.param_groups:
             raise ValueError("the model has no trainable parameters")
