@@ -274,7 +274,7 @@ def _check_options(values: Mapping[str, float | int | None]) -> None:
             raise CliError(f"{option} must be 0 or more, got {value}")
 
 
-# ----------------------------------------------------------------------------- drawing
+# ----------------------------------------------------------------------------- metadata
 def metadata_csv(records: Sequence[Mapping[str, Any]]) -> str:
     """``metadata.csv`` of the official ``amg.py`` (header + one row per record, ``id`` =
     record index, values formatted with ``str``), newline-terminated."""
