@@ -138,7 +138,7 @@ register(
         weights=WeightSpec(
             url="",
             filename="samkit-demo.safetensors",
-            sha256="127c51648f3ee71f77936e4a96538e0717524ec2e9b3e071dbd3c680af2a4a4a",
+            sha256="bb453d738b352c3b707dc62b8454b06fea09db8311741ee45f29fcbd16f76907",
             size=12117896,
             bundled="assets/samkit-demo.safetensors",
         ),
