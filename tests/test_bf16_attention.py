@@ -132,21 +132,33 @@ def test_rel_pos_attention_bf16_blockwise(small_budget: None, size: tuple[int, i
 
 def test_trained_model_bf16_masks_match_fp32() -> None:
     """The bundled trained model, encoder in bf16 (global and windowed rel-pos attention on
-    the blockwise path) against fp32: the same masks on the sample image."""
+    the blockwise path) against fp32 on the sample image.
+
+    Clicks on objects give the same masks (IoU >= 0.98 for every candidate). A click on
+    the textured background ([90, 80]) gives low-confidence candidates whose boundaries
+    run through logits near zero: there bf16 moves a few percent of a mask (IoU 0.962 for
+    the phase-9 weights' first candidate, predicted IoU 0.21, largest low-res logit change
+    0.07), so for every candidate the test checks where the masks differ instead: only at
+    pixels where the fp32 logit itself is within 0.5 of the threshold."""
     fp32 = samkit.load_model("samkit-demo")
     bf16 = set_inference_dtype(copy.deepcopy(fp32), torch.bfloat16)
     image = np.asarray(Image.open(Path(samkit.__file__).parent / "assets" / "sample.jpg"))
+    clicks = {"yellow disc": [210, 245], "background": [90, 80], "red box": [300, 140]}
     results = []
     for model in (fp32, bf16):
         predictor = samkit.ImagePredictor(model)
         predictor.set_image(image)
         results.append(
-            [predictor.predict(points=[p], labels=[1]) for p in ([210, 245], [90, 80], [300, 140])]
+            [predictor.predict(points=[p], labels=[1], return_logits=True) for p in clicks.values()]
         )
-    for a, b in zip(*results, strict=True):
-        ious = mask_iou(torch.from_numpy(b.masks)[None], torch.from_numpy(a.masks)[None])[0]
-        assert a.masks.any(axis=(1, 2)).all()
-        assert ious.min().item() >= 0.98, ious
+    for name, a, b in zip(clicks, *results, strict=True):
+        ma, mb = a.masks > 0, b.masks > 0
+        assert ma.any(axis=(1, 2)).all()
+        flipped = ma != mb
+        assert (np.abs(a.masks[flipped]) < 0.5).all(), (name, np.abs(a.masks[flipped]).max())
+        ious = mask_iou(torch.from_numpy(mb)[None], torch.from_numpy(ma)[None])[0]
+        if name != "background":
+            assert ious.min().item() >= 0.98, (name, ious)
         assert np.abs(a.scores - b.scores).max() < 0.02
 
 
