@@ -2,8 +2,8 @@
 
 Every :class:`samkit.SamkitError` raised while a command runs, and every usage error
 (unknown option, missing argument, bad choice), is reported as exactly one line
-``samkit: error: <message>`` on stderr with exit status 2. Set ``SAMKIT_DEBUG=1`` to let the exception propagate with its
-traceback instead.
+``samkit: error: <message>`` on stderr with exit status 2. Set ``SAMKIT_DEBUG=1`` to let
+a samkit error propagate with its traceback instead.
 """
 
 from __future__ import annotations
