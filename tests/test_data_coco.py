@@ -10,7 +10,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from samkit.data import CocoInstancesDataset
-from samkit.data.sa1b import decode_rle_objects
+from samkit.masks import decode_rle_objects
 
 
 def _write(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray]:

@@ -601,7 +601,7 @@ def test_nms_empty_and_validation() -> None:
 
 
 def test_all_exports_exist() -> None:
-    assert len(M.__all__) == len(set(M.__all__)) == 22
+    assert len(M.__all__) == len(set(M.__all__)) == 23
     for name in M.__all__:
         assert callable(getattr(M, name))
 

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from samkit.data.sa1b import decode_rle_objects, load_rgb
+from samkit.data.sa1b import load_rgb
 from samkit.data.types import Sample
+from samkit.masks import decode_rle_objects
 
 __all__ = ["CocoInstancesDataset", "coco_segmentation_to_mask", "coco_segmentation_to_rle"]
 

@@ -34,7 +34,7 @@ from pycocotools import mask as mask_utils
 from samkit.data.types import Sample
 from samkit.fileio import atomic_write_bytes
 from samkit.masks import masks_to_coco_rle, rle_area, rle_decode, rle_to_coco
-from samkit.masks.rle import _pycocotools_decode
+from samkit.masks.rle import decode_rle_objects
 
 __all__ = [
     "AMG_RECORD_KEYS",
@@ -73,12 +73,6 @@ def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
     ``counts`` bytes decoded as ASCII); see :func:`samkit.masks.masks_to_coco_rle`.
     """
     return masks_to_coco_rle(np.asarray(masks))
-
-
-def decode_rle_objects(rles: Any) -> np.ndarray:
-    """``pycocotools.mask.decode`` (``(H, W)`` or ``(H, W, N)`` uint8), silencing its NumPy 2
-    ``__array__`` copy-keyword DeprecationWarning (harmless, raised inside pycocotools)."""
-    return _pycocotools_decode(rles)
 
 
 def decode_rle(segmentations: Sequence[Mapping[str, Any]], height: int, width: int) -> np.ndarray:

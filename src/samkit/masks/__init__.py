@@ -56,7 +56,14 @@ from samkit.masks.regions import (
     remove_small_regions,
     stability_score,
 )
-from samkit.masks.rle import masks_to_coco_rle, rle_area, rle_decode, rle_encode, rle_to_coco
+from samkit.masks.rle import (
+    decode_rle_objects,
+    masks_to_coco_rle,
+    rle_area,
+    rle_decode,
+    rle_encode,
+    rle_to_coco,
+)
 
 __all__ = [
     "batched_nms",
@@ -70,6 +77,7 @@ __all__ = [
     "generate_crop_boxes",
     "is_box_near_crop_edge",
     "masks_to_boxes",
+    "decode_rle_objects",
     "masks_to_coco_rle",
     "nms",
     "remove_small_regions",

@@ -21,8 +21,9 @@ def _size(rle: Mapping[str, Any]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def _pycocotools_decode(rles: Any) -> np.ndarray:
-    """``pycocotools.mask.decode``: ``(H, W)`` or ``(H, W, N)`` uint8 (Fortran order).
+def decode_rle_objects(rles: Any) -> np.ndarray:
+    """``pycocotools.mask.decode`` of one COCO RLE object or a list of them: ``(H, W)`` or
+    ``(H, W, N)`` uint8 (Fortran order).
 
     Silences the NumPy 2 ``__array__`` copy-keyword DeprecationWarning that pycocotools
     raises internally (harmless).
@@ -100,7 +101,7 @@ def rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
     h, w = _size(rle)
     counts = rle["counts"]
     if _is_compressed(counts):
-        decoded = _pycocotools_decode({"size": [h, w], "counts": counts})
+        decoded = decode_rle_objects({"size": [h, w], "counts": counts})
         return np.ascontiguousarray(decoded, dtype=bool)
     runs = np.asarray(counts, dtype=np.int64).reshape(-1)
     if (runs < 0).any() or int(runs.sum()) != h * w:
