@@ -43,9 +43,9 @@ def __getattr__(name: str):  # lazy: MaskGenerator pulls in pycocotools and scip
 
         return MaskGenerator
     if name in ("VideoPredictor", "VideoSession", "FrameResult"):
-        from samkit.video import session
+        import samkit.video
 
-        return getattr(session, name)
+        return getattr(samkit.video, name)
     raise AttributeError(f"module 'samkit' has no attribute {name!r}")
 
 

@@ -4,10 +4,11 @@
 memory attention, SAM heads, memory encoding) on the typed objects of
 :mod:`samkit.video.state`; :mod:`samkit.video.memory_bank` chooses the memories a frame
 attends to; :mod:`samkit.video.frames` maps frames and prompts into the model's frame and
-masks back. :mod:`samkit.video.session` builds the user-facing API on them
-(:class:`VideoPredictor` -> :class:`VideoSession`, yielding :class:`FrameResult` of
-:mod:`samkit.video.results`), reading frames through :mod:`samkit.video.sources` and
-:mod:`samkit.video.io`.
+masks back. The user-facing API is built on them:
+:class:`VideoPredictor` (:mod:`samkit.video.predictor`) opens a :class:`VideoSession`
+(:mod:`samkit.video.session`), which takes prompts checked by :mod:`samkit.video.prompts`
+and yields :class:`FrameResult` of :mod:`samkit.video.results`, reading frames through
+:mod:`samkit.video.sources` and :mod:`samkit.video.io`.
 """
 
 from samkit.video.frames import (
@@ -26,8 +27,9 @@ from samkit.video.frames import (
 )
 from samkit.video.io import VideoFileReader, VideoFileWriter
 from samkit.video.memory_bank import select_memories
+from samkit.video.predictor import VideoPredictor
 from samkit.video.results import FrameOutput, FrameResult, ObjectTrack, Prompt
-from samkit.video.session import VideoPredictor, VideoSession
+from samkit.video.session import VideoSession
 from samkit.video.state import (
     DEFAULT_OPTIONS,
     NO_OBJ_SCORE,

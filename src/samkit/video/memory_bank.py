@@ -202,6 +202,40 @@ def pointer_only(memory: Memory) -> Memory:
     )
 
 
+def prune_streaming(
+    tracks: Iterable[ObjectTrack],
+    frame: int,
+    reverse: bool,
+    *,
+    spatial_back: int,
+    ptr_back: int,
+) -> None:
+    """Streaming mode: drop what tracking after ``frame`` (in this direction) can no
+    longer read: spatial memories ``spatial_back`` or more frames behind (kept as
+    pointer-only memories), memories and tracking records ``ptr_back`` or more frames
+    behind (beyond the pointer window), and the mask logits of every tracked frame but
+    ``frame``. Prompted frames are kept whole."""
+    step = -1 if reverse else 1
+    for track in tracks:
+        for t in list(track.non_cond):
+            if t in track.prompts:
+                continue
+            back = (frame - t) * step
+            if back < 0:
+                continue  # ahead of the tracking direction
+            if back >= ptr_back:
+                del track.non_cond[t]
+                continue
+            out = track.non_cond[t]
+            if back >= spatial_back and out.memory is not None:
+                out.memory = pointer_only(out.memory)
+            if t != frame:  # results are not kept; a fresh tensor frees the old one
+                out.low_res_logits = out.low_res_logits.new_empty(0)
+        for t in list(track.tracked):
+            if (frame - t) * step >= ptr_back:
+                del track.tracked[t]
+
+
 __all__ = [
     "BatchedMemories",
     "by_frame",
@@ -209,6 +243,7 @@ __all__ = [
     "memory_frames",
     "own_rows",
     "pointer_only",
+    "prune_streaming",
     "relabelled",
     "select_memories",
     "stored_memories",

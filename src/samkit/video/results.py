@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from samkit.video.state import Memory, Points
+from samkit.video.frames import to_video_resolution
+from samkit.video.state import NO_OBJ_SCORE, Memory, Points
 
 
 @dataclass(frozen=True)
@@ -88,4 +90,38 @@ class ObjectTrack:
         return self.cond.get(frame) or self.non_cond.get(frame)
 
 
-__all__ = ["FrameOutput", "FrameResult", "ObjectTrack", "Prompt"]
+def frame_result(
+    tracks: Mapping[int, ObjectTrack],
+    frame: int,
+    is_cond: bool | None,
+    video_size: tuple[int, int],
+) -> FrameResult:
+    """The masks of every object of ``tracks`` on ``frame`` at the video's resolution
+    ``(H, W)``, from each object's latest output (a pending output of the kind
+    ``is_cond`` first, as the official consolidation); an object with no output there
+    gets an empty mask and ``NO_OBJ_SCORE``."""
+    ids: list[int] = []
+    lows: list[torch.Tensor] = []
+    scores: dict[int, float] = {}
+    h, w = video_size
+    for obj_id, track in tracks.items():
+        out = track.output(frame, is_cond)
+        if out is None or out.low_res_logits.numel() == 0:
+            scores[obj_id] = NO_OBJ_SCORE
+            continue
+        ids.append(obj_id)
+        lows.append(out.low_res_logits)
+        scores[obj_id] = float(out.score.reshape(-1)[0])
+    masks: dict[int, np.ndarray] = {}
+    if lows:
+        video = to_video_resolution(torch.cat(lows).float(), (h, w))
+        found = dict(zip(ids, (video[:, 0] > 0).cpu().numpy(), strict=True))
+    else:
+        found = {}
+    for obj_id in tracks:
+        masks[obj_id] = found.get(obj_id, np.zeros((h, w), dtype=bool))
+    visible = {i: s > 0 for i, s in scores.items()}
+    return FrameResult(frame, masks, scores, visible)
+
+
+__all__ = ["FrameOutput", "FrameResult", "ObjectTrack", "Prompt", "frame_result"]

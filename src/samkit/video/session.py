@@ -38,56 +38,32 @@ frames can be prompted only while their features are still cached.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Literal
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
-from samkit.errors import (
-    FrameOutOfRange,
-    InvalidPrompt,
-    NoPrompts,
-    SessionClosed,
-    UnknownObject,
-)
-from samkit.modeling.sam2 import Sam2
-from samkit.video.frames import (
-    fill_holes,
-    list_video_frames,
-    mask_to_model,
-    points_to_model,
-    prepare_frame,
-    to_video_resolution,
-    upsample_to_input,
-)
-from samkit.video.io import VideoFileReader
+from samkit.errors import FrameOutOfRange, InvalidPrompt, NoPrompts, SessionClosed, UnknownObject
+from samkit.video.frames import fill_holes, prepare_frame, to_video_resolution, upsample_to_input
 from samkit.video.memory_bank import (
     BatchedMemories,
     group_by_memory_frames,
     own_rows,
-    pointer_only,
+    prune_streaming,
     relabelled,
     stored_memories,
 )
-from samkit.video.results import FrameOutput, FrameResult, ObjectTrack, Prompt
+from samkit.video.prompts import make_prompt
+from samkit.video.results import FrameOutput, FrameResult, ObjectTrack, frame_result
 from samkit.video.sources import FrameSource
-from samkit.video.state import (
-    NO_OBJ_SCORE,
-    FrameFeatures,
-    Memory,
-    Points,
-    TrackerOptions,
-    options_for,
-)
+from samkit.video.state import FrameFeatures, Memory
 from samkit.video.tracker import encode_frame, encode_memory, track_step
 
-#: What ``build_sam2_video_predictor`` sets: holes up to 8 low-res pixels are filled.
-DEFAULT_FILL_HOLE_AREA = 8
-#: Default size of the frame-feature LRU cache (frames).
-DEFAULT_MAX_CACHED_FRAMES = 16
+if TYPE_CHECKING:
+    from samkit.video.predictor import VideoPredictor
+
 #: The number of frames assumed for a source of unknown length (a stream): long enough
 #: for every pointer window, i.e. what a video of at least ``max_obj_ptrs_in_encoder``
 #: frames gives.
@@ -96,64 +72,6 @@ _UNBOUNDED = 2**31 - 1
 Direction = Literal["forward", "backward", "both"]
 
 
-# ------------------------------------------------------------------------ predictor
-class VideoPredictor:
-    """Video object tracking with a SAM 2 / 2.1 model (see the module docstring).
-
-    Args:
-        model: the :class:`~samkit.modeling.sam2.Sam2` model (put in eval mode).
-        options: tracking flags (default: those of the official video predictor for
-            this model, :func:`~samkit.video.state.options_for`).
-        fill_hole_area: fill background holes of at most this many low-res pixels in
-            every prediction (8, as ``build_sam2_video_predictor``; 0 disables).
-    """
-
-    def __init__(
-        self,
-        model: Sam2,
-        *,
-        options: TrackerOptions | None = None,
-        fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
-    ) -> None:
-        if not isinstance(model, Sam2):
-            raise TypeError(f"VideoPredictor needs a SAM 2 model, got {type(model).__name__}")
-        self.model = model.eval()
-        self.options = options or options_for(model)
-        self.fill_hole_area = fill_hole_area
-
-    def start(
-        self,
-        source: str | os.PathLike | VideoFileReader | Iterable[np.ndarray],
-        *,
-        keep_results: bool = True,
-        max_cached_frames: int = DEFAULT_MAX_CACHED_FRAMES,
-        num_frames: int | None = None,
-    ) -> VideoSession:
-        """Open a session on a video.
-
-        Args:
-            source: a folder of JPEG (else PNG) frames, sorted by their integer names;
-                a video file (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``,
-                ``.m4v``; needs PyAV, ``samkit[video]``), decoded lazily with random
-                access; an open :class:`~samkit.video.io.VideoFileReader` (used as is and
-                left open: the caller closes it); or an iterable of ``(H, W, 3)`` uint8 RGB
-                frames (pulled lazily).
-            keep_results: keep every frame's output and memory (needed to correct or
-                re-propagate old frames). False (streaming): keep only the conditioning
-                memories, the memories of the last ``num_maskmem`` frames (times the
-                memory stride) and the object pointers the tracker can still use.
-            max_cached_frames: size of the frame-feature LRU cache (and of the frames
-                kept from an iterable source).
-            num_frames: length of an iterable source of unknown length (it bounds the
-                object-pointer window as in the official predictor); without it a
-                stream is taken as long (at least ``max_obj_ptrs_in_encoder`` frames).
-        """
-        if max_cached_frames < 1:
-            raise ValueError("max_cached_frames must be >= 1")
-        return VideoSession(self, source, keep_results, max_cached_frames, num_frames)
-
-
-# ------------------------------------------------------------------------ session
 class VideoSession:
     """The prompts, memories and results of objects tracked through one video.
 
@@ -328,18 +246,9 @@ class VideoSession:
         if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool):
             raise InvalidPrompt(f"object ids are ints, got {obj_id!r}")
         obj_id = int(obj_id)
-        size = self.model_size
-        if mask is not None:
-            if points is not None or labels is not None or box is not None:
-                raise InvalidPrompt("give a mask, or points and/or a box, not both")
-            m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)
-            if m.ndim != 2 or m.shape != self.video_size:
-                raise InvalidPrompt(
-                    f"mask must be (H, W) = {self.video_size}, got {tuple(m.shape)}"
-                )
-            prompt = Prompt(mask=mask_to_model(torch.from_numpy(m.astype(bool)), size))
-        else:
-            prompt = Prompt(points=self._points(points, labels, box))
+        prompt = make_prompt(
+            points, labels, box, mask, video_size=self.video_size, model_size=self.model_size
+        )
 
         track = self._objects.get(obj_id) or ObjectTrack(obj_id)
         # a frame the object was never tracked on, or one of its conditioning frames
@@ -375,35 +284,6 @@ class VideoSession:
         track.pending[frame] = (result, is_cond)
         track.last = (frame, result)
         return self._result(frame, is_cond)
-
-    def _points(self, points, labels, box) -> Points:
-        if points is None and box is None:
-            raise InvalidPrompt("give points (with labels), a box, or a mask")
-        try:
-            pts = None if points is None else _float_array(points).reshape(-1, 2)
-            labs = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
-            bx = None if box is None else _float_array(box).reshape(4)
-        except ValueError as exc:
-            raise InvalidPrompt(f"malformed prompt: {exc}") from exc
-        if (pts is None) != (labs is None):
-            raise InvalidPrompt("points and labels must be given together")
-        if pts is not None and labs is not None:
-            if len(pts) != len(labs):
-                raise InvalidPrompt(f"{len(pts)} points but {len(labs)} labels")
-            if not np.isin(labs, (0, 1)).all():
-                raise InvalidPrompt("point labels must be 0 (negative) or 1 (positive)")
-        for arr in (pts, bx):
-            if arr is not None and not np.isfinite(arr).all():
-                raise InvalidPrompt("prompt coordinates must be finite")
-        if bx is not None and (bx[2] < bx[0] or bx[3] < bx[1]):
-            raise InvalidPrompt("box must be (x0, y0, x1, y1) with x0 <= x1, y0 <= y1")
-        return points_to_model(
-            None if pts is None else torch.from_numpy(pts),
-            None if labs is None else torch.from_numpy(labs),
-            self.video_size,
-            self.model_size,
-            box=None if bx is None else torch.from_numpy(bx),
-        )
 
     # ------------------------------------------------------------------ propagation
     def propagate(
@@ -495,6 +375,7 @@ class VideoSession:
 
     def _run(self, start: int, reverse: bool, max_frames: int | None) -> Iterator[FrameResult]:
         step = -1 if reverse else 1
+        stride = self._options.memory_temporal_stride
         frame = start
         count = 0
         while frame >= 0 and self._frames.has(frame):
@@ -523,7 +404,13 @@ class VideoSession:
                         track.tracked[frame] = reverse
                         track.last = (frame, out)
             if not self._keep_results:
-                self._prune(frame, reverse)
+                prune_streaming(
+                    self._objects.values(),
+                    frame,
+                    reverse,
+                    spatial_back=(self._model.num_maskmem + 1) * stride,
+                    ptr_back=self._model.config.max_obj_ptrs_in_encoder,
+                )
             yield self._result(frame, None)
             frame += step
             count += 1
@@ -567,33 +454,6 @@ class VideoSession:
             )
             for i in range(len(group))
         ]
-
-    def _prune(self, frame: int, reverse: bool) -> None:
-        """Streaming mode: drop what tracking after ``frame`` (in this direction) can no
-        longer read: spatial memories older than the memory window, pointers older than
-        the pointer window, and all other per-frame results."""
-        stride = self._options.memory_temporal_stride
-        spatial_back = (self._model.num_maskmem + 1) * stride
-        ptr_back = self._model.config.max_obj_ptrs_in_encoder
-        step = -1 if reverse else 1
-        for track in self._objects.values():
-            for t in list(track.non_cond):
-                if t in track.prompts:
-                    continue
-                back = (frame - t) * step
-                if back < 0:
-                    continue  # ahead of the tracking direction
-                if back >= ptr_back:
-                    del track.non_cond[t]
-                    continue
-                out = track.non_cond[t]
-                if back >= spatial_back and out.memory is not None:
-                    out.memory = pointer_only(out.memory)
-                if t != frame:  # results are not kept; a fresh tensor frees the old one
-                    out.low_res_logits = out.low_res_logits.new_empty(0)
-            for t in list(track.tracked):
-                if (frame - t) * step >= ptr_back:
-                    del track.tracked[t]
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -647,30 +507,7 @@ class VideoSession:
         return self._pos_enc.expand(pos.shape[0], -1, -1, -1)
 
     def _result(self, frame: int, is_cond: bool | None) -> FrameResult:
-        """Masks of every object on ``frame`` (latest outputs; pending ones of the kind
-        ``is_cond`` first, as the official consolidation)."""
-        ids: list[int] = []
-        lows: list[torch.Tensor] = []
-        scores: dict[int, float] = {}
-        h, w = self.video_size
-        for obj_id, track in self._objects.items():
-            out = track.output(frame, is_cond)
-            if out is None or out.low_res_logits.numel() == 0:
-                scores[obj_id] = NO_OBJ_SCORE
-                continue
-            ids.append(obj_id)
-            lows.append(out.low_res_logits)
-            scores[obj_id] = float(out.score.reshape(-1)[0])
-        masks: dict[int, np.ndarray] = {}
-        if lows:
-            video = to_video_resolution(torch.cat(lows).float(), (h, w))
-            found = dict(zip(ids, (video[:, 0] > 0).cpu().numpy(), strict=True))
-        else:
-            found = {}
-        for obj_id in self._objects:
-            masks[obj_id] = found.get(obj_id, np.zeros((h, w), dtype=bool))
-        visible = {i: s > 0 for i, s in scores.items()}
-        return FrameResult(frame, masks, scores, visible)
+        return frame_result(self._objects, frame, is_cond, self.video_size)
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as an ``(H, W, 3)`` uint8 RGB array at the video's resolution
@@ -689,20 +526,4 @@ class VideoSession:
         return to_video_resolution(out.low_res_logits.float(), self.video_size)
 
 
-def _float_array(x: object) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float32)
-
-
-__all__ = [
-    "DEFAULT_FILL_HOLE_AREA",
-    "DEFAULT_MAX_CACHED_FRAMES",
-    "FrameOutput",
-    "FrameResult",
-    "ObjectTrack",
-    "Prompt",
-    "VideoPredictor",
-    "VideoSession",
-    "list_video_frames",
-]
+__all__ = ["Direction", "VideoSession"]
