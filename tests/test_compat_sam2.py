@@ -20,7 +20,7 @@ from PIL import Image
 from test_sam2_amg_parity import _cv2_connected_components
 
 import samkit
-import samkit.compat_sam2 as cs
+import samkit.compat.sam2_build as cs
 from samkit.compat import (
     SAM2AutomaticMaskGenerator,
     SAM2ImagePredictor,

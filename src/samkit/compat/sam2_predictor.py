@@ -28,7 +28,6 @@ for N (several boxes, or ``(N, P, 2)`` points). Differences from the official pa
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,149 +36,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from samkit.build import build_model, load_model
-from samkit.errors import InvalidImage, InvalidPrompt, UnknownModel
+from samkit.compat.sam2_build import build_sam2_hf
+from samkit.errors import InvalidImage, InvalidPrompt
 from samkit.inference.transforms import to_rgb_uint8
 from samkit.masks import fill_small_regions_logits
 from samkit.modeling.mask_decoder import PreparedImage
 from samkit.modeling.sam2 import Sam2
 
-__all__ = [
-    "SAM2AutomaticMaskGenerator",
-    "SAM2ImagePredictor",
-    "build_sam2",
-    "build_sam2_hf",
-    "sam2_preset_for_config",
-    "sam2_preset_for_hf_id",
-]
-
-# ------------------------------------------------------------------------------ names
-_SIZE_LETTERS = {"t": "tiny", "s": "small", "b+": "base-plus", "l": "large"}
-_FAMILIES = ("sam2", "sam2.1")
+__all__ = ["SAM2ImagePredictor"]
 
 
-def _config_table() -> dict[str, str]:
-    """Every accepted spelling of an official config -> samkit preset name.
-
-    ``configs/sam2.1/sam2.1_hiera_t.yaml``, ``sam2.1_hiera_t.yaml``, ``sam2.1_hiera_t``
-    and ``configs/sam2.1/sam2.1_hiera_t`` all name ``sam2.1-hiera-tiny``; the SAM 2.0
-    files also exist at the package root (``sam2_hiera_t.yaml``), the legacy spelling.
-    """
-    table: dict[str, str] = {}
-    for family in _FAMILIES:
-        for letter, size in _SIZE_LETTERS.items():
-            stem = f"{family}_hiera_{letter}"
-            for name in (stem, f"configs/{family}/{stem}"):
-                table[name] = table[f"{name}.yaml"] = f"{family}-hiera-{size}"
-    return table
-
-
-_CONFIGS = _config_table()
-_HF_MODEL_IDS = {
-    f"facebook/{family}-hiera-{size}": f"{family}-hiera-{size}"
-    for family in _FAMILIES
-    for size in _SIZE_LETTERS.values()
-}
-
-
-def sam2_preset_for_config(config_file: str | os.PathLike[str]) -> str:
-    """The samkit preset for an official config name; raises :class:`UnknownModel`."""
-    name = os.fspath(config_file).replace("\\", "/")
-    try:
-        return _CONFIGS[name]
-    except KeyError:
-        known = ", ".join(sorted({k for k in _CONFIGS if k.startswith("configs/")}))
-        raise UnknownModel(
-            f"unknown SAM 2 config {name!r}; samkit maps the published model configs "
-            f"(with or without the 'configs/<family>/' prefix and '.yaml'): {known}"
-        ) from None
-
-
-def sam2_preset_for_hf_id(model_id: str) -> str:
-    """The samkit preset for an official Hugging Face model id; raises
-    :class:`UnknownModel`."""
-    try:
-        return _HF_MODEL_IDS[model_id]
-    except KeyError:
-        known = ", ".join(_HF_MODEL_IDS)
-        raise UnknownModel(f"unknown SAM 2 model id {model_id!r}; known ids: {known}") from None
-
-
-# ------------------------------------------------------------------------------ builders
-def _make(
-    preset: str,
-    *,
-    checkpoint: str | os.PathLike[str] | None,
-    pretrained: bool,
-    device: str | torch.device = "cpu",
-    mode: str = "eval",
-    hydra_overrides_extra: Sequence[str] | None = None,
-    apply_postprocessing: bool = True,
-    **_ignored: Any,
-) -> Sam2:
-    if hydra_overrides_extra:
-        raise ValueError(
-            "samkit has no Hydra, so hydra_overrides_extra is not supported (got "
-            f"{list(hydra_overrides_extra)!r}); build a samkit.configs.Sam2Config instead "
-            "and pass it to samkit.build_model / samkit.load_model"
-        )
-    if checkpoint is not None or pretrained:
-        model = load_model(preset, checkpoint=checkpoint, device=device)
-    else:
-        model = build_model(preset, device=device)
-    # The official builder turns on the single-mask -> multimask fallback through Hydra
-    # overrides when post-processing is requested; without them the yaml leaves it off.
-    model.sam_mask_decoder.dynamic_multimask_via_stability = bool(apply_postprocessing)
-    model.train(mode != "eval")
-    return model
-
-
-def build_sam2(
-    config_file: str | os.PathLike[str],
-    ckpt_path: str | os.PathLike[str] | None = None,
-    device: str | torch.device = "cpu",
-    mode: str = "eval",
-    hydra_overrides_extra: Sequence[str] | None = None,
-    apply_postprocessing: bool = True,
-    **kwargs: Any,
-) -> Sam2:
-    """Build the SAM 2 model of an official config name (e.g.
-    ``"configs/sam2.1/sam2.1_hiera_l.yaml"``).
-
-    With ``ckpt_path`` the official checkpoint (``{"model": state_dict}``) is loaded
-    strictly; without it the weights are random, as in the official builder.
-    ``apply_postprocessing=False`` turns off the decoder's fallback from an unstable
-    single mask to the best multimask output. ``mode="eval"`` (the default) returns the
-    model in eval mode, anything else in train mode. Extra keyword arguments are
-    ignored (the official builder accepts and ignores them too).
-
-    Raises:
-        UnknownModel: ``config_file`` is not a published model's config.
-        ValueError: ``hydra_overrides_extra`` is not empty.
-        CheckpointError: the checkpoint cannot be read or does not match.
-    """
-    return _make(
-        sam2_preset_for_config(config_file),
-        checkpoint=ckpt_path,
-        pretrained=False,
-        device=device,
-        mode=mode,
-        hydra_overrides_extra=hydra_overrides_extra,
-        apply_postprocessing=apply_postprocessing,
-    )
-
-
-def build_sam2_hf(model_id: str, **kwargs: Any) -> Sam2:
-    """Build a published model by its Hugging Face id (``"facebook/sam2.1-hiera-large"``).
-
-    The weights come from :func:`samkit.load_model` (samkit's cache, or a download of the
-    same official file, checked against its sha256). ``kwargs`` are
-    :func:`build_sam2`'s (``device``, ``mode``, ``apply_postprocessing``, ...).
-    """
-    return _make(sam2_preset_for_hf_id(model_id), checkpoint=None, pretrained=True, **kwargs)
-
-
-# ------------------------------------------------------------------------------ predictor
 class _Sam2Transforms:
     """Prompt-coordinate and mask transforms under the official ``SAM2Transforms`` method
     names (``predictor._transforms``); images are prepared by the model itself."""
@@ -496,112 +362,3 @@ def _to_numpy(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drop a batch axis of one, and return float32 numpy arrays (official output)."""
     return tuple(t.squeeze(0).float().detach().cpu().numpy() for t in (masks, iou, low_res))  # type: ignore[return-value]
-
-
-# ------------------------------------------------------------------ automatic masks
-_GENERATOR_FIELDS = (
-    "point_grids",
-    "points_per_batch",
-    "pred_iou_thresh",
-    "stability_score_thresh",
-    "stability_score_offset",
-    "box_nms_thresh",
-    "crop_n_layers",
-    "crop_nms_thresh",
-    "crop_overlap_ratio",
-    "min_mask_region_area",
-    "output_mode",
-    "multimask_output",
-    "use_m2m",
-)
-
-
-class SAM2AutomaticMaskGenerator:
-    """The official ``SAM2AutomaticMaskGenerator`` interface on :class:`samkit.MaskGenerator`.
-
-    Arguments and defaults are the official ones; records are the official dicts
-    (``segmentation``, ``area``, ``bbox``, ``predicted_iou``, ``point_coords``,
-    ``stability_score``, ``crop_box``). ``mask_threshold`` must be 0.0 (samkit
-    binarises at the model's threshold). Settings are read and written through to the
-    underlying generator (``self.generator``).
-    """
-
-    def __init__(
-        self,
-        model: Sam2,
-        points_per_side: int | None = 32,
-        points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.8,
-        stability_score_thresh: float = 0.95,
-        stability_score_offset: float = 1.0,
-        mask_threshold: float = 0.0,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: int = 0,
-        crop_nms_thresh: float = 0.7,
-        crop_overlap_ratio: float = 512 / 1500,
-        crop_n_points_downscale_factor: int = 1,
-        point_grids: list[np.ndarray] | None = None,
-        min_mask_region_area: int = 0,
-        output_mode: str = "binary_mask",
-        use_m2m: bool = False,
-        multimask_output: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        from samkit.amg import MaskGenerator
-
-        if mask_threshold != 0.0:
-            raise ValueError(
-                f"mask_threshold={mask_threshold!r} is not supported: samkit's generator "
-                "binarises masks at the model's threshold (0.0)"
-            )
-        self.predictor = SAM2ImagePredictor(
-            model, max_hole_area=min_mask_region_area, max_sprinkle_area=min_mask_region_area
-        )
-        self.mask_threshold = mask_threshold
-        self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
-        training = model.training  # samkit's generator puts the model in eval mode
-        self.generator = MaskGenerator(
-            model,
-            points_per_side=points_per_side,
-            points_per_batch=points_per_batch,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            stability_score_offset=stability_score_offset,
-            box_nms_thresh=box_nms_thresh,
-            crop_n_layers=crop_n_layers,
-            crop_nms_thresh=crop_nms_thresh,
-            crop_overlap_ratio=crop_overlap_ratio,
-            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
-            point_grids=point_grids,
-            min_mask_region_area=min_mask_region_area,
-            output_mode=output_mode,  # type: ignore[arg-type]
-            multimask_output=multimask_output,
-            use_m2m=use_m2m,
-        )
-        model.train(training)  # the official generator leaves the mode alone
-
-    @classmethod
-    def from_pretrained(cls, model_id: str, **kwargs: Any) -> SAM2AutomaticMaskGenerator:
-        """A generator for a published model id (see :func:`build_sam2_hf`); ``kwargs``
-        go to both the builder and the constructor, as officially."""
-        return cls(build_sam2_hf(model_id, **kwargs), **kwargs)
-
-    @torch.no_grad()
-    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
-        """All masks of an ``HxWx3`` uint8 RGB image, as a list of record dicts."""
-        return [dict(r) for r in self.generator.generate(image)]
-
-
-def _forward(name: str) -> property:
-    def get(self: SAM2AutomaticMaskGenerator) -> Any:
-        return getattr(self.generator, name)
-
-    def set_(self: SAM2AutomaticMaskGenerator, value: Any) -> None:
-        setattr(self.generator, name, value)
-
-    return property(get, set_, doc=f"``{name}`` of the underlying samkit generator.")
-
-
-for _name in _GENERATOR_FIELDS:
-    setattr(SAM2AutomaticMaskGenerator, _name, _forward(_name))
-del _name

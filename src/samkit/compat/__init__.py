@@ -16,7 +16,8 @@ Method and argument names, return types (numpy from ``predict``, torch from
 ``torch.load(weights_only=True)`` and strict key checks.
 
 The official SAM 2 / 2.1 names (package ``sam2``) are here too, from
-:mod:`samkit.compat_sam2`: ``build_sam2``, ``build_sam2_hf``, ``SAM2ImagePredictor`` and
+:mod:`samkit.compat.sam2_build`, :mod:`samkit.compat.sam2_predictor` and
+:mod:`samkit.compat.sam2_amg`: ``build_sam2``, ``build_sam2_hf``, ``SAM2ImagePredictor`` and
 ``SAM2AutomaticMaskGenerator``::
 
     # from sam2.build_sam import build_sam2
@@ -39,12 +40,9 @@ import numpy as np
 import torch
 
 from samkit.build import build_model, load_model
-from samkit.compat_sam2 import (
-    SAM2AutomaticMaskGenerator,
-    SAM2ImagePredictor,
-    build_sam2,
-    build_sam2_hf,
-)
+from samkit.compat.sam2_amg import SAM2AutomaticMaskGenerator
+from samkit.compat.sam2_build import build_sam2, build_sam2_hf
+from samkit.compat.sam2_predictor import SAM2ImagePredictor
 from samkit.errors import InvalidImage
 from samkit.inference.predictor import ImagePredictor
 from samkit.inference.transforms import coords_to_input, preprocess_shape
