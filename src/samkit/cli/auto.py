@@ -20,26 +20,31 @@ written first, so an existing main output means the image is complete.
 from __future__ import annotations
 
 import contextlib
-import enum
-import glob
 import math
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import torch
 import typer
 from rich.markup import escape
 
 import samkit
+from samkit.cli.auto_outputs import METADATA_HEADER, _write_outputs, metadata_csv
+from samkit.cli.auto_plan import (
+    COCO_FILE,
+    IMAGE_SUFFIXES,
+    METADATA_FILE,
+    OVERLAY_SUFFIX,
+    OutputFormat,
+    _check_plan,
+    _check_stems,
+    _plan,
+    _prepare_out,
+    collect_inputs,
+)
 from samkit.cli.common import CliError, one_line
-from samkit.cli.output import mask_png, png_bytes
 from samkit.cli.segment import (
     DEFAULT_MODEL,
     CheckpointOption,
@@ -49,10 +54,8 @@ from samkit.cli.segment import (
     ModelOption,
     parse_device,
 )
-from samkit.errors import InvalidImage, OutputError
-from samkit.fileio import atomic_write_bytes, current_umask
+from samkit.errors import InvalidImage
 from samkit.inference.transforms import load_image
-from samkit.viz import MaskOverlay, mask_colour
 
 __all__ = [
     "COCO_FILE",
@@ -66,193 +69,8 @@ __all__ = [
     "metadata_csv",
 ]
 
-#: Suffixes (any case) of the files taken from a folder or a glob pattern.
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-#: ``<stem>`` + this is the overlay of an image.
-OVERLAY_SUFFIX = ".overlay.png"
-#: Name of the COCO file of ``--format coco``, in ``--out``.
-COCO_FILE = "coco_annotations.json"
-#: Per-image metadata of ``--format png`` (also the marker that the folder is complete).
-METADATA_FILE = "metadata.csv"
-#: Columns of ``metadata.csv``, as written by the official ``scripts/amg.py``.
-METADATA_HEADER = (
-    "id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,"
-    "stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h"
-)
 
-
-class OutputFormat(str, enum.Enum):
-    """What ``samkit auto`` writes per image."""
-
-    sa1b = "sa1b"
-    coco = "coco"
-    png = "png"
-
-
-# ----------------------------------------------------------------------------- inputs
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def _drop_overlays(paths: list[Path]) -> list[Path]:
-    """Leave out ``X.overlay.png`` when ``X.*`` is listed too: it is that image's overlay
-    (from an earlier run writing into the input folder), not an input."""
-    stems = {(p.parent, p.stem) for p in paths}
-    return [
-        p
-        for p in paths
-        if not (
-            p.name.endswith(OVERLAY_SUFFIX) and (p.parent, p.name[: -len(OVERLAY_SUFFIX)]) in stems
-        )
-    ]
-
-
-def collect_inputs(text: str) -> list[Path]:
-    """INPUT -> the image files to process, sorted.
-
-    A file is taken as is (whatever its suffix); a folder gives its files with an image
-    suffix (:data:`IMAGE_SUFFIXES`, any case; not recursive); otherwise ``text`` is a glob
-    pattern (``**`` recurses) and gives the matching files with an image suffix. Files
-    named ``X.overlay.png`` next to an input ``X.*`` are overlays and are left out.
-
-    Raises:
-        CliError: nothing exists at ``text``, or the folder/pattern holds no image.
-    """
-    if not text.strip():
-        raise CliError("INPUT is empty: give an image, a folder or a quoted glob pattern")
-    path = Path(text)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and _is_image_name(p))
-        found = _drop_overlays(found)
-        if not found:
-            raise CliError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
-        return found
-    if any(c in text for c in "*?["):
-        matches = (Path(m) for m in glob.glob(text, recursive=True))
-        found = _drop_overlays(sorted(p for p in matches if p.is_file() and _is_image_name(p)))
-        if not found:
-            raise CliError(f"no image files match {text!r}")
-        return found
-    raise CliError(f"input not found: {text}")
-
-
-def _check_stems(paths: Sequence[Path]) -> None:
-    """Two inputs whose stems differ only in case would write the same outputs."""
-    seen: dict[str, Path] = {}
-    for path in paths:
-        key = path.stem.casefold()
-        if key in seen:
-            raise CliError(
-                f"inputs {seen[key]} and {path} have the same name stem {path.stem!r}: "
-                "their outputs would collide; rename one or run them separately"
-            )
-        seen[key] = path
-
-
-# ----------------------------------------------------------------------------- plan
-@dataclass(frozen=True)
-class _Job:
-    """One image and where its outputs go."""
-
-    image: Path
-    target: Path  # <stem>.json (sa1b/coco) or the <stem>/ folder (png)
-    main: Path  # the file whose existence means "done"
-    overlay: Path | None
-
-
-def _plan(
-    images: Sequence[Path], out: Path, fmt: OutputFormat, overlay: bool
-) -> tuple[list[_Job], Path | None]:
-    jobs = []
-    for image in images:
-        if fmt is OutputFormat.png:
-            target = out / image.stem
-            main = target / METADATA_FILE
-        else:
-            target = main = out / f"{image.stem}.json"
-        jobs.append(
-            _Job(image, target, main, out / f"{image.stem}{OVERLAY_SUFFIX}" if overlay else None)
-        )
-    coco = out / COCO_FILE if fmt is OutputFormat.coco else None
-    return jobs, coco
-
-
-def _file_key(path: Path) -> str:
-    return os.path.normcase(str(path.resolve()))
-
-
-def _check_plan(jobs: Sequence[_Job], coco: Path | None, out: Path, overwrite: bool) -> None:
-    """Refuse (one line) outputs that would overwrite an input, collide, or have the wrong
-    kind (a folder where a file goes, or the reverse)."""
-    inputs: dict[str, Path] = {}
-    inodes: dict[tuple[int, int], Path] = {}
-    for job in jobs:
-        inputs[_file_key(job.image)] = job.image
-        with contextlib.suppress(OSError):
-            st = job.image.stat()
-            inodes[(st.st_dev, st.st_ino)] = job.image
-
-    def clobbered(path: Path) -> Path | None:
-        hit = inputs.get(_file_key(path))
-        if hit is None and path.exists():
-            with contextlib.suppress(OSError):
-                st = path.stat()
-                hit = inodes.get((st.st_dev, st.st_ino))
-        return hit
-
-    files: list[Path] = [coco] if coco is not None else []
-    folders: list[Path] = []
-    for job in jobs:
-        if job.overlay is not None:
-            files.append(job.overlay)
-        (folders if job.target != job.main else files).append(job.target)
-    seen: dict[str, Path] = {}
-    for path in [*files, *folders]:
-        key = os.path.normcase(str(path)).casefold()
-        if key in seen:
-            raise CliError(f"two outputs would be written to {path}; rename the inputs")
-        seen[key] = path
-    for path in files:
-        source = clobbered(path)
-        if source is not None:
-            raise CliError(
-                f"--out {out}: writing {path} would overwrite the input {source}; "
-                "choose another --out folder"
-            )
-        if path.is_dir():
-            raise CliError(f"cannot write {path}: it is a folder")
-    folder_keys = {_file_key(path): path for path in folders}
-    for job in jobs:
-        for parent in job.image.resolve().parents:
-            target = folder_keys.get(os.path.normcase(str(parent)))
-            if target is not None:
-                raise CliError(
-                    f"--out {out}: replacing {target} would delete the input {job.image}; "
-                    "choose another --out folder"
-                )
-    for path in folders:
-        if path.exists() and not path.is_dir():
-            raise CliError(f"cannot write the masks folder {path}: a file of that name exists")
-        if path.is_dir() and not (path / METADATA_FILE).is_file() and not overwrite:
-            raise CliError(
-                f"{path} exists but is not a samkit output (no {METADATA_FILE}); "
-                "remove it or pass --overwrite to replace it"
-            )
-
-
-def _prepare_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out {out} is a file; it must be a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"cannot create --out folder {out}: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise CliError(f"--out folder {out} is not writable")
-
-
+# ----------------------------------------------------------------------------- options
 def _check_options(values: Mapping[str, float | int | None]) -> None:
     """Range checks with one-line messages (Typer's own are multi-line boxes)."""
     at_least_one = ("--points-per-side", "--points-per-batch", "--crop-points-downscale")
@@ -272,90 +90,6 @@ def _check_options(values: Mapping[str, float | int | None]) -> None:
             raise CliError(f"{option} must be in [0, 1), got {value}")
         if option in ("--crop-layers", "--min-region-area") and value < 0:
             raise CliError(f"{option} must be 0 or more, got {value}")
-
-
-# ----------------------------------------------------------------------------- metadata
-def metadata_csv(records: Sequence[Mapping[str, Any]]) -> str:
-    """``metadata.csv`` of the official ``amg.py`` (header + one row per record, ``id`` =
-    record index, values formatted with ``str``), newline-terminated."""
-    rows = [METADATA_HEADER]
-    for i, r in enumerate(records):
-        values = [
-            i,
-            r["area"],
-            *r["bbox"],
-            *r["point_coords"][0],
-            r["predicted_iou"],
-            r["stability_score"],
-            *r["crop_box"],
-        ]
-        rows.append(",".join(str(v) for v in values))
-    return "\n".join(rows) + "\n"
-
-
-# ----------------------------------------------------------------------------- writing
-def _replace_folder(tmp: Path, target: Path) -> None:
-    """Move the finished folder ``tmp`` to ``target``, replacing an existing one."""
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700
-    aside: Path | None = None
-    try:
-        if target.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.rename(target, aside / "old")
-        os.rename(tmp, target)
-    except OSError as exc:
-        if aside is not None and (aside / "old").exists() and not target.exists():
-            os.rename(aside / "old", target)
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    finally:
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
-
-
-def _write_outputs(
-    job: _Job, fmt: OutputFormat, out: Path, rgb: np.ndarray, records: Sequence[dict[str, Any]]
-) -> None:
-    """Overlay and PNG masks first, the main output last (it marks the image done)."""
-    from samkit.data.sa1b import write_amg_json
-    from samkit.masks import rle_decode
-
-    canvas = MaskOverlay(rgb) if job.overlay is not None else None
-    tmp: Path | None = None
-    try:
-        if fmt is OutputFormat.png:
-            try:
-                tmp = Path(tempfile.mkdtemp(prefix=f".{job.target.name}.", suffix=".tmp", dir=out))
-            except OSError as exc:
-                raise OutputError(f"cannot write {job.target}: {exc.strerror or exc}") from None
-        if tmp is not None or canvas is not None:
-            # Largest first, so that smaller masks stay visible on the overlay.
-            for i in sorted(range(len(records)), key=lambda k: -records[k]["area"]):
-                mask = rle_decode(records[i]["segmentation"])
-                if tmp is not None:
-                    atomic_write_bytes(tmp / f"{i}.png", mask_png(mask))
-                if canvas is not None:
-                    canvas.add(mask, mask_colour(i))
-        if canvas is not None and job.overlay is not None:
-            atomic_write_bytes(job.overlay, png_bytes(canvas.render()))
-        if tmp is not None:
-            atomic_write_bytes(tmp / METADATA_FILE, metadata_csv(records).encode("utf-8"))
-            _replace_folder(tmp, job.target)
-            tmp = None
-        else:
-            try:
-                file_name = os.path.relpath(job.image.resolve(), out.resolve())
-            except ValueError:  # another drive (Windows)
-                file_name = str(job.image.resolve())
-            info = {
-                "image_id": job.image.stem,
-                "file_name": Path(file_name).as_posix(),
-                "width": int(rgb.shape[1]),
-                "height": int(rgb.shape[0]),
-            }
-            write_amg_json(job.target, records, info)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- progress

@@ -19,23 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import json
 import os
 import shutil
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 
 import samkit
 from samkit.cli.common import CliError
-from samkit.cli.output import mask_png, mask_rle
 from samkit.cli.segment import (
     CheckpointOption,
     DeviceOption,
@@ -44,10 +39,18 @@ from samkit.cli.segment import (
     ModelOption,
     parse_device,
 )
+from samkit.cli.track_outputs import (
+    OVERLAY_FILE,
+    OVERLAY_FPS,
+    TrackFormat,
+    _move_into,
+    _Overlay,
+    _writer,
+)
+from samkit.cli.track_prompts import ObjectPrompt, parse_prompts
 from samkit.configs.base import Sam2Config
-from samkit.errors import FrameOutOfRange, InvalidPrompt, InvalidVideo, OutputError
-from samkit.fileio import atomic_write_bytes, current_umask
-from samkit.viz import MaskOverlay, mask_colour
+from samkit.errors import FrameOutOfRange, InvalidVideo, OutputError
+from samkit.fileio import current_umask
 
 if TYPE_CHECKING:
     from samkit.video.io import VideoFileReader
@@ -61,19 +64,6 @@ __all__ = [
     "track_command",
 ]
 
-#: Name of the video written by ``--format overlay-mp4``, in ``--out``.
-OVERLAY_FILE = "overlay.mp4"
-#: Frames per second of the overlay video.
-OVERLAY_FPS = 10.0
-
-
-class TrackFormat(str, enum.Enum):
-    """What ``samkit track`` writes."""
-
-    png = "png"
-    rle_json = "rle-json"
-    overlay_mp4 = "overlay-mp4"
-
 
 class Direction(str, enum.Enum):
     """Which way propagation runs from the prompted frames."""
@@ -81,83 +71,6 @@ class Direction(str, enum.Enum):
     forward = "forward"
     backward = "backward"
     both = "both"
-
-
-# ----------------------------------------------------------------------------- prompts
-@dataclass
-class ObjectPrompt:
-    """The prompt of one object on one frame (video pixels)."""
-
-    points: list[list[float]] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    box: list[float] | None = None
-
-
-def _parse_int(part: str, name: str, option: str, text: str) -> int:
-    try:
-        value = int(part.strip())
-    except ValueError:
-        raise InvalidPrompt(
-            f"{option} {text!r}: {name}={part.strip()!r} is not an integer"
-        ) from None
-    return value
-
-
-def _parse_spec(text: str, option: str, names: tuple[str, ...]) -> tuple[int, list[float], int]:
-    """``FRAME:NUMBERS[:OBJ]`` -> ``(frame, numbers, obj)``."""
-    form = f"FRAME:{','.join(names)}[:OBJ]"
-    parts = text.split(":")
-    if len(parts) not in (2, 3):
-        raise InvalidPrompt(f"{option} expects {form}, got {text!r}")
-    frame = _parse_int(parts[0], "FRAME", option, text)
-    if frame < 0:
-        raise InvalidPrompt(f"{option} {text!r}: FRAME must be >= 0")
-    numbers: list[float] = []
-    pieces = [p.strip() for p in parts[1].split(",")]
-    if len(pieces) != len(names):
-        raise InvalidPrompt(
-            f"{option} expects {form} ({len(names)} numbers after FRAME:), got {text!r}"
-        )
-    for name, piece in zip(names, pieces, strict=True):
-        try:
-            value = float(piece)
-        except ValueError:
-            raise InvalidPrompt(f"{option} {text!r}: {name}={piece!r} is not a number") from None
-        if not np.isfinite(value):
-            raise InvalidPrompt(f"{option} {text!r}: {name} must be a finite number")
-        numbers.append(value)
-    obj = _parse_int(parts[2], "OBJ", option, text) if len(parts) == 3 else 1
-    return frame, numbers, obj
-
-
-def parse_prompts(
-    points: list[str], negatives: list[str], boxes: list[str]
-) -> dict[tuple[int, int], ObjectPrompt]:
-    """Option strings -> ``{(frame, obj): ObjectPrompt}``; positive clicks come first.
-
-    Raises :class:`InvalidPrompt` for a malformed spec, two boxes for one object on one
-    frame, an inverted box, or no prompt at all.
-    """
-    prompts: dict[tuple[int, int], ObjectPrompt] = defaultdict(ObjectPrompt)
-    for option, values, label in (("--point", points, 1), ("--negative", negatives, 0)):
-        for text in values:
-            frame, xy, obj = _parse_spec(text, option, ("X", "Y"))
-            prompts[(frame, obj)].points.append(xy)
-            prompts[(frame, obj)].labels.append(label)
-    for text in boxes:
-        frame, box, obj = _parse_spec(text, "--box", ("X0", "Y0", "X1", "Y1"))
-        if box[2] < box[0] or box[3] < box[1]:
-            raise InvalidPrompt(f"--box {text!r}: needs X0 <= X1 and Y0 <= Y1")
-        entry = prompts[(frame, obj)]
-        if entry.box is not None:
-            raise InvalidPrompt(f"--box {text!r}: object {obj} already has a box on frame {frame}")
-        entry.box = box
-    if not prompts:
-        raise InvalidPrompt(
-            "no prompt: give at least one --point FRAME:X,Y, --negative FRAME:X,Y "
-            "or --box FRAME:X0,Y0,X1,Y1"
-        )
-    return dict(sorted(prompts.items()))
 
 
 # ----------------------------------------------------------------------------- checks
@@ -221,94 +134,6 @@ def _check_frames(prompts: dict[tuple[int, int], ObjectPrompt], num_frames: int 
                 f"prompt for object {obj} on frame {frame}: the video has {num_frames} frames "
                 f"(0 to {num_frames - 1})"
             )
-
-
-# ----------------------------------------------------------------------------- outputs
-class _Overlay:
-    """Frames with their masks tinted, written to an MP4 with PyAV (frames in index
-    order, buffered on disk until the run ends since ``both`` yields them out of order)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.frames: dict[int, Path] = {}
-        self.folder = Path(tempfile.mkdtemp(prefix=".overlay.", dir=path.parent))
-
-    def add(self, index: int, rgb: np.ndarray, masks: dict[int, np.ndarray]) -> None:
-        canvas = MaskOverlay(rgb)
-        for obj_id, mask in masks.items():
-            canvas.add(mask, mask_colour(obj_id))
-        frame = canvas.render_array()
-        path = self.folder / f"{index:05d}.npy"
-        np.save(path, frame)
-        self.frames[index] = path
-
-    def close(self, fps: float) -> None:
-        from samkit.video.io import VideoFileWriter
-
-        try:
-            if self.frames:
-                with VideoFileWriter(self.path, fps=fps) as writer:
-                    for index in sorted(self.frames):
-                        writer.write(np.load(self.frames[index]))
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _writer(
-    fmt: TrackFormat, folder: Path, size: tuple[int, int], frame_name: Callable[[int], str | None]
-) -> Callable[[Any], None]:
-    """A function writing one :class:`~samkit.video.FrameResult` into ``folder``."""
-    if fmt is TrackFormat.png:
-
-        def write_png(result: Any) -> None:
-            for obj_id, mask in result.masks.items():
-                sub = folder / str(obj_id)
-                sub.mkdir(exist_ok=True)
-                atomic_write_bytes(sub / f"{result.frame_index:05d}.png", mask_png(mask))
-
-        return write_png
-
-    def write_json(result: Any) -> None:
-        record = {
-            "frame_index": result.frame_index,
-            "frame": frame_name(result.frame_index),
-            "size": list(size),
-            "objects": [
-                {
-                    "id": obj_id,
-                    "score": float(result.scores[obj_id]),
-                    "visible": bool(result.visible[obj_id]),
-                    "segmentation": mask_rle(mask),
-                }
-                for obj_id, mask in result.masks.items()
-            ],
-        }
-        data = (json.dumps(record, indent=2) + "\n").encode("utf-8")
-        atomic_write_bytes(folder / f"{result.frame_index:05d}.json", data)
-
-    return write_json
-
-
-def _move_into(tmp: Path, out: Path) -> None:
-    """Move the finished outputs of ``tmp`` into ``out`` (a rename when ``out`` is new)."""
-    try:
-        if not out.exists():
-            os.replace(tmp, out)
-            return
-        for src in sorted(tmp.rglob("*")):
-            dst = out / src.relative_to(tmp)
-            if src.is_dir():
-                if dst.exists() and not dst.is_dir():
-                    raise OutputError(f"cannot write {dst}: a file is in the way of a folder")
-                dst.mkdir(exist_ok=True)
-            else:
-                if dst.is_dir():
-                    raise OutputError(f"cannot write {dst}: it is a folder")
-                os.replace(src, dst)
-    except OSError as exc:
-        if isinstance(exc, OutputError):
-            raise
-        raise OutputError(f"cannot write into --out {out}: {exc.strerror or exc}") from None
 
 
 # ----------------------------------------------------------------------------- progress
