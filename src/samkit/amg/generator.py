@@ -1,45 +1,19 @@
-"""Automatic mask generation ("segment everything") with the official semantics.
-
-:class:`MaskGenerator` prompts a regular grid of foreground points over the image (and
-optionally over overlapping zoomed-in crops), keeps the confident, stable candidates,
-removes duplicates with box NMS (within each crop, then across crops preferring smaller
-crops) and returns one record per mask with the fields of the official
-``SamAutomaticMaskGenerator``::
-
-    segmentation     (H, W) bool array, or an uncompressed / COCO RLE dict (output_mode)
-    area             int, mask pixels
-    bbox             [x, y, w, h], pixels, inclusive-max box converted to XYWH
-    predicted_iou    float, the model's IoU prediction
-    point_coords     [[x, y]], the prompt point in the image frame (pixels)
-    stability_score  float
-    crop_box         [x, y, w, h] of the crop that produced the mask
-
-The result is the official generator's, computed in a different order so that most of
-the work is skipped (see :meth:`MaskGenerator.stream`):
-
-* the predicted-IoU filter runs on the low-resolution logits, before any upsampling
-  (it does not depend on the masks);
-* only the survivors are upsampled, in chunks bounded to ``max_chunk_bytes`` of full
-  resolution logits (the official code materialises ``3 x points_per_batch`` float
-  masks at full resolution, about 9 GB for a 4000x3000 image);
-* the stability score, thresholding, boxes and the crop-edge filter run on those
-  chunks; masks are stored as run-length encodings straight away.
-
-All coordinates are pixels of the image passed to :meth:`generate` unless stated.
-"""
+"""The automatic mask generator :class:`MaskGenerator` (semantics, record fields and the
+order of the work: see the :mod:`samkit.amg` docstring)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypedDict
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
 
-from samkit.configs import MaskGeneratorDefaults, get_preset
-from samkit.errors import InvalidImage, UnknownModel
+from samkit.amg.defaults import generator_defaults
+from samkit.amg.types import _OUTPUT_MODES, AMGStats, AMGUpdate, MaskRecord, OutputMode, _MaskSet
+from samkit.errors import InvalidImage
 from samkit.inference.predictor import ImagePredictor
 from samkit.inference.transforms import (
     ImageLike,
@@ -48,7 +22,6 @@ from samkit.inference.transforms import (
 )
 from samkit.masks import (
     box_area,
-    box_xyxy_to_xywh,
     build_all_layer_point_grids,
     fill_small_regions_logits,
     generate_crop_boxes,
@@ -56,7 +29,6 @@ from samkit.masks import (
     masks_to_boxes,
     nms,
     remove_small_regions,
-    rle_area,
     rle_decode,
     rle_encode,
     rle_to_coco,
@@ -67,146 +39,7 @@ from samkit.modeling import SamModel
 from samkit.modeling.mask_decoder import PreparedImage
 from samkit.modeling.sam import Sam
 
-__all__ = ["AMGStats", "AMGUpdate", "MaskGenerator", "MaskRecord", "OutputMode"]
-
-OutputMode = Literal["binary_mask", "uncompressed_rle", "coco_rle"]
-_OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-
-# Default filtering thresholds per model family (the official values of each release).
-_FAMILY_DEFAULTS = {
-    "sam": MaskGeneratorDefaults(pred_iou_thresh=0.88, stability_score_thresh=0.95),
-    "sam2": MaskGeneratorDefaults(pred_iou_thresh=0.8, stability_score_thresh=0.95),
-}
-
-
-def generator_defaults(model: SamModel) -> MaskGeneratorDefaults:
-    """The thresholds :class:`MaskGenerator` uses when none are given: those calibrated
-    for the model's registered preset (``ModelPreset.amg``), else its family's official
-    ones (SAM 1: predicted IoU 0.88, SAM 2: 0.8; stability 0.95 at offset 1.0)."""
-    name = getattr(model, "name", None)
-    try:
-        calibrated = get_preset(name).amg if name is not None else None
-    except UnknownModel:
-        calibrated = None
-    if calibrated is not None:
-        return calibrated
-    family = getattr(model, "family", "sam")
-    return _FAMILY_DEFAULTS.get(family, _FAMILY_DEFAULTS["sam"])
-
-
-class MaskRecord(TypedDict):
-    """One generated mask (the official record fields; see the module docstring)."""
-
-    segmentation: Any
-    area: int
-    bbox: list[int]
-    predicted_iou: float
-    point_coords: list[list[float]]
-    stability_score: float
-    crop_box: list[int]
-
-
-@dataclass
-class AMGStats:
-    """Where the time of one :meth:`MaskGenerator.generate` call went (seconds)."""
-
-    encoder_s: float = 0.0
-    decoder_s: float = 0.0
-    postprocess_s: float = 0.0
-    num_points: int = 0
-    num_candidates: int = 0  # masks that passed the IoU, stability and edge filters
-    num_masks: int = 0
-
-    @property
-    def after_encoder_s(self) -> float:
-        """Everything after the image encoder: decoding, filtering, NMS, encoding."""
-        return self.decoder_s + self.postprocess_s
-
-
-@dataclass
-class AMGUpdate:
-    """One step of :meth:`MaskGenerator.stream`.
-
-    Attributes:
-        crop_index: index of the crop being processed (0 = the whole image).
-        num_crops: number of crops.
-        batch_index: index of the point batch just decoded within the crop.
-        num_batches: number of point batches of this crop.
-        candidates: masks of this batch that passed the per-batch filters (before NMS),
-            as records in the image frame (``segmentation`` is an uncompressed RLE).
-        records: ``None`` until the last update, which carries the final records
-            (identical to :meth:`MaskGenerator.generate`).
-        stats: running timings.
-    """
-
-    crop_index: int
-    num_crops: int
-    batch_index: int
-    num_batches: int
-    candidates: list[MaskRecord]
-    records: list[MaskRecord] | None
-    stats: AMGStats
-
-
-@dataclass
-class _MaskSet:
-    """Candidate masks of one crop or image, stored compactly (RLE in the image frame)."""
-
-    rles: list[dict[str, Any]] = field(default_factory=list)
-    boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.int64))
-    iou_preds: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
-    points: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2, dtype=torch.float64))
-    stability: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
-    crop_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.int64))
-
-    def __len__(self) -> int:
-        return len(self.rles)
-
-    @staticmethod
-    def concat(parts: Sequence[_MaskSet]) -> _MaskSet:
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            return _MaskSet()
-        return _MaskSet(
-            rles=[r for p in parts for r in p.rles],
-            boxes=torch.cat([p.boxes for p in parts]),
-            iou_preds=torch.cat([p.iou_preds for p in parts]),
-            points=torch.cat([p.points for p in parts]),
-            stability=torch.cat([p.stability for p in parts]),
-            crop_boxes=torch.cat([p.crop_boxes for p in parts]),
-        )
-
-    def select(self, keep: torch.Tensor) -> _MaskSet:
-        """Subset (boolean mask or index tensor, order kept as given)."""
-        if keep.dtype == torch.bool:
-            keep = torch.nonzero(keep).flatten()
-        idx = keep.tolist()
-        return _MaskSet(
-            rles=[self.rles[i] for i in idx],
-            boxes=self.boxes[keep],
-            iou_preds=self.iou_preds[keep],
-            points=self.points[keep],
-            stability=self.stability[keep],
-            crop_boxes=self.crop_boxes[keep],
-        )
-
-    def records(self, segmentations: Sequence[Any]) -> list[MaskRecord]:
-        out: list[MaskRecord] = []
-        boxes = box_xyxy_to_xywh(self.boxes).tolist()
-        crops = box_xyxy_to_xywh(self.crop_boxes).tolist()
-        for i, rle in enumerate(self.rles):
-            out.append(
-                MaskRecord(
-                    segmentation=segmentations[i],
-                    area=rle_area(rle),
-                    bbox=boxes[i],
-                    predicted_iou=float(self.iou_preds[i]),
-                    point_coords=[self.points[i].tolist()],
-                    stability_score=float(self.stability[i]),
-                    crop_box=crops[i],
-                )
-            )
-        return out
+__all__ = ["MaskGenerator"]
 
 
 class MaskGenerator:
