@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import numpy as np
-
+from samkit.cli.common import parse_numbers
 from samkit.errors import InvalidPrompt
 
 __all__ = ["ObjectPrompt", "parse_prompts"]
@@ -41,20 +40,11 @@ def _parse_spec(text: str, option: str, names: tuple[str, ...]) -> tuple[int, li
     frame = _parse_int(parts[0], "FRAME", option, text)
     if frame < 0:
         raise InvalidPrompt(f"{option} {text!r}: FRAME must be >= 0")
-    numbers: list[float] = []
-    pieces = [p.strip() for p in parts[1].split(",")]
-    if len(pieces) != len(names):
+    if len(parts[1].split(",")) != len(names):
         raise InvalidPrompt(
             f"{option} expects {form} ({len(names)} numbers after FRAME:), got {text!r}"
         )
-    for name, piece in zip(names, pieces, strict=True):
-        try:
-            value = float(piece)
-        except ValueError:
-            raise InvalidPrompt(f"{option} {text!r}: {name}={piece!r} is not a number") from None
-        if not np.isfinite(value):
-            raise InvalidPrompt(f"{option} {text!r}: {name} must be a finite number")
-        numbers.append(value)
+    numbers = list(parse_numbers(parts[1], names, option, InvalidPrompt))
     obj = _parse_int(parts[2], "OBJ", option, text) if len(parts) == 3 else 1
     return frame, numbers, obj
 
