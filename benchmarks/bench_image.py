@@ -180,6 +180,13 @@ def main() -> None:
             bf_pred = samkit.ImagePredictor(bf)
             t_bf = _median_ms(lambda: bf_pred.set_image(image), args.repeats, device=device)
             rows.append(("set_image bf16 vs official fp32 (ms)", t_ref, t_bf, t_ref / t_bf))
+            p_bf = _median_ms(
+                lambda: bf_pred.predict(points=point, labels=label),
+                args.prompt_repeats,
+                3,
+                device,
+            )
+            rows.append(("prompt-to-mask bf16 vs official fp32 (ms)", p_ref, p_bf, p_ref / p_bf))
             low = bf_pred.predict(points=point, labels=label)
             ious = [_iou(a, b) for a, b in zip(fp32.masks, low.masks, strict=True)]
         if args.throughput:
