@@ -1,6 +1,6 @@
 """Parity of samkit's SAM 2 with Hugging Face ``transformers`` (``Sam2VideoModel`` / ``Sam2Model``).
 
-Layout of the HF files (see the ``samkit.hf_keys`` docstring): the hub ``model.safetensors`` of
+Layout of the HF files (see the ``samkit.hf_keys.sam2`` docstring): the hub ``model.safetensors`` of
 ``facebook/sam2[.1]-hiera-*`` is written from ``Sam2VideoModel`` (every official tensor, memory
 modules included); the image-only ``Sam2Model`` reads the same file and ignores the video keys.
 This test reproduces that: a reduced ``Sam2VideoModel`` (the numbers of

@@ -1,5 +1,6 @@
 """The official ``SAM2AutomaticMaskGenerator`` interface on :class:`samkit.MaskGenerator`
-(see :mod:`samkit.compat`)."""
+(see :mod:`samkit.compat`). ``min_mask_region_area`` always applies (the official
+generator needs its CUDA extension for it)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The official ``sam2`` model builders (``build_sam2``, ``build_sam2_hf``) on samkit
-presets: official config names and Hugging Face ids map to presets, with no Hydra (see
-:mod:`samkit.compat`)."""
+presets: official config names and Hugging Face ids map to presets (see
+:mod:`samkit.compat`). Differences from the official builders: there is no Hydra, so
+``hydra_overrides_extra`` is refused, and ``device`` defaults to ``"cpu"``."""
 
 from __future__ import annotations
 

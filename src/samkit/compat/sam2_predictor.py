@@ -1,11 +1,9 @@
-"""Drop-in names of the official ``sam2`` image API (SAM 2 / 2.1), backed by samkit.
+"""The official ``SAM2ImagePredictor`` interface (package ``sam2``), backed by samkit.
 
-Migrate by changing imports::
+Use it through :mod:`samkit.compat` (with ``build_sam2`` from
+:mod:`samkit.compat.sam2_build`)::
 
-    # from sam2.build_sam import build_sam2
-    # from sam2.sam2_image_predictor import SAM2ImagePredictor
-    # from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-    from samkit.compat import build_sam2, SAM2ImagePredictor, SAM2AutomaticMaskGenerator
+    from samkit.compat import build_sam2, SAM2ImagePredictor
 
     model = build_sam2("configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt")
     predictor = SAM2ImagePredictor(model)
@@ -17,11 +15,8 @@ returns numpy ``(masks, iou_predictions, low_res_masks)`` with float32 0/1 masks
 logits with ``return_logits=True``), ``(C, H, W)`` for one prompt set and ``(N, C, H, W)``
 for N (several boxes, or ``(N, P, 2)`` points). Differences from the official package:
 
-- There is no Hydra: the official config names map to samkit presets, and
-  ``hydra_overrides_extra`` is refused. ``device`` defaults to ``"cpu"``.
-- ``max_hole_area`` / ``max_sprinkle_area`` (and the generator's
-  ``min_mask_region_area``) always apply; the official code needs its CUDA extension for
-  them and skips the clean-up with a warning without it.
+- ``max_hole_area`` / ``max_sprinkle_area`` always apply; the official code needs its
+  CUDA extension for them and skips the clean-up with a warning without it.
 - Images go through :func:`samkit.inference.transforms.to_rgb_uint8`, so float images in
   [0, 1] are rounded to uint8 first (the official code uses their values unrounded).
 """

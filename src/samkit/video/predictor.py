@@ -21,7 +21,7 @@ DEFAULT_MAX_CACHED_FRAMES = 16
 
 
 class VideoPredictor:
-    """Video object tracking with a SAM 2 / 2.1 model (see the module docstring).
+    """Video object tracking with a SAM 2 / 2.1 model (usage and semantics: :mod:`samkit.video.session`).
 
     Args:
         model: the :class:`~samkit.modeling.sam2.Sam2` model (put in eval mode).
