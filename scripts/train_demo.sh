@@ -23,12 +23,12 @@
 # 6. phase 5 continues from the fp16 export of phase 4 on 2000 more new images
 #    (generator seed 3): scripts/demo_train_phase5.json (seed 3, lr 2e-4, 4000-step
 #    cosine, run straight through);
-# 7. phases 6 to 9 continue the same way, each from the fp16 export of the phase
-#    before on 2000 more new images (generator seeds 4, 5, 6, 7):
-#    scripts/demo_train_phase{6,7,8,9}.json (seeds 4 to 7, lr 1e-4, 4000-step cosine,
-#    run straight through);
-# 8. copies phase 9's fp16 safetensors export into the package.
-# On 2 CPU cores the training takes about 11 hours; add `--device cuda` to train on a GPU
+# 7. phases 6 to 10 continue the same way, each from the fp16 export of the phase
+#    before on 2000 more new images (generator seeds 4 to 8):
+#    scripts/demo_train_phase{6,7,8,9,10}.json (seeds 4 to 8, lr 1e-4, 4000-step
+#    cosine, run straight through);
+# 8. copies phase 10's fp16 safetensors export into the package.
+# On 2 CPU cores the training takes about 12.5 hours; add `--device cuda` to train on a GPU
 # (results then differ in the last bits from the CPU run).
 set -euo pipefail
 RUN=${1:-runs/samkit-demo}
@@ -53,14 +53,14 @@ cp "$RUN/train4/trainer_state.pt" "$RUN/state4_1750.pt"
 samkit train "$RUN/data4" --config scripts/demo_train_phase4b.json \
     --init-checkpoint "$RUN/phase3.safetensors" --resume "$RUN/state4_1750.pt" \
     --out "$RUN/train4" "$@"
-# Phases 5 to 9 each start from the fp16 export of the phase before (each such file was
+# Phases 5 to 10 each start from the fp16 export of the phase before (each such file was
 # the shipped model on 2026-12-07 until the next phase) and train on 2,000 new images
 # (generator seed: the phase number minus 2).
 python scripts/export_demo.py "$RUN/train4/model_final.pt" "$RUN/phase4.safetensors"
-for phase in 5 6 7 8 9; do
+for phase in 5 6 7 8 9 10; do
     samkit synth "$RUN/data$phase" --n 2000 --seed $((phase - 2))
     samkit train "$RUN/data$phase" --config "scripts/demo_train_phase$phase.json" \
         --init-checkpoint "$RUN/phase$((phase - 1)).safetensors" --out "$RUN/train$phase" "$@"
     python scripts/export_demo.py "$RUN/train$phase/model_final.pt" "$RUN/phase$phase.safetensors"
 done
-cp "$RUN/phase9.safetensors" src/samkit/assets/samkit-demo.safetensors
+cp "$RUN/phase10.safetensors" src/samkit/assets/samkit-demo.safetensors
