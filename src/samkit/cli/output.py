@@ -1,5 +1,5 @@
-"""Encoding of ``samkit segment`` results: mask PNG and COCO RLE for JSON (the overlay
-is drawn by :mod:`samkit.viz`)."""
+"""PNG encoding of CLI outputs: masks and pictures (COCO RLE comes from
+:func:`samkit.masks.masks_to_coco_rle`, overlays from :mod:`samkit.viz`)."""
 
 from __future__ import annotations
 
@@ -19,18 +19,3 @@ def png_bytes(image: Image.Image) -> bytes:
 def mask_png(mask: np.ndarray) -> bytes:
     """A ``(H, W)`` bool mask as an 8-bit grayscale PNG: 255 inside, 0 outside."""
     return png_bytes(Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)))
-
-
-def mask_rle(mask: np.ndarray) -> dict[str, object]:
-    """COCO compressed RLE of a ``(H, W)`` mask as JSON-ready ``{"size", "counts"}``.
-
-    ``pycocotools.mask.decode`` reads it back (after ``counts.encode()`` or as is).
-    """
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    counts = rle["counts"]
-    return {
-        "size": [int(s) for s in rle["size"]],
-        "counts": counts.decode("ascii") if isinstance(counts, bytes) else str(counts),
-    }

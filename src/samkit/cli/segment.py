@@ -13,11 +13,12 @@ import typer
 
 import samkit
 from samkit.cli.common import CliError, check_outputs, parse_numbers
-from samkit.cli.output import mask_png, mask_rle, png_bytes
+from samkit.cli.output import mask_png, png_bytes
 from samkit.errors import InvalidPrompt
 from samkit.fileio import atomic_write_bytes
 from samkit.inference.prompts import prepare_prompts
 from samkit.inference.transforms import load_image
+from samkit.masks import masks_to_coco_rle
 from samkit.viz import prompt_overlay
 
 #: Model used when ``--model`` is not given.
@@ -210,7 +211,7 @@ def segment_command(
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "chosen": chosen,
             "scores": scores,
-            "masks": [mask_rle(m) for m in result.masks],
+            "masks": masks_to_coco_rle(result.masks),
             "prompt": {
                 "points": coords,
                 "labels": labels,

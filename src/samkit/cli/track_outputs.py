@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from samkit.cli.output import mask_png, mask_rle
+from samkit.cli.output import mask_png
 from samkit.errors import OutputError
 from samkit.fileio import atomic_write_bytes
+from samkit.masks import masks_to_coco_rle
 from samkit.viz import MaskOverlay, mask_colour
 
 __all__ = ["OVERLAY_FILE", "OVERLAY_FPS", "TrackFormat"]
@@ -81,6 +82,8 @@ def _writer(
         return write_png
 
     def write_json(result: Any) -> None:
+        ids = list(result.masks)
+        rles = masks_to_coco_rle(np.stack([result.masks[i] for i in ids])) if ids else []
         record = {
             "frame_index": result.frame_index,
             "frame": frame_name(result.frame_index),
@@ -90,9 +93,9 @@ def _writer(
                     "id": obj_id,
                     "score": float(result.scores[obj_id]),
                     "visible": bool(result.visible[obj_id]),
-                    "segmentation": mask_rle(mask),
+                    "segmentation": rle,
                 }
-                for obj_id, mask in result.masks.items()
+                for obj_id, rle in zip(ids, rles, strict=True)
             ],
         }
         data = (json.dumps(record, indent=2) + "\n").encode("utf-8")
