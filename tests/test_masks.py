@@ -601,7 +601,7 @@ def test_nms_empty_and_validation() -> None:
 
 
 def test_all_exports_exist() -> None:
-    assert len(M.__all__) == len(set(M.__all__)) == 23
+    assert len(M.__all__) == len(set(M.__all__)) == 24
     for name in M.__all__:
         assert callable(getattr(M, name))
 
@@ -626,3 +626,26 @@ def test_component_sizes_eight_connected() -> None:
     assert (labels[~region] == 0).all()
     empty_labels, empty_sizes = M.component_sizes(np.zeros((2, 3), dtype=bool))
     assert empty_sizes.tolist() == [6] and not empty_labels.any()
+
+
+def test_small_components_by_size() -> None:
+    """Pixels of components with at most ``max_area`` pixels, by hand: a 3-pixel
+    L (diagonal joins), a 1-pixel dot and a 4-pixel bar."""
+    region = np.array(
+        [
+            [1, 0, 0, 0, 1],
+            [0, 1, 1, 0, 0],
+            [0, 0, 0, 0, 0],
+            [1, 1, 1, 1, 0],
+        ],
+        dtype=bool,
+    )
+    l_shape = np.zeros_like(region)
+    l_shape[0, 0] = l_shape[1, 1] = l_shape[1, 2] = True
+    dot = np.zeros_like(region)
+    dot[0, 4] = True
+    assert (M.small_components(region, 1) == dot).all()
+    assert (M.small_components(region, 3) == (l_shape | dot)).all()
+    assert (M.small_components(region, 4) == region).all()
+    assert not M.small_components(region, 0).any()
+    assert not M.small_components(np.zeros((2, 2), dtype=bool), 10).any()

@@ -54,6 +54,7 @@ from samkit.masks.regions import (
     component_sizes,
     fill_small_regions_logits,
     remove_small_regions,
+    small_components,
     stability_score,
 )
 from samkit.masks.rle import (
@@ -85,6 +86,7 @@ __all__ = [
     "rle_decode",
     "rle_encode",
     "rle_to_coco",
+    "small_components",
     "stability_score",
     "uncrop_boxes_xyxy",
     "uncrop_masks",

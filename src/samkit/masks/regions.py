@@ -22,6 +22,15 @@ def component_sizes(region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, np.bincount(labels.ravel(), minlength=n + 1)
 
 
+def small_components(region: np.ndarray, max_area: float) -> np.ndarray:
+    """``(H, W)`` bool: the pixels of ``region`` that lie in an 8-connected component of
+    at most ``max_area`` pixels (SAM 2's hole and sprinkle rule)."""
+    labels, sizes = component_sizes(region)
+    small = sizes <= max_area
+    small[0] = False  # outside the region
+    return small[labels]
+
+
 def _count_set(binary: torch.Tensor) -> torch.Tensor:
     """Set pixels of ``(..., H, W)`` bool -> ``(...)`` int32, counted like the official
     code: per row in int16 (wraps when W > 32767), then over rows in int32."""
@@ -111,14 +120,7 @@ def fill_small_regions_logits(
     steps = [(value, is_fg, area) for value, is_fg, area in steps if area > 0]
     for i in range(fg.shape[0]):
         for value, is_fg, area in steps:
-            region = fg[i] if is_fg else ~fg[i]
-            labels, sizes = component_sizes(region)
-            if len(sizes) == 1:
-                continue
-            small = sizes <= area
-            small[0] = False
-            hit = small[labels]
-            change[i][hit] = value
+            change[i][small_components(fg[i] if is_fg else ~fg[i], area)] = value
     delta = torch.from_numpy(change).to(out.device)
     out = torch.where(delta > 0, torch.full_like(out, threshold + 10.0), out)
     out = torch.where(delta < 0, torch.full_like(out, threshold - 10.0), out)

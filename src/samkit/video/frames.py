@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from samkit.errors import InvalidVideo
-from samkit.masks import component_sizes
+from samkit.masks import small_components
 from samkit.modeling.sam2 import Sam2
 from samkit.video.state import Points
 
@@ -149,12 +149,7 @@ def fill_holes(mask_logits: torch.Tensor, max_area: int) -> torch.Tensor:
     background = (mask_logits <= 0).reshape(-1, *mask_logits.shape[-2:]).cpu().numpy()
     holes = np.zeros_like(background)
     for i, region in enumerate(background):
-        labels, sizes = component_sizes(region)
-        if len(sizes) == 1:
-            continue
-        small = sizes <= max_area
-        small[0] = False
-        holes[i] = small[labels]
+        holes[i] = small_components(region, max_area)
     is_hole = torch.from_numpy(holes).reshape(mask_logits.shape).to(mask_logits.device)
     return torch.where(is_hole, HOLE_FILL_LOGIT, mask_logits)
 
