@@ -126,3 +126,40 @@ def test_demo_defaults_keep_real_masks() -> None:
         stability_score_offset=1.0,
     )
     assert official.generate(sample.image) == []
+
+
+@pytest.mark.parametrize(("shape", "layers"), [((1, 1), 1), ((3, 5), 2)])
+def test_image_smaller_than_the_crop_grid(shape: tuple[int, int], layers: int) -> None:
+    """Crop layers of an image smaller than their grid have crops without pixels: they
+    are left out (encoding them raised InvalidImage "empty image" for a valid image)."""
+    from samkit.masks import generate_crop_boxes
+
+    model = samkit.load_model("samkit-demo")
+    image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    boxes, _ = generate_crop_boxes(shape, layers, 512 / 1500)
+    nonempty = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
+    assert 1 < len(nonempty) < len(boxes)
+    gen = MaskGenerator(
+        model,
+        points_per_side=2,
+        crop_n_layers=layers,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+    )
+    updates = list(gen.stream(image))
+    assert {u.num_crops for u in updates} == {len(nonempty)}
+    assert sorted({u.crop_index for u in updates}) == list(range(len(nonempty)))
+    records = updates[-1].records
+    assert records
+    for record in records:
+        assert record["segmentation"].shape == shape
+        x, y, w, h = record["crop_box"]  # XYWH in records
+        assert w > 0 and h > 0 and [x, y, x + w, y + h] in nonempty
+
+
+def test_point_grids_must_be_n_by_2() -> None:
+    model = samkit.load_model("samkit-demo")
+    with pytest.raises(ValueError, match=r"\(n, 2\)"):
+        MaskGenerator(model, points_per_side=None, point_grids=[np.array([0.5, 0.5, 0.5])])
+    gen = MaskGenerator(model, points_per_side=None, point_grids=[np.array([[0.5, 0.5]])])
+    assert [g.shape for g in gen.point_grids] == [(1, 2)]

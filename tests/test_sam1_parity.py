@@ -508,6 +508,40 @@ def test_compat_bgr_image_format(sa, pair) -> None:
     H.assert_close(low, l_ref, "compat BGR low-res")
 
 
+def test_compat_bgr_swaps_only_colour_channels(pair) -> None:
+    """``image_format="BGR"`` reverses the three colour channels only: a grayscale image
+    is the same in both formats (reversing the last axis of ``(H, W)`` mirrored it) and
+    BGRA keeps its alpha last (reversing gave ARGB, of which A, R, G were encoded)."""
+    rgb = H.make_image(40, 60, seed=14)
+    ours = samkit.compat.SamPredictor(pair[1])
+    ours.set_image(rgb)
+    expected = ours.get_image_embedding()
+    bgra = np.concatenate([rgb[..., ::-1], np.full((40, 60, 1), 7, np.uint8)], axis=-1)
+    ours.set_image(bgra, image_format="BGR")
+    assert torch.equal(ours.get_image_embedding(), expected)
+    gray = rgb[..., 1].copy()
+    ours.set_image(gray, image_format="RGB")
+    expected = ours.get_image_embedding()
+    ours.set_image(gray, image_format="BGR")
+    assert torch.equal(ours.get_image_embedding(), expected)
+    ours.set_image(gray[..., None], image_format="BGR")
+    assert torch.equal(ours.get_image_embedding(), expected)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 1024, 768), (1, 4, 1024, 768), (1, 3, 1100, 768), (1, 3, 512, 512), (2, 3, 1024, 1024)],
+)
+def test_compat_set_torch_image_checks_its_input(pair, shape) -> None:
+    """The official ``set_torch_image`` asserts a ``(1, 3, H, W)`` input with long side
+    ``img_size``; samkit raises InvalidImage (before: a larger input was silently cropped
+    by the negative padding, a smaller one encoded, others failed inside the model)."""
+    ours = samkit.compat.SamPredictor(pair[1])
+    with pytest.raises(samkit.InvalidImage, match="long side 1024"):
+        ours.set_torch_image(torch.zeros(shape, dtype=torch.uint8), (1024, 768))
+    assert ours.is_image_set is False
+
+
 def test_compat_set_torch_image(pair, encoded: _Encoded) -> None:
     # The official set_image(rgb) is apply_image + set_torch_image(tensor, rgb.shape[:2]),
     # so the cached official predictor for the main image is the expected result.

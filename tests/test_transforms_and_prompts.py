@@ -231,6 +231,38 @@ def test_reset_forgets_the_image(predictor) -> None:
         predictor.predict(points=[[1, 1]], labels=[1])
 
 
+def test_mask_input_error_names_the_given_shape(predictor) -> None:
+    with pytest.raises(InvalidPrompt, match=r"got \(2, 256, 256\)"):
+        predictor.predict(mask_input=np.zeros((2, 256, 256), np.float32))
+    with pytest.raises(InvalidPrompt, match=r"got \(1, 128, 128\)"):
+        predictor.predict_batch(boxes=[[0, 0, 5, 5]], mask_input=np.zeros((1, 128, 128)))
+
+
+TORCH_ERRORS = {
+    "coords-without-labels": (torch.zeros(1, 1, 2), None, None, None),
+    "coords-2d": (torch.zeros(1, 2), torch.ones(1), None, None),
+    "labels-wrong-shape": (torch.zeros(2, 3, 2), torch.ones(2, 2), None, None),
+    "coords-nan": (torch.full((1, 1, 2), float("nan")), torch.ones(1, 1), None, None),
+    "boxes-three-values": (None, None, torch.zeros(1, 3), None),
+    "boxes-vs-points": (torch.zeros(3, 1, 2), torch.ones(3, 1), torch.zeros(2, 4), None),
+    "mask-wrong-size": (None, None, None, torch.zeros(1, 1, 64, 64)),
+    "mask-3d": (None, None, None, torch.zeros(1, 256, 256)),
+    "mask-vs-points": (torch.zeros(2, 1, 2), torch.ones(2, 1), None, torch.zeros(3, 1, 256, 256)),
+}
+
+
+@pytest.mark.parametrize("case", list(TORCH_ERRORS))
+def test_invalid_predict_torch_prompts(predictor, case: str) -> None:
+    """``predict_torch`` (input-frame tensors) raises InvalidPrompt, not an error from
+    inside the decoder; one mask may go with every prompt set, as officially."""
+    with pytest.raises(InvalidPrompt):
+        predictor.predict_torch(*TORCH_ERRORS[case])
+    masks, iou, low = predictor.predict_torch(
+        torch.zeros(2, 1, 2), torch.ones(2, 1), mask_input=torch.zeros(1, 1, 256, 256)
+    )
+    assert masks.shape == (2, 3, 100, 200) and iou.shape == (2, 3)
+
+
 # ---------------------------------------------------------------------- images
 def _bad_images(tmp_path) -> dict[str, object]:
     text = tmp_path / "notes.png"
@@ -330,6 +362,51 @@ def test_float_image_is_rounded_exactly(dtype) -> None:
     assert np.array_equal(to_rgb_uint8(x), expected)
 
 
+def test_too_elongated_image_is_refused(model) -> None:
+    """At a 1024-pixel input a 1x3000 image would be resized to 0x1024: InvalidImage
+    instead of PIL's ValueError (a 1x2000 image still gives one row)."""
+    p = samkit.ImagePredictor(model)
+    for shape in [(1, 3000, 3), (3000, 1)]:
+        with pytest.raises(InvalidImage, match="elongated"):
+            p.set_image(np.zeros(shape, np.uint8))
+        assert p.embedding is None
+    assert resize_longest_side(np.zeros((1, 2000, 3), np.uint8), 1024).shape == (1, 1024, 3)
+
+
+def test_high_bit_depth_pil_images_follow_numpy_rules(tmp_path) -> None:
+    """PIL's own RGB conversion clips 16-bit, 32-bit and float images to 0-255 (a 16-bit
+    PNG became nearly white, a float image in [0, 1] black); they follow the numpy rules
+    of their dtype instead."""
+    values = (np.arange(48).reshape(6, 8) * 1000).astype(np.uint16)
+    png = tmp_path / "deep.png"
+    Image.fromarray(values).save(png)
+    with Image.open(png) as opened:
+        assert opened.mode == "I;16"
+    for image in (
+        Image.fromarray(values),
+        png,
+        Image.fromarray(values.astype(np.int32)),
+    ):
+        with pytest.raises(InvalidImage, match="mode I"):
+            to_rgb_uint8(image)
+    x = np.random.default_rng(2).random((6, 8)).astype(np.float32)
+    expected = to_rgb_uint8(x)
+    assert expected.std() > 0
+    assert np.array_equal(to_rgb_uint8(Image.fromarray(x)), expected)
+    with pytest.raises(InvalidImage, match="mode F"):
+        to_rgb_uint8(Image.fromarray(x + 1.5))
+    # 8-bit modes still convert through PIL
+    gray = (values // 200).astype(np.uint8)
+    assert np.array_equal(to_rgb_uint8(Image.fromarray(gray)), np.stack([gray] * 3, -1))
+
+
+def test_directory_is_not_an_image_file(tmp_path) -> None:
+    with pytest.raises(InvalidImage, match="not an image file"):
+        to_rgb_uint8(tmp_path)
+    with pytest.raises(InvalidImage, match="not found"):
+        to_rgb_uint8(tmp_path / "missing.png")
+
+
 # ------------------------------------------------------------- image embedding
 @pytest.fixture(scope="module")
 def encoded(model):
@@ -415,6 +492,76 @@ def test_embedding_of_wrong_grid_is_refused(model) -> None:
         samkit.ImagePredictor(model).set_embedding(bad)
 
 
+MALFORMED_EMBEDDINGS = {
+    "wrong-channels": lambda f: (f[:, :128], (120, 90), (1024, 768)),
+    "no-batch-axis": lambda f: (f[0], (120, 90), (1024, 768)),
+    "batch-of-two": lambda f: (f.expand(2, -1, -1, -1), (120, 90), (1024, 768)),
+    "integer": lambda f: (f.long(), (120, 90), (1024, 768)),
+    "zero-original-size": lambda f: (f, (0, 0), (1024, 768)),
+    "zero-input-size": lambda f: (f, (120, 90), (0, 768)),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_EMBEDDINGS))
+def test_malformed_embedding_is_refused(encoded, model, case: str) -> None:
+    """Embeddings are checked whole (InvalidImage), not only their grid: before, these
+    failed inside the decoder (RuntimeError, ValueError, ZeroDivisionError)."""
+    _, emb = encoded
+    features, original, input_size = MALFORMED_EMBEDDINGS[case](emb.features)
+    bad = ImageEmbedding(features, original, input_size, emb.model_name)
+    p = samkit.ImagePredictor(model)
+    with pytest.raises(InvalidImage):
+        p.set_embedding(bad)
+    assert p.embedding is None
+    with pytest.raises(InvalidImage):
+        p.predict(**PROMPT, embedding=bad)
+
+
+def test_float64_embedding_decodes_as_float32(encoded) -> None:
+    p, emb = encoded
+    double = ImageEmbedding(
+        emb.features.double(), emb.original_size, emb.input_size, emb.model_name
+    )
+    _same_prediction(p.predict(**PROMPT, embedding=double), p.predict(**PROMPT, embedding=emb))
+
+
+def test_sam2_embedding_without_high_res_features_is_refused() -> None:
+    """A SAM 2 decoder needs the stride-4/8 maps; without them it decoded silently
+    without its skip connections."""
+    import helpers_sam2
+
+    torch.manual_seed(0)
+    sam2 = samkit.build_model(helpers_sam2.tiny_video_config()).eval()
+    p = samkit.ImagePredictor(sam2)
+    emb = p.encode(H.make_image(20, 30, seed=1))
+    assert len(emb.high_res_features) == 2
+    p.predict(points=[[5, 5]], labels=[1], embedding=emb)
+    for high_res in [(), emb.high_res_features[:1], emb.high_res_features[::-1]]:
+        bad = ImageEmbedding(
+            emb.features, emb.original_size, emb.input_size, emb.model_name, high_res
+        )
+        with pytest.raises(InvalidImage, match="high-resolution"):
+            p.predict(points=[[5, 5]], labels=[1], embedding=bad)
+    bad = ImageEmbedding(emb.features, emb.original_size, emb.input_size, emb.model_name)
+    with pytest.raises(InvalidImage):
+        p.set_embedding(bad)
+
+
+def test_returned_tensors_support_autograd_and_in_place(encoded) -> None:
+    """Embeddings and ``predict_torch`` results are ordinary tensors (made under
+    ``no_grad``, as officially), not inference tensors: a trained head on the embedding
+    (e.g. via ``compat.SamPredictor.get_image_embedding``) and in-place edits work."""
+    p, emb = encoded
+    assert not emb.features.is_inference() and not emb.features.requires_grad
+    head = torch.nn.Linear(emb.features.shape[1], 1)
+    head(emb.features.flatten(2).transpose(1, 2)).sum().backward()
+    assert head.weight.grad is not None
+    masks, iou, low = p.predict_torch(torch.tensor([[[300.0, 400.0]]]), torch.tensor([[1]]))
+    assert not any(t.is_inference() for t in (masks, iou, low))
+    masks.logical_not_()
+    low.clamp_(-1, 1)
+
+
 _UNPICKLED: list[str] = []
 
 
@@ -434,6 +581,17 @@ def _saved(obj) -> bytes:
     return buf.getvalue()
 
 
+# the fields of a valid serialised embedding (test_not_an_embedding breaks one at a time)
+_FIELDS = {
+    "format": "samkit.ImageEmbedding/1",
+    "features": torch.zeros(1, 256, 64, 64),
+    "original_size": [10, 10],
+    "input_size": [1024, 1024],
+    "model_name": None,
+    "high_res_features": [],
+}
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -441,10 +599,28 @@ def _saved(obj) -> bytes:
         b"garbage",
         _saved({"format": "something else", "features": torch.zeros(1)}),
         _saved({"format": "samkit.ImageEmbedding/1", "features": _Payload()}),
+        _saved({"format": "samkit.ImageEmbedding/1"}),
+        _saved({**_FIELDS, "original_size": [7]}),
+        _saved({**_FIELDS, "input_size": 1024}),
+        _saved({**_FIELDS, "features": [1.0, 2.0]}),
+        _saved({**_FIELDS, "high_res_features": 3}),
+        _saved({**_FIELDS, "model_name": 5}),
     ],
-    ids=["empty", "garbage", "other-format", "pickled-code"],
+    ids=[
+        "empty",
+        "garbage",
+        "other-format",
+        "pickled-code",
+        "no-fields",
+        "short-size",
+        "int-size",
+        "features-list",
+        "high-res-int",
+        "name-int",
+    ],
 )
 def test_not_an_embedding(data: bytes) -> None:
+    assert ImageEmbedding.from_bytes(_saved(_FIELDS)).original_size == (10, 10)  # the base
     with pytest.raises(InvalidImage):
         ImageEmbedding.from_bytes(data)
     assert _UNPICKLED == [], "from_bytes executed pickled code"

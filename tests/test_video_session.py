@@ -386,6 +386,55 @@ def test_streaming_gives_the_same_masks():
         assert all(np.array_equal(m0[i], m1[i]) for i in (1, 2))
 
 
+def test_prompt_values_are_checked():
+    """Labels that are not 0/1 (0.5 was truncated to 0), prompts without any point, and
+    masks holding NaN or non-numbers (made all-True by ``astype(bool)``) raise
+    InvalidPrompt and add nothing."""
+    session = VideoPredictor(_tiny_model()).start(_stream(3, [0]))
+    nan_mask = np.full((48, 64), np.nan)
+    for kwargs in (
+        {"points": [[18, 20]], "labels": [0.5]},
+        {"points": [[18, 20]], "labels": [1.7]},
+        {"points": [[18, 20]], "labels": [np.nan]},
+        {"points": np.zeros((0, 2)), "labels": []},
+        {"points": [[18, 20]], "labels": [{}]},
+        {"mask": nan_mask},
+        {"mask": np.full((48, 64), "x")},
+    ):
+        with pytest.raises(InvalidPrompt):
+            session.add_prompt(0, 1, **kwargs)
+    assert session.object_ids == []
+    assert session.add_prompt(0, 1, points=[[18, 20]], labels=[True]).masks[1].shape == (48, 64)
+    session.close()
+
+
+def test_numpy_frame_indices_give_int_results():
+    """Frame indices given as numpy integers come back as ints (they leaked into the
+    session's state and into ``FrameResult.frame_index``, e.g. breaking ``json.dumps``);
+    ``logits`` on a frame outside the video raises FrameOutOfRange (it returned None)."""
+    frames = list(_stream(4, [0]))
+    with VideoPredictor(_tiny_model()).start(frames) as session:
+        first = session.add_prompt(np.int64(1), 1, points=[[18, 20]], labels=[1])
+        assert type(first.frame_index) is int
+        assert all(type(f) is int for f in session.objects[1].pending)
+        results = list(session.propagate())
+        assert [r.frame_index for r in results] == [1, 2, 3]
+        assert all(type(r.frame_index) is int for r in results)
+        again = list(session.propagate("backward", start=np.int32(2)))
+        assert [r.frame_index for r in again] == [2, 1, 0]
+        assert all(type(r.frame_index) is int for r in again)
+        assert type(session.clear_frame(np.int64(3)).frame_index) is int
+        assert session.logits(np.int64(2), 1).shape == (1, 1, 48, 64)
+        for frame in (4, -1):
+            with pytest.raises(FrameOutOfRange):
+                session.logits(frame, 1)
+    pulled = [0]
+    with VideoPredictor(_tiny_model()).start(_stream(10, pulled)) as stream:
+        stream.add_prompt(0, 1, points=[[18, 20]], labels=[1])
+        assert stream.logits(8, 1) is None  # not tracked there yet, and not read up to it
+        assert pulled[0] == 1
+
+
 def test_both_directions_and_reprompting_a_conditioning_frame(pair):
     mid = 4
     click = [[20.0 + 6 * mid + 20, 50.0]]  # on the red rectangle of frame 4

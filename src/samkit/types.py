@@ -73,13 +73,25 @@ class ImageEmbedding:
             raise InvalidImage(f"not a samkit image embedding: {exc}") from None
         if not isinstance(obj, dict) or obj.get("format") != _EMBEDDING_FORMAT:
             raise InvalidImage("not a samkit image embedding (unknown format)")
-        return cls(
-            features=obj["features"],
-            original_size=(int(obj["original_size"][0]), int(obj["original_size"][1])),
-            input_size=(int(obj["input_size"][0]), int(obj["input_size"][1])),
-            model_name=obj["model_name"],
-            high_res_features=tuple(obj["high_res_features"]),
-        )
+        try:
+            features = obj["features"]
+            high_res = tuple(obj["high_res_features"])
+            model_name = obj["model_name"]
+            sizes = [
+                (int(obj[key][0]), int(obj[key][1]))
+                for key in ("original_size", "input_size")
+                if len(obj[key]) == 2
+            ]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise InvalidImage(f"malformed samkit image embedding: {exc!r}") from None
+        if (
+            not isinstance(features, torch.Tensor)
+            or not all(isinstance(t, torch.Tensor) for t in high_res)
+            or not (model_name is None or isinstance(model_name, str))
+            or len(sizes) != 2
+        ):
+            raise InvalidImage("malformed samkit image embedding (unexpected field types)")
+        return cls(features, sizes[0], sizes[1], model_name, high_res)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically (temporary file + rename)."""

@@ -132,6 +132,9 @@ class MaskGenerator:
             self.point_grids = [np.asarray(g, dtype=np.float64) for g in point_grids or ()]
             if len(self.point_grids) != crop_n_layers + 1:
                 raise ValueError("point_grids needs one grid per crop layer (crop_n_layers + 1)")
+            if any(g.ndim != 2 or g.shape[1] != 2 for g in self.point_grids):
+                shapes = [g.shape for g in self.point_grids]
+                raise ValueError(f"point_grids must be (n, 2) arrays of (x, y), got {shapes}")
         defaults = generator_defaults(self.predictor.model)
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = (
@@ -186,6 +189,10 @@ class MaskGenerator:
         crop_boxes, layer_idxs = generate_crop_boxes(
             (orig_h, orig_w), self.crop_n_layers, self.crop_overlap_ratio
         )
+        # an image smaller than a layer's crop grid gives crops without pixels: leave them
+        nonempty = [i for i, b in enumerate(crop_boxes) if b[2] > b[0] and b[3] > b[1]]
+        crop_boxes = [crop_boxes[i] for i in nonempty]
+        layer_idxs = [layer_idxs[i] for i in nonempty]
         per_crop: list[_MaskSet] = []
         last: AMGUpdate | None = None
         for ci, (crop_box, layer) in enumerate(zip(crop_boxes, layer_idxs, strict=True)):

@@ -158,18 +158,36 @@ class SamPredictor:
 
     # Official methods ------------------------------------------------------------
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        """Encode an ``HxWxC`` uint8 image given in ``image_format`` ("RGB" or "BGR")."""
+        """Encode an ``HxWxC`` uint8 image given in ``image_format`` ("RGB" or "BGR").
+
+        Only the three colour channels are swapped: a grayscale ``(H, W)`` /
+        ``(H, W, 1)`` image is the same in both formats, and BGRA keeps its alpha last
+        (the official code, which takes ``HxWx3`` only, reverses the last axis).
+        """
         if image_format not in ("RGB", "BGR"):
             raise InvalidImage(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        if image_format != self.model.image_format:
-            image = image[..., ::-1]
-        self._predictor.set_image(np.ascontiguousarray(image))
+        if (
+            image_format != self.model.image_format
+            and isinstance(image, np.ndarray)
+            and image.ndim == 3
+            and image.shape[2] in (3, 4)
+        ):
+            image = image[..., [2, 1, 0, *range(3, image.shape[2])]]
+        self._predictor.set_image(image)
 
     @torch.no_grad()
     def set_torch_image(
         self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]
     ) -> None:
-        """Encode an already resized ``(1, 3, H', W')`` 0-255 tensor."""
+        """Encode an already resized ``(1, 3, H', W')`` 0-255 tensor (longest side
+        ``image_size``, as ``self.transform.apply_image`` gives); anything else raises
+        :class:`~samkit.errors.InvalidImage` (the official code asserts)."""
+        s = self.model.image_size
+        shape = tuple(transformed_image.shape)
+        if len(shape) != 4 or shape[:2] != (1, 3) or max(shape[2:]) != s or min(shape[2:]) < 1:
+            raise InvalidImage(
+                f"set_torch_image input must be (1, 3, H, W) with long side {s}, got {shape}"
+            )
         input_size = (int(transformed_image.shape[-2]), int(transformed_image.shape[-1]))
         x = self.model.preprocess(transformed_image.to(self.device).float())
         features = self.model.encode_image(x)

@@ -4,6 +4,12 @@ Coordinates are (x, y) in original-image pixels. Results are numpy arrays at the
 resolution. The predictor holds at most one current :class:`ImageEmbedding`; every
 ``predict`` call can instead take an ``embedding=`` argument.
 
+Tensors the predictor returns (``ImageEmbedding.features``, :meth:`predict_torch`) are
+made under ``torch.no_grad`` (as the official predictor), not ``torch.inference_mode``:
+they can be used in autograd (e.g. a trained head on the embedding) and changed in place.
+``predict`` / ``predict_batch``, which return numpy arrays, decode under
+``torch.inference_mode``.
+
 Thread-safety: ``encode`` and ``predict(..., embedding=e)`` may run concurrently on one
 predictor (torch releases the GIL in kernels). ``set_image`` / ``set_embedding`` replace
 the current embedding; calls that rely on it from other threads see either the old or
@@ -19,11 +25,18 @@ calls on different embeddings stay correct but redo it whenever they alternate.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from samkit.errors import InvalidImage, NoImageSet
-from samkit.inference.prompts import ArrayLike, PromptTensors, prepare_prompts
+from samkit.inference.prompts import (
+    ArrayLike,
+    PromptTensors,
+    input_frame_prompts,
+    prepare_prompts,
+)
 from samkit.inference.transforms import ImageLike, to_rgb_uint8
 from samkit.modeling import SamModel
 from samkit.modeling.mask_decoder import PreparedImage
@@ -67,7 +80,7 @@ class ImagePredictor:
         x, input_size = self.model.prepare_image(rgb)
         return x, original_size, input_size
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode(self, image: ImageLike) -> ImageEmbedding:
         """Run the image encoder; returns a new embedding and changes no state."""
         x, original_size, input_size = self.preprocess(image)
@@ -105,14 +118,58 @@ class ImagePredictor:
                 f"embedding was computed by {embedding.model_name!r}, "
                 f"this predictor runs {self.model.name!r}"
             )
-        expected = self.model.prompt_encoder.image_embedding_size
-        if tuple(embedding.features.shape[-2:]) != tuple(expected):
+        features = embedding.features
+        pe = self.model.prompt_encoder
+        if (
+            not isinstance(features, torch.Tensor)
+            or features.dim() != 4
+            or features.shape[0] != 1
+            or not features.is_floating_point()
+        ):
+            what = (
+                f"{features.dtype} {tuple(features.shape)}"
+                if isinstance(features, torch.Tensor)
+                else type(features).__name__
+            )
             raise InvalidImage(
-                f"embedding has spatial size {tuple(embedding.features.shape[-2:])}, "
+                f"embedding features must be a (1, C, h, w) float tensor, got {what}"
+            )
+        if features.shape[1] != pe.embed_dim:
+            raise InvalidImage(
+                f"embedding has {features.shape[1]} channels, the model expects {pe.embed_dim}"
+            )
+        expected = pe.image_embedding_size
+        if tuple(features.shape[-2:]) != tuple(expected):
+            raise InvalidImage(
+                f"embedding has spatial size {tuple(features.shape[-2:])}, "
                 f"the model expects {tuple(expected)}"
             )
-        if embedding.features.device != self.device:
-            embedding = embedding.to(self.device)
+        if min(embedding.original_size) < 1 or min(embedding.input_size) < 1:
+            raise InvalidImage(
+                f"embedding has original size {embedding.original_size} and input size "
+                f"{embedding.input_size}: both must be positive (H, W)"
+            )
+        high_res = embedding.high_res_features
+        if self.model.mask_decoder.use_high_res_features:
+            h, w = expected
+            want = [(4 * h, 4 * w), (2 * h, 2 * w)]  # SAM 2's stride-4 and stride-8 maps
+            got = [
+                tuple(t.shape[-2:]) if isinstance(t, torch.Tensor) and t.dim() == 4 else None
+                for t in high_res
+            ]
+            if got != want:
+                raise InvalidImage(
+                    f"this model decodes with two high-resolution feature maps of sizes "
+                    f"{want}; the embedding has {got}"
+                )
+            high_res = tuple(t.to(self.device, torch.float32) for t in high_res)
+        elif features.device != self.device:
+            high_res = tuple(t.to(self.device) for t in high_res)
+        features = features.to(self.device, torch.float32)  # the same tensor if it already is
+        if features is not embedding.features or any(
+            a is not b for a, b in zip(high_res, embedding.high_res_features, strict=True)
+        ):
+            embedding = replace(embedding, features=features, high_res_features=high_res)
         return embedding
 
     def _current(self, embedding: ImageEmbedding | None) -> ImageEmbedding:
@@ -191,7 +248,7 @@ class ImagePredictor:
             check_bounds=self.check_bounds,
         )
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def predict_torch(
         self,
         point_coords: torch.Tensor | None,
@@ -209,22 +266,21 @@ class ImagePredictor:
         ``return_logits``), IoU (N, K), low-res logits (N, K, 256, 256).
         """
         emb = self._current(embedding)
-        points = None
-        if point_coords is not None:
-            points = (point_coords.to(self.device).float(), point_labels.to(self.device))
-        prompts = PromptTensors(
-            points=points,
-            boxes=None if boxes is None else boxes.to(self.device).float(),
-            mask_input=None if mask_input is None else mask_input.to(self.device).float(),
-            n=0,  # unused by the decoder
+        prompts = input_frame_prompts(
+            point_coords,
+            point_labels,
+            boxes,
+            mask_input,
+            mask_size=self.model.prompt_encoder.mask_input_size,
+            device=self.device,
         )
         return self._run(emb, prompts, multimask_output, return_logits)
 
-    @torch.inference_mode()
     def _run(
         self, emb: ImageEmbedding, prompts: PromptTensors, multimask: bool, return_logits: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decode and upsample: masks (N, K, H, W), IoU (N, K), low-res (N, K, 256, 256)."""
+        """Decode and upsample: masks (N, K, H, W), IoU (N, K), low-res (N, K, 256, 256).
+        Called under ``torch.no_grad`` or ``torch.inference_mode``."""
         prepared = None if prompts.mask_input is not None else self._prepared_for(emb)
         low_res, iou = self.model.decode(
             emb.features,
@@ -249,6 +305,7 @@ class ImagePredictor:
         self._prepared = prepared  # one assignment: other threads see old or new
         return prepared
 
+    @torch.inference_mode()  # results leave as numpy arrays: the cheaper mode is safe
     def _decode(
         self, emb: ImageEmbedding, prompts: PromptTensors, multimask: bool, return_logits: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -117,6 +117,7 @@ def prepare_prompts(
     mask_t = None
     if mask_input is not None:
         m = _as_array(mask_input, "mask_input", dtype=np.float32)
+        given = m.shape
         if not batched:
             if m.ndim == 2:
                 m = m[None]
@@ -124,7 +125,7 @@ def prepare_prompts(
         if m.ndim != 4 or m.shape[1] != 1 or tuple(m.shape[2:]) != tuple(mask_size):
             mh, mw = mask_size
             shape = f"(N, 1, {mh}, {mw})" if batched else f"(1, {mh}, {mw})"
-            raise InvalidPrompt(f"mask_input must have shape {shape}, got {m.shape}")
+            raise InvalidPrompt(f"mask_input must have shape {shape}, got {given}")
         mask_t = torch.as_tensor(m, dtype=torch.float32, device=device)
         n_sets.add(m.shape[0])
     if len(n_sets) > 1:
@@ -133,3 +134,60 @@ def prepare_prompts(
     if n == 0:
         raise InvalidPrompt("empty prompt batch")
     return PromptTensors(pts_t, boxes_t, mask_t, n)
+
+
+def input_frame_prompts(
+    point_coords: torch.Tensor | None,
+    point_labels: torch.Tensor | None,
+    boxes: torch.Tensor | None,
+    mask_input: torch.Tensor | None,
+    *,
+    mask_size: tuple[int, int],
+    device: torch.device,
+) -> PromptTensors:
+    """Check prompt tensors already in the model's input frame (``predict_torch``).
+
+    ``point_coords`` ``(N, P, 2)`` with ``point_labels`` ``(N, P)`` (labels are ignored
+    without coordinates, as officially), ``boxes`` ``(N, 4)`` (any ``(..., 4)`` is read
+    as a list of boxes, as the official prompt encoder does), ``mask_input``
+    ``(N, 1, h, w)`` or ``(1, 1, h, w)`` for every set; the given ones must agree on N.
+    Raises :class:`InvalidPrompt`.
+    """
+    n_sets: set[int] = set()
+    points = None
+    if point_coords is not None:
+        if point_labels is None:
+            raise InvalidPrompt("point_labels must be given with point_coords")
+        coords = torch.as_tensor(point_coords)
+        labels = torch.as_tensor(point_labels)
+        if coords.dim() != 3 or coords.shape[-1] != 2:
+            raise InvalidPrompt(f"point_coords must be (N, P, 2), got {tuple(coords.shape)}")
+        if tuple(labels.shape) != tuple(coords.shape[:2]):
+            raise InvalidPrompt(
+                f"point_labels must be (N, P) = {tuple(coords.shape[:2])}, "
+                f"got {tuple(labels.shape)}"
+            )
+        coords = coords.to(device).float()
+        if not torch.isfinite(coords).all():
+            raise InvalidPrompt("point_coords contains NaN or infinite values")
+        points = (coords, labels.to(device))
+        n_sets.add(coords.shape[0])
+    boxes_t = None
+    if boxes is not None:
+        boxes_t = torch.as_tensor(boxes).to(device).float()
+        if boxes_t.dim() < 1 or boxes_t.shape[-1] != 4:
+            raise InvalidPrompt(f"boxes must be (N, 4), got {tuple(boxes_t.shape)}")
+        if not torch.isfinite(boxes_t).all():
+            raise InvalidPrompt("boxes contains NaN or infinite values")
+        n_sets.add(boxes_t.numel() // 4)
+    mask_t = None
+    if mask_input is not None:
+        mask_t = torch.as_tensor(mask_input).to(device).float()
+        if mask_t.dim() != 4 or mask_t.shape[1] != 1 or tuple(mask_t.shape[2:]) != tuple(mask_size):
+            mh, mw = mask_size
+            raise InvalidPrompt(f"mask_input must be (N, 1, {mh}, {mw}), got {tuple(mask_t.shape)}")
+        if mask_t.shape[0] != 1:  # one mask goes with every prompt set
+            n_sets.add(mask_t.shape[0])
+    if len(n_sets) > 1:
+        raise InvalidPrompt(f"points, boxes and masks disagree on the batch size: {n_sets}")
+    return PromptTensors(points, boxes_t, mask_t, n_sets.pop() if n_sets else 1)

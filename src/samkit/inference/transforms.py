@@ -24,14 +24,31 @@ ImageLike = np.ndarray | Image.Image | str | os.PathLike
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB (EXIF orientation applied)."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InvalidImage(f"image not found: {p}")
+    if not p.is_file():
+        raise InvalidImage(f"not an image file: {p}")
     try:
         with Image.open(p) as im:
             im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+            return _pil_to_rgb(im)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"cannot read image {p}: {exc}") from None
+
+
+def _pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """A PIL image as ``(H, W, 3)`` uint8 RGB.
+
+    32-bit integer (``I``), 16-bit (``I;16*``) and float (``F``) images follow the rules
+    of numpy arrays of their dtype (floats in [0, 1]; other dtypes are refused): PIL's
+    own conversion to RGB would clip their values to 0-255.
+    """
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        try:
+            return to_rgb_uint8(np.asarray(im))
+        except InvalidImage as exc:
+            raise InvalidImage(f"PIL image of mode {im.mode}: {exc}") from None
+    return np.asarray(im.convert("RGB"))
 
 
 def to_rgb_uint8(image: ImageLike) -> np.ndarray:
@@ -44,7 +61,7 @@ def to_rgb_uint8(image: ImageLike) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return _pil_to_rgb(image)
     if isinstance(image, torch.Tensor):
         raise InvalidImage("pass images as numpy arrays (H, W, C), PIL images or paths")
     if not isinstance(image, np.ndarray):
@@ -79,8 +96,17 @@ def preprocess_shape(h: int, w: int, long_side: int) -> tuple[int, int]:
 
 
 def resize_longest_side(image: np.ndarray, long_side: int) -> np.ndarray:
-    """Resize a uint8 ``(H, W, 3)`` image so its longest side is ``long_side`` (bilinear)."""
+    """Resize a uint8 ``(H, W, 3)`` image so its longest side is ``long_side`` (bilinear).
+
+    Raises :class:`InvalidImage` when the short side would round to 0 pixels (an image
+    more than ``2 * long_side`` times longer than it is wide).
+    """
     h, w = preprocess_shape(image.shape[0], image.shape[1], long_side)
+    if h < 1 or w < 1:
+        raise InvalidImage(
+            f"a {image.shape[1]}x{image.shape[0]} image is too elongated: resized to a "
+            f"longest side of {long_side} pixels its short side becomes 0 pixels"
+        )
     return np.array(Image.fromarray(image).resize((w, h), Image.BILINEAR))
 
 

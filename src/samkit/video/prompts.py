@@ -48,6 +48,10 @@ def make_prompt(
         m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)
         if m.ndim != 2 or m.shape != video_size:
             raise InvalidPrompt(f"mask must be (H, W) = {video_size}, got {tuple(m.shape)}")
+        if m.dtype != np.bool_ and not np.issubdtype(m.dtype, np.number):
+            raise InvalidPrompt(f"mask must be a bool or numeric array, got {m.dtype}")
+        if m.dtype != np.bool_ and not np.isfinite(m).all():
+            raise InvalidPrompt("mask contains NaN or infinite values")
         return Prompt(mask=mask_to_model(torch.from_numpy(m.astype(bool)), model_size))
     return Prompt(points=_points(points, labels, box, video_size, model_size))
 
@@ -63,9 +67,9 @@ def _points(
         raise InvalidPrompt("give points (with labels), a box, or a mask")
     try:
         pts = None if points is None else _float_array(points).reshape(-1, 2)
-        labs = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
+        labs = None if labels is None else _float_array(labels).reshape(-1)
         bx = None if box is None else _float_array(box).reshape(4)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise InvalidPrompt(f"malformed prompt: {exc}") from exc
     if (pts is None) != (labs is None):
         raise InvalidPrompt("points and labels must be given together")
@@ -74,6 +78,9 @@ def _points(
             raise InvalidPrompt(f"{len(pts)} points but {len(labs)} labels")
         if not np.isin(labs, (0, 1)).all():
             raise InvalidPrompt("point labels must be 0 (negative) or 1 (positive)")
+        labs = labs.astype(np.int64)
+    if (pts is None or len(pts) == 0) and bx is None:
+        raise InvalidPrompt("give at least one point (with its label), a box, or a mask")
     for arr in (pts, bx):
         if arr is not None and not np.isfinite(arr).all():
             raise InvalidPrompt("prompt coordinates must be finite")

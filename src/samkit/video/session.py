@@ -197,7 +197,7 @@ class VideoSession:
         a new prompt there makes it a conditioning frame again), as in the official
         ``clear_all_prompts_in_frame``. Returns the frame's masks afterwards."""
         self._check_open()
-        self._check_frame(frame)
+        frame = self._check_frame(frame)
         tracks = [self._track(obj_id)] if obj_id is not None else list(self._objects.values())
         for track in tracks:
             track.prompts.pop(frame, None)
@@ -242,7 +242,7 @@ class VideoSession:
         :meth:`propagate`.
         """
         self._check_open()
-        self._check_frame(frame)
+        frame = self._check_frame(frame)
         if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool):
             raise InvalidPrompt(f"object ids are ints, got {obj_id!r}")
         obj_id = int(obj_id)
@@ -312,7 +312,7 @@ class VideoSession:
         if direction not in ("forward", "backward", "both"):
             raise ValueError(f"direction must be forward, backward or both, not {direction!r}")
         if start is not None:
-            self._check_frame(start)
+            start = self._check_frame(start)
         if max_frames is not None and max_frames < 0:
             raise ValueError("max_frames must be >= 0")
         if not self._objects:
@@ -470,14 +470,24 @@ class VideoSession:
         if self._closed:
             raise SessionClosed("this video session is closed")
 
-    def _check_frame(self, frame: int) -> None:
+    def _check_frame(self, frame: int, read: bool = True) -> int:
+        """``frame`` as a Python int (numpy integers are accepted), checked to be in the
+        video; raises :class:`~samkit.errors.FrameOutOfRange`. ``read=False``: a stream
+        of unknown length is not read up to ``frame`` (only negative indices fail)."""
         if not isinstance(frame, (int, np.integer)) or isinstance(frame, bool):
             raise FrameOutOfRange(f"frame index must be an int, got {frame!r}")
-        if not self._frames.has(int(frame)):
+        frame = int(frame)
+        if read:
+            inside = self._frames.has(frame)
+        else:
+            n = self._frames.num_frames
+            inside = frame >= 0 and (n is None or frame < n)
+        if not inside:
             n = self._frames.num_frames
             raise FrameOutOfRange(
                 f"frame {frame} is outside the video" + (f" ({n} frames)" if n is not None else "")
             )
+        return frame
 
     def _track(self, obj_id: int) -> ObjectTrack:
         self._check_open()
@@ -518,8 +528,11 @@ class VideoSession:
 
     def logits(self, frame: int, obj_id: int) -> torch.Tensor | None:
         """The latest ``(1, 1, H, W)`` mask logits of an object on ``frame`` at the
-        video's resolution (hole-filled low-res logits upsampled), or None."""
+        video's resolution (hole-filled low-res logits upsampled), or None when the
+        object has no output there. Raises :class:`~samkit.errors.FrameOutOfRange` for a
+        frame outside the video (a stream is not read further to tell)."""
         track = self._track(obj_id)
+        frame = self._check_frame(frame, read=False)
         out = track.output(frame)
         if out is None or out.low_res_logits.numel() == 0:
             return None
