@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import urllib.error
@@ -332,6 +333,69 @@ def test_segment_bad_device(image: Path, tiny_checkpoint: Path, tmp_path: Path) 
     assert_cli_error(result, "--device", "toaster")
 
 
+@pytest.mark.parametrize(("device", "fragment"), [("meta", "holds no data"), ("xla", "cannot use")])
+def test_segment_unusable_device_type(
+    image: Path, tiny_checkpoint: Path, device: str, fragment: str
+) -> None:
+    """A device type torch parses but this build cannot compute on (or the data-less
+    meta device) is one line, not a traceback from deep inside the model."""
+    result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", "m.png", "--device", device)
+    assert_cli_error(result, f"--device {device}", fragment)
+    assert not Path("m.png").exists()
+
+
+def test_segment_refuses_to_overwrite_the_checkpoint(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The --checkpoint is an input too: no output may replace it."""
+    weights = tmp_path / "weights.pth"
+    shutil.copy(tiny_checkpoint, weights)
+    for option in ("--out", "--overlay", "--json"):
+        outputs = {"--out": tmp_path / "m.png", option: weights}
+        args = [x for key, value in outputs.items() for x in (key, value)]
+        result = segment(image, weights, "-p", "1,1", *args)
+        assert_cli_error(result, option, "input --checkpoint", "refusing")
+    assert weights.read_bytes() == tiny_checkpoint.read_bytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_segment_refuses_to_replace_a_special_file(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """An output that is a pipe or a device (e.g. ``--json /dev/stdout``, ``--out
+    /dev/null``) would be replaced by a plain file by the atomic rename (as root, even
+    ``/dev/null`` itself): refused up front, and by :func:`samkit.fileio.atomic_write`."""
+    from samkit.errors import OutputError
+    from samkit.fileio import atomic_write_bytes
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.png"
+    link.symlink_to(fifo)
+    for target in (fifo, link):
+        result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", target)
+        assert_cli_error(result, "--out", "not a regular file")
+    with pytest.raises(OutputError, match="not a regular file"):
+        atomic_write_bytes(fifo, b"data")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and link.is_symlink()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
+    """Writing to a link to a regular file replaces the target's contents atomically and
+    leaves the link in place (the rename alone would replace the link by a plain file)."""
+    from samkit.fileio import atomic_write_bytes
+
+    target = tmp_path / "real.json"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert target.read_bytes() == b"new"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_segment_bad_dtype_is_a_usage_error(image: Path, tiny_checkpoint: Path) -> None:
     result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", "m.png", "--dtype", "int8")
     assert_cli_error(result, "--dtype", "int8", "(see 'samkit segment -h')")
@@ -376,6 +440,88 @@ def test_debug_env_reraises(image: Path, tiny_checkpoint: Path, tmp_path: Path) 
     )
     assert isinstance(result.exception, samkit.InvalidImage)
     assert "samkit: error:" not in result.stderr
+
+
+# ---------------------------------------------------------------- eval
+@pytest.fixture
+def sa1b(tmp_path: Path) -> Path:
+    """Two synthetic images with their SA-1B JSONs in ``data/``."""
+    data = tmp_path / "data"
+    result = run("synth", data, "--n", "2", "--size", "48,64", "--seed", "0")
+    assert result.exit_code == 0, result.output
+    return data
+
+
+def evaluate(data: Path, checkpoint: Path, *args: str | os.PathLike[str]):
+    return run("eval", data, "--model", TINY, "--checkpoint", checkpoint, *args)
+
+
+def test_eval_refuses_to_overwrite_inputs(
+    sa1b: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """--json may not replace a file of the dataset or the --checkpoint; a new file in
+    the dataset folder is fine."""
+    member = sa1b / "synth_000000.json"
+    before = member.read_bytes()
+    result = evaluate(sa1b, tiny_checkpoint, "--protocol", "box", "--json", member)
+    assert_cli_error(result, "--json", "dataset folder", "refusing")
+    assert member.read_bytes() == before
+    weights = tmp_path / "weights.pth"
+    shutil.copy(tiny_checkpoint, weights)
+    result = evaluate(sa1b, weights, "--protocol", "box", "--json", weights)
+    assert_cli_error(result, "--json", "input --checkpoint")
+    assert weights.read_bytes() == tiny_checkpoint.read_bytes()
+    result = evaluate(sa1b, tiny_checkpoint, "--protocol", "box", "--json", sa1b / "res.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((sa1b / "res.json").read_text())["results"]["box"]["count"] > 0
+
+
+@pytest.mark.parametrize("protocol", ["single-point", "box"])
+def test_eval_skips_an_image_without_objects(
+    sa1b: Path, tiny_checkpoint: Path, tmp_path: Path, protocol: str
+) -> None:
+    """An SA-1B JSON with an empty annotations list is an image without objects: skipped
+    (it used to fail every protocol with numpy's 'cannot reshape array of size 0')."""
+    first = sa1b / "synth_000000.json"
+    first.write_text(json.dumps({"image": {"image_id": "synth_000000"}, "annotations": []}))
+    objects = len(json.loads((sa1b / "synth_000001.json").read_text())["annotations"])
+    out = tmp_path / "res.json"
+    result = evaluate(sa1b, tiny_checkpoint, "--protocol", protocol, "--json", out)
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())["results"][protocol]
+    assert record["count"] == objects
+    assert set(record["per_object"]["image_id"]) == {"synth_000001"}
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("[1, 2]", "is not an SA-1B annotation file"),
+        ('{"annotations": {}}', "is not an SA-1B annotation file"),
+        ('{"annotations": [{"bbox": [1, 2, 3, 4]}]}', "no 'segmentation' key"),
+        ('{"annotations": [{"segmentation": {"size": [48, 64]}}]}', "no 'counts' key"),
+        ('{"annotations": [{"segmentation": [[1, 2, 3, 4, 5, 6]]}]}', "RLE 'segmentation'"),
+        ("{", "cannot read"),
+    ],
+)
+def test_eval_malformed_annotation_file(
+    sa1b: Path, tiny_checkpoint: Path, content: str, fragment: str
+) -> None:
+    """A JSON next to an image that is not SA-1B gives one line naming the file (some
+    used to end in an AttributeError / KeyError / TypeError traceback)."""
+    (sa1b / "synth_000000.json").write_text(content)
+    result = evaluate(sa1b, tiny_checkpoint, "--protocol", "box")
+    assert_cli_error(result, "box evaluation failed", "synth_000000.json", fragment)
+
+
+def test_eval_decompression_bomb_is_one_line(
+    sa1b: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image over Pillow's pixel limit (lowered here) is one line naming it: Pillow's
+    DecompressionBombError is no OSError, and came out as a traceback."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", H * W // 4)
+    result = evaluate(sa1b, tiny_checkpoint, "--protocol", "box")
+    assert_cli_error(result, "box evaluation failed", "cannot read image", "synth_000000.png")
 
 
 # ---------------------------------------------------------------- models / download / version
@@ -441,6 +587,25 @@ def test_download_success_and_force(
     assert calls == [TINY_URL]
     assert run("download", TINY, "--force", "--no-progress").exit_code == 0
     assert calls == [TINY_URL, TINY_URL]
+
+
+def test_download_honours_the_umask(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cached weights get the umask's permissions like every other output (the
+    download's temporary file was moved into place with mkstemp's 0600, unreadable to
+    the other users of a shared $SAMKIT_CACHE)."""
+    monkeypatch.setattr(
+        "urllib.request.urlopen", lambda url, *a, **k: _FakeResponse(tiny_checkpoint.read_bytes())
+    )
+    old = os.umask(0o022)
+    try:
+        result = run("download", TINY, "--no-progress")
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    dest = tmp_path / "cache" / "cli-test-tiny.pth"
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644
 
 
 def test_download_unknown_model() -> None:

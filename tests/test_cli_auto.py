@@ -442,6 +442,23 @@ def test_unknown_model(folder: Path, tmp_path: Path) -> None:
         (["in", "--stability-score-offset", "-1"], "--stability-score-offset must be at least 0"),
         (["in", "--device", "toaster"], "--device"),
         (["in", "-c", "nope.pth"], "checkpoint not found"),
+        (["in", "--device", "meta"], "--device meta"),
+        (
+            ["in", "--points-per-side", "2", "--crop-layers", "1", "--crop-points-downscale", "4"],
+            "crop layer 1 would get no points",
+        ),
+        (
+            [
+                "in",
+                "--points-per-side",
+                "8",
+                "--crop-layers",
+                "1000000000",
+                "--crop-points-downscale",
+                "2",
+            ],
+            "crop layer 4 would get no points",
+        ),
     ],
 )
 def test_bad_input_and_options(
@@ -453,6 +470,29 @@ def test_bad_input_and_options(
         argv += ["-c", str(checkpoint)]
     assert_cli_error(runner.invoke(app, argv), fragment)
     assert not (tmp_path / "out").exists()
+
+
+def test_out_of_memory_is_one_line(
+    checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A point grid too large for memory is one line before any image (a huge
+    --points-per-side used to end in numpy's MemoryError traceback); running out of
+    memory on an image skips that image, as a CUDA out-of-memory does."""
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    with monkeypatch.context() as patch:
+        patch.setattr("samkit.amg.generator.build_all_layer_point_grids", no_memory)
+        result = auto(checkpoint, folder, "--out", tmp_path / "out")
+        assert_cli_error(result, "not enough memory", "--points-per-side 2")
+    monkeypatch.setattr(MaskGenerator, "stream", no_memory)
+    result = auto(checkpoint, folder, "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and all("out of memory" in line for line in lines), lines
+    assert "Traceback" not in result.output
+    assert "0 done, 0 skipped, 2 failed of 2 images" in result.stdout
 
 
 def test_out_is_a_file(checkpoint: Path, folder: Path, tmp_path: Path) -> None:

@@ -283,6 +283,52 @@ def test_frame_out_of_range(frames, checkpoint, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        (("--point", f"0:{W + 1},20"), f"point ({W + 1}, 20) lies outside the {W}x{H} video"),
+        (("--negative", "2:10,-1:1", "--point", "2:5,5"), "point (10, -1) lies outside"),
+        (("--box", f"1:0,0,{W},{H + 0.5}:2"), f"box corner ({W}, {H + 0.5:g}) lies outside"),
+    ],
+)
+def test_prompt_outside_the_frames(frames, checkpoint, tmp_path, spec, fragment):
+    """Clicks and boxes outside the frames are refused before the model is loaded, as
+    ``samkit segment`` does (the session took them silently); the frame edge is fine."""
+    assert_cli_error(track(frames, checkpoint, tmp_path / "o", *spec), fragment)
+    assert not (tmp_path / "o").exists()
+    result = track(frames, checkpoint, tmp_path / "edge", "--box", f"0:0,0,{W},{H}")
+    assert result.exit_code == 0, result.output
+
+
+def test_existing_out_that_is_not_writable(frames, checkpoint, tmp_path, monkeypatch):
+    """An existing --out folder that cannot be written is refused before tracking (the
+    run used to track every frame and fail when moving the results in). ``os.access`` is
+    patched: as root, a folder's permission bits do not stop writes."""
+    out = tmp_path / "masks"
+    (out / "1").mkdir(parents=True)
+    real_access = os.access
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda path, mode, **kw: (
+            False if Path(path) == out and mode & os.W_OK else real_access(path, mode, **kw)
+        ),
+    )
+    result = track(frames, checkpoint, out, "--point", "0:18,20", "--overwrite")
+    assert_cli_error(result, f"--out {out}", "not writable")
+    assert [p.name for p in out.iterdir()] == ["1"] and not any((out / "1").iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".masks.")]
+
+
+def test_frames_over_the_pixel_limit(frames, checkpoint, tmp_path, monkeypatch):
+    """Frames over Pillow's decompression-bomb limit (lowered here) are one line naming
+    the frame, not a DecompressionBombError traceback (it is no OSError)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", H * W // 4)
+    result = track(frames, checkpoint, tmp_path / "o", "--point", "0:18,20")
+    assert_cli_error(result, "cannot read", "00000.jpg", "exceeds limit")
+    assert not (tmp_path / "o").exists()
+
+
 def test_unreadable_video(checkpoint, tmp_path):
     assert_cli_error(
         track(tmp_path / "missing", checkpoint, tmp_path / "o", "--point", "0:1,1"),

@@ -129,6 +129,14 @@ def test_synth_errors(tmp_path: Path, args: tuple[str, ...], fragment: str) -> N
     assert_cli_error(run("synth", tmp_path / "d", *args), fragment)
 
 
+@pytest.mark.parametrize("video", [(), ("--video", "3")])
+def test_synth_size_too_large_for_memory(tmp_path: Path, video: tuple[str, ...]) -> None:
+    """Numpy refuses a 10^16-pixel image at once (no memory is touched): one line, not
+    its MemoryError traceback."""
+    result = run("synth", tmp_path / "d", "--n", "1", "--size", "99999999,99999999", *video)
+    assert_cli_error(result, "--size 99999999,99999999", "not enough memory")
+
+
 # -------------------------------------------------------------------- train
 def test_train_writes_loadable_checkpoint_and_metrics(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -239,6 +247,34 @@ def test_train_bad_init_checkpoint(dataset: Path, tmp_path: Path) -> None:
     junk.write_bytes(b"not a checkpoint")
     result = run("train", dataset, "--model", TINY, "--init-checkpoint", junk, "--max-steps", "1")
     assert_cli_error(result, "junk.pt")
+
+
+def test_train_refuses_a_sam2_model(dataset: Path) -> None:
+    """SAM 2 models cannot be trained by the image trainer: one line before any weights
+    are read (it used to fail with AttributeError: 'Sam2' object has no attribute
+    'preprocess')."""
+    result = run("train", dataset, "--model", "sam2.1-hiera-tiny", "--no-pretrained")
+    assert_cli_error(result, "SAM 1-family", "sam2.1-hiera-tiny is a SAM 2 model")
+
+
+def test_train_run_folder_checks(dataset: Path, tmp_path: Path) -> None:
+    """--out that is a file is one line (it was a NotADirectoryError traceback); a run
+    whose checkpoints would replace its own --init-checkpoint is refused."""
+    common = ("--model", TINY, "--max-steps", "1", "--no-progress")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert_cli_error(run("train", dataset, *common, "--out", a_file), "is a file")
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    init = samkit.build_model(samkit.get_preset(TINY).config).state_dict()
+    for name in ("model_final.pt", "trainer_state.pt", "checkpoints/step_0000001.pt"):
+        path = run_dir / name
+        torch.save(init, path)
+        before = path.read_bytes()
+        result = run("train", dataset, *common, "--out", run_dir, "--init-checkpoint", path)
+        assert_cli_error(result, "--init-checkpoint", "would be overwritten")
+        assert path.read_bytes() == before
+    assert not (run_dir / "metrics.jsonl").exists()
 
 
 def test_train_resume_continues(dataset: Path, tmp_path: Path) -> None:

@@ -20,9 +20,16 @@ def current_umask() -> int:
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(f)`` on a temporary file and move it to ``path`` only on success.
 
-    Raises :class:`OutputError` when the folder is missing or not writable.
+    Raises :class:`OutputError` when the folder is missing or not writable, or when
+    ``path`` exists but is not a regular file (a folder, a device such as ``/dev/null``,
+    a pipe): the rename would replace it with a plain file. A symbolic link is written
+    through: its target is replaced and the link kept.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        raise OutputError(f"cannot write {path}: it is not a regular file")
     parent = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)

@@ -92,6 +92,21 @@ def _check_options(values: Mapping[str, float | int | None]) -> None:
             raise CliError(f"{option} must be 0 or more, got {value}")
 
 
+def _check_crop_points(points_per_side: int, crop_layers: int, downscale: int) -> None:
+    """Every crop layer needs at least one point per side: layer ``i`` gets
+    ``int(points_per_side / downscale**i)`` (no power is computed past the first empty
+    layer, so a huge ``--crop-layers`` costs nothing here)."""
+    layer, scale = 1, downscale
+    while downscale > 1 and layer <= crop_layers:
+        if scale > points_per_side:
+            raise CliError(
+                f"--crop-layers {crop_layers} with --crop-points-downscale {downscale}: crop "
+                f"layer {layer} would get no points ({points_per_side} / {downscale}^{layer} "
+                "< 1); use fewer crop layers or more --points-per-side"
+            )
+        layer, scale = layer + 1, scale * downscale
+
+
 # ----------------------------------------------------------------------------- progress
 @contextlib.contextmanager
 def _progress_bar(
@@ -268,6 +283,7 @@ def auto_command(
             "--min-region-area": min_region_area,
         }
     )
+    _check_crop_points(points_per_side, crop_layers, crop_points_downscale)
     images = collect_inputs(source)
     _check_stems(images)
     preset = samkit.get_preset(model)
@@ -310,6 +326,10 @@ def auto_command(
             )
         except ValueError as exc:
             raise CliError(str(exc)) from None
+        except MemoryError:
+            raise CliError(
+                f"not enough memory for the point grid of --points-per-side {points_per_side}"
+            ) from None
 
     done = failed = masks = 0
     start = time.perf_counter()
@@ -324,10 +344,12 @@ def auto_command(
                     update(completed=index + (step.crop_index + within) / step.num_crops)
                     if step.records is not None:
                         records = [dict(r) for r in step.records]
-            except (InvalidImage, torch.cuda.OutOfMemoryError) as exc:
+            except (InvalidImage, torch.cuda.OutOfMemoryError, MemoryError) as exc:
                 if isinstance(exc, torch.cuda.OutOfMemoryError):
                     torch.cuda.empty_cache()
                     reason = "out of GPU memory (try a smaller --points-per-batch)"
+                elif isinstance(exc, MemoryError):
+                    reason = "out of memory (try a smaller --points-per-batch or --crop-layers)"
                 else:
                     reason = one_line(exc)
                 report(f"skipped {job.image}: {reason}")

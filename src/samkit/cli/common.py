@@ -74,29 +74,33 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_outputs(inputs: dict[str, Path], outputs: dict[str, Path | None]) -> None:
+def check_outputs(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
     """Refuse output paths that would clobber an input, collide, or cannot be written.
 
     Args:
-        inputs: label -> path of each input file (e.g. ``{"IMAGE": image}``).
+        inputs: label -> path of each input file (e.g. ``{"IMAGE": image, "--checkpoint":
+            checkpoint}``; ``None`` entries are skipped).
         outputs: option -> path of each requested output (``None`` entries are skipped).
 
     Raises:
         OutputError: an output is an input file, two outputs are the same file, the
-            output is a directory, or its folder is missing or not writable.
+            output is a directory or another file that is not a regular one (a device
+            such as ``/dev/null``, a pipe), or its folder is missing or not writable.
     """
     seen: dict[str, Path] = {}
     for option, path in outputs.items():
         if path is None:
             continue
         for label, source in inputs.items():
-            if same_file(path, source):
+            if source is not None and same_file(path, source):
                 raise OutputError(f"{option} {path} is the input {label}; refusing to overwrite it")
         for other_option, other in seen.items():
             if same_file(path, other):
                 raise OutputError(f"{option} and {other_option} both name {path}")
         if path.is_dir():
             raise OutputError(f"cannot write {option} {path}: it is a directory")
+        if path.exists() and not path.is_file():
+            raise OutputError(f"cannot write {option} {path}: it is not a regular file")
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise OutputError(f"cannot write {option} {path}: folder {folder} does not exist")

@@ -22,6 +22,7 @@ from samkit.cli.segment import (
     ModelOption,
     parse_device,
 )
+from samkit.errors import OutputError
 from samkit.eval import coco_ap, protocols
 from samkit.eval.report import EvalResult, print_results, write_json
 
@@ -132,7 +133,17 @@ def eval_command(
     if run_coco_ap and coco_annotations is not None and detections is not None:
         coco_inputs = _coco_ap_inputs(coco_annotations, detections)
     if json_path is not None:
-        check_outputs({}, {"--json": json_path})
+        inputs = {
+            "--checkpoint": checkpoint,
+            "--coco-annotations": coco_annotations,
+            "--detections": detections,
+        }
+        check_outputs(inputs, {"--json": json_path})
+        if json_path.exists() and _inside(json_path, data):
+            raise OutputError(
+                f"--json {json_path} is a file in the dataset folder {data}; "
+                "refusing to overwrite it (write the results elsewhere)"
+            )
     preset = samkit.get_preset(model)
     dev = parse_device(device)
     sam = samkit.load_model(preset.name, checkpoint=checkpoint, device=dev, dtype=dtype.torch_dtype)
@@ -188,6 +199,11 @@ def eval_command(
             meta["score_mode"] = score_mode.value
         write_json(json_path, results, meta)
         typer.echo(f"wrote {json_path}")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies in ``folder`` or one of its subfolders (links resolved)."""
+    return folder.resolve() in path.resolve().parents
 
 
 def _coco_ap_inputs(

@@ -89,6 +89,8 @@ def parse_device(device: str) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
         raise CliError(f"--device {device!r} is not a device (try cpu, cuda or cuda:1)") from None
+    if dev.type == "meta":
+        raise CliError(f"--device {device}: the meta device holds no data (try cpu or cuda)")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise CliError(f"--device {device}: CUDA is not available in this installation")
@@ -96,6 +98,13 @@ def parse_device(device: str) -> torch.device:
             raise CliError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) found")
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise CliError(f"--device {device}: MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        try:  # another backend (xpu, xla, ...): usable only if this PyTorch build has it
+            torch.empty(0, device=dev)
+        except Exception:  # NotImplementedError, AssertionError, ImportError, ... by backend
+            raise CliError(
+                f"--device {device}: this PyTorch cannot use {dev.type} devices (try cpu or cuda)"
+            ) from None
     return dev
 
 
@@ -167,7 +176,10 @@ def segment_command(
         samkit segment photo.jpg --point 500,375 --out mask.png
     """
     coords, labels, parsed_box = parse_prompt(point or [], negative or [], box)
-    check_outputs({"IMAGE": image}, {"--out": out, "--overlay": overlay, "--json": json_path})
+    check_outputs(
+        {"IMAGE": image, "--checkpoint": checkpoint},
+        {"--out": out, "--overlay": overlay, "--json": json_path},
+    )
     preset = samkit.get_preset(model)
     dev = parse_device(device)
 

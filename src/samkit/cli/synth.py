@@ -66,14 +66,20 @@ def synth_command(
         raise CliError(f"--seed must be >= 0, got {seed}")
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"cannot write into {out_dir}: it is a file, not a folder")
-    if video is not None:
-        _write_clips(out_dir, n, seed, parse_size(size), video)
-        return
-    cfg = SyntheticConfig(size=parse_size(size))
+    hw = parse_size(size)
     try:
-        paths = write_synthetic_dataset(out_dir, n, cfg, seed=seed, image_format=image_format.value)
-    except OSError as exc:
-        raise OutputError(f"cannot write the dataset to {out_dir}: {exc}") from exc
+        if video is not None:
+            _write_clips(out_dir, n, seed, hw, video)
+            return
+        cfg = SyntheticConfig(size=hw)
+        try:
+            paths = write_synthetic_dataset(
+                out_dir, n, cfg, seed=seed, image_format=image_format.value
+            )
+        except OSError as exc:
+            raise OutputError(f"cannot write the dataset to {out_dir}: {exc}") from exc
+    except MemoryError:
+        raise CliError(f"--size {size}: not enough memory for {hw[0]}x{hw[1]} images") from None
     noun = "image" if len(paths) == 1 else "images"
     typer.echo(f"wrote {len(paths)} {noun} + SA-1B JSONs to {out_dir}")
 

@@ -49,7 +49,7 @@ from samkit.cli.track_outputs import (
 )
 from samkit.cli.track_prompts import ObjectPrompt, parse_prompts
 from samkit.configs.base import Sam2Config
-from samkit.errors import FrameOutOfRange, InvalidVideo, OutputError
+from samkit.errors import FrameOutOfRange, InvalidPrompt, InvalidVideo, OutputError
 from samkit.fileio import current_umask
 
 if TYPE_CHECKING:
@@ -118,6 +118,8 @@ def _check_out(out: Path, video: Path, overwrite: bool) -> None:
         raise OutputError(f"--out {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputError(f"--out {out} is not empty (--overwrite writes into it)")
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into --out {out}: it is not writable")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"cannot write --out {out}: folder {parent} does not exist")
@@ -134,6 +136,39 @@ def _check_frames(prompts: dict[tuple[int, int], ObjectPrompt], num_frames: int 
                 f"prompt for object {obj} on frame {frame}: the video has {num_frames} frames "
                 f"(0 to {num_frames - 1})"
             )
+
+
+def _video_size(video: Path, reader: VideoFileReader | None) -> tuple[int, int]:
+    """``(H, W)`` of the video: the stream's (a file) or its first frame's (a folder)."""
+    if reader is not None:
+        return reader.size
+    from PIL import Image
+
+    from samkit.video import list_video_frames
+
+    first = list_video_frames(video)[0]
+    try:
+        with Image.open(first) as im:
+            return im.height, im.width
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise InvalidVideo(f"cannot read {first}: {exc}") from None
+
+
+def _check_inside(prompts: dict[tuple[int, int], ObjectPrompt], size: tuple[int, int]) -> None:
+    """Refuse clicks and boxes outside the frames (the session would take them as they
+    are), with the same bounds as ``samkit segment``: ``0 <= x <= W``, ``0 <= y <= H``."""
+    h, w = size
+    for (frame, obj), prompt in prompts.items():
+        spots = [(x, y, "point") for x, y in prompt.points]
+        if prompt.box is not None:
+            x0, y0, x1, y1 = prompt.box
+            spots += [(x0, y0, "box corner"), (x1, y1, "box corner")]
+        for x, y, what in spots:
+            if not (0 <= x <= w and 0 <= y <= h):
+                raise InvalidPrompt(
+                    f"prompt for object {obj} on frame {frame}: {what} ({x:g}, {y:g}) lies "
+                    f"outside the {w}x{h} video"
+                )
 
 
 # ----------------------------------------------------------------------------- progress
@@ -310,6 +345,7 @@ def _track(
 ) -> None:
     """The body of :func:`track_command` once VIDEO is open (``reader`` for a file)."""
     _check_frames(prompts, num_frames)
+    _check_inside(prompts, _video_size(video, reader))
     _check_out(out, video, overwrite)
     if fmt is TrackFormat.overlay_mp4:
         try:

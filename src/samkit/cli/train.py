@@ -13,8 +13,9 @@ from typing import Annotated, Any
 import typer
 
 import samkit
-from samkit.cli.common import CliError, open_dataset
-from samkit.errors import CheckpointError, SamkitError
+from samkit.cli.common import CliError, open_dataset, same_file
+from samkit.configs.base import Sam2Config
+from samkit.errors import CheckpointError, OutputError, SamkitError
 
 
 def _load_config(config_file: Path | None, overrides: dict[str, Any]) -> Any:
@@ -35,6 +36,25 @@ def _load_config(config_file: Path | None, overrides: dict[str, Any]) -> Any:
         return TrainConfig.from_dict(base)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from exc
+
+
+def _check_run_folder(out_dir: Path, init_checkpoint: str | None) -> None:
+    """Refuse a run folder that is a file, or whose checkpoints would overwrite the
+    ``--init-checkpoint`` the run starts from (``OUT/model_final.pt``,
+    ``OUT/trainer_state.pt`` or a file in ``OUT/checkpoints/``)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"run folder (--out) {out_dir} is a file, not a folder")
+    if not init_checkpoint:
+        return
+    init = Path(init_checkpoint)
+    written = (out_dir / "model_final.pt", out_dir / "trainer_state.pt")
+    if any(same_file(init, path) for path in written) or (
+        (out_dir / "checkpoints").resolve() in init.resolve().parents
+    ):
+        raise OutputError(
+            f"--init-checkpoint {init} would be overwritten by the checkpoints of this run "
+            f"in {out_dir}; copy it elsewhere or choose another --out"
+        )
 
 
 def train_command(
@@ -159,10 +179,16 @@ def train_command(
             "progress": progress,
         },
     )
-    samkit.get_preset(cfg.model)  # UnknownModel before any data is read
+    preset = samkit.get_preset(cfg.model)  # UnknownModel before any data is read
+    if isinstance(preset.config, Sam2Config):
+        raise CliError(
+            f"samkit train fine-tunes SAM 1-family models (SAM, MobileSAM, samkit-demo); "
+            f"{preset.name} is a SAM 2 model"
+        )
     parse_device(cfg.device)
     if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_file():
         raise CheckpointError(f"--init-checkpoint file not found: {cfg.init_checkpoint}")
+    _check_run_folder(Path(cfg.out_dir), cfg.init_checkpoint)
     if resume is not None and not resume.is_file():
         raise CheckpointError(f"--resume file not found: {resume}")
     dataset = open_dataset(data, coco_annotations)

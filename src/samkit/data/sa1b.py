@@ -61,9 +61,16 @@ LEVEL_KEY = "level"
 
 
 def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB (alpha / palette / gray converted)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    """Read an image file as ``(H, W, 3)`` uint8 RGB (alpha / palette / gray converted).
+
+    Raises ``OSError`` for a missing or unreadable file and ``ValueError`` for an image
+    over Pillow's decompression-bomb limit (Pillow's own error is a bare ``Exception``).
+    """
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
 
 
 def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
@@ -446,15 +453,29 @@ def read_sa1b(json_path: str | os.PathLike[str]) -> Sample:
     when absent). ``levels`` is filled only when every annotation has a ``"level"``.
     """
     json_path = Path(json_path)
-    doc = json.loads(json_path.read_text(encoding="utf-8"))
-    info = doc.get("image", {})
+    try:
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise ValueError(f"cannot read {json_path}: {exc}") from exc
+    info = doc.get("image", {}) if isinstance(doc, dict) else None
+    anns = doc.get("annotations", []) if isinstance(doc, dict) else None
+    if not isinstance(info, dict) or not isinstance(anns, list):
+        raise ValueError(
+            f"{json_path} is not an SA-1B annotation file "
+            "(an object with an 'image' object and an 'annotations' list)"
+        )
     image = load_rgb(_find_image(json_path, info.get("file_name")))
     height, width = image.shape[:2]
-    anns = doc.get("annotations", [])
-    masks = decode_rle([a["segmentation"] for a in anns], height, width)
-    levels = None
-    if anns and all(LEVEL_KEY in a for a in anns):
-        levels = np.asarray([int(a[LEVEL_KEY]) for a in anns], dtype=np.int64)
+    try:
+        masks = decode_rle([a["segmentation"] for a in anns], height, width)
+        levels = None
+        if anns and all(LEVEL_KEY in a for a in anns):
+            levels = np.asarray([int(a[LEVEL_KEY]) for a in anns], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as exc:
+        reason = f"no {exc} key" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(
+            f"{json_path}: annotations need an RLE 'segmentation' (size, counts): {reason}"
+        ) from exc
     image_id = str(info.get("image_id", json_path.stem))
     return Sample(image=image, masks=masks, image_id=image_id, levels=levels)
 

@@ -126,7 +126,7 @@ def _objects(
             raise ValueError(
                 f"sample {sample.image_id}: masks must be (M, H, W), got {masks.shape}"
             )
-        areas = np.count_nonzero(masks.reshape(masks.shape[0], -1), axis=1)
+        areas = np.count_nonzero(masks, axis=(1, 2))  # (M,), also for M = 0
         keep = [j for j in range(masks.shape[0]) if areas[j] >= max(min_area, 1)]
         if max_objects is not None:
             keep = keep[:max_objects]
