@@ -9,6 +9,7 @@ level, so a decoded frame can be checked to be the right one despite lossy codin
 
 from __future__ import annotations
 
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -18,10 +19,12 @@ import helpers_sam2 as H2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import samkit
 from samkit.errors import FrameOutOfRange, InvalidVideo
 from samkit.video import VideoFileReader, VideoFileWriter, VideoPredictor
+from samkit.video.sources import FrameSource
 
 H, W = 48, 64
 NUM = 14
@@ -133,6 +136,34 @@ def test_writer_is_atomic(tmp_path):
         writer.write(_frame(0))
         writer.write(_frame(0)[:40])
     assert path.read_bytes() == b"previous"
+
+
+def test_writer_honours_the_umask(tmp_path):
+    """The written video gets the mode the umask allows, as other outputs do (it kept
+    the 0600 of its ``mkstemp`` temporary file)."""
+    path = tmp_path / "overlay.mp4"
+    old = os.umask(0o022)
+    try:
+        with VideoFileWriter(path) as writer:
+            for i in range(2):
+                writer.write(_frame(i))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_frame_over_the_pixel_limit_is_invalid_video(tmp_path, monkeypatch):
+    """A frame of a folder over Pillow's decompression-bomb limit (lowered here) after
+    the first is an InvalidVideo naming it, not a DecompressionBombError (no OSError)."""
+    for i in range(3):
+        Image.fromarray(_frame(i)).save(tmp_path / f"{i:05d}.png")
+    source = FrameSource(tmp_path, keep=2, num_frames=None)  # reads frame 0
+    try:
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", H * W // 4)  # over 2x: an error
+        with pytest.raises(InvalidVideo, match=r"cannot read .*00001\.png.*exceeds limit"):
+            source.rgb(1)
+    finally:
+        source.close()
 
 
 # ----------------------------------------------------------------- video session

@@ -122,7 +122,8 @@ class FrameSource:
             try:
                 with Image.open(self.paths[index]) as img:
                     arr = np.asarray(img.convert("RGB"))
-            except OSError as exc:
+            except (OSError, Image.DecompressionBombError) as exc:
+                # DecompressionBombError (over Pillow's pixel limit) is no OSError
                 raise InvalidVideo(f"cannot read {self.paths[index]}: {exc}") from exc
             self._check_size(arr.shape[:2], index)
             return arr
