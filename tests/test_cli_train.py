@@ -249,12 +249,33 @@ def test_train_bad_init_checkpoint(dataset: Path, tmp_path: Path) -> None:
     assert_cli_error(result, "junk.pt")
 
 
-def test_train_refuses_a_sam2_model(dataset: Path) -> None:
-    """SAM 2 models cannot be trained by the image trainer: one line before any weights
-    are read (it used to fail with AttributeError: 'Sam2' object has no attribute
-    'preprocess')."""
-    result = run("train", dataset, "--model", "sam2.1-hiera-tiny", "--no-pretrained")
-    assert_cli_error(result, "SAM 1-family", "sam2.1-hiera-tiny is a SAM 2 model")
+def test_train_sam2_model_writes_the_official_layout(dataset: Path, tmp_path: Path) -> None:
+    """A SAM 2 model trains from the CLI (it used to fail with AttributeError: 'Sam2'
+    object has no attribute 'preprocess') and its checkpoint is ``{"model": state_dict}``
+    like the official SAM 2 files, loadable by samkit.load_model."""
+    import helpers_sam2
+
+    name = "cli-train-tiny-sam2"
+    if name not in samkit.list_models():
+        cfg = helpers_sam2.tiny_video_config("2.1")
+        samkit.configs.register(
+            ModelPreset(name=name, config=cfg, weights=None, description="CLI train tests")
+        )
+    out = tmp_path / "run"
+    result = run(
+        "train", dataset, "--model", name, "--no-pretrained", "--out", out,
+        "--max-steps", "2", "--rounds", "3", "--masks-per-image", "2", "--log-every", "1",
+        "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = torch.load(out / "model_final.pt", map_location="cpu", weights_only=True)
+    assert list(saved) == ["model"]
+    model = samkit.load_model(name, checkpoint=out / "model_final.pt")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved["model"][key]), key
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["score_loss"] > 0 for r in records)  # SAM 2's object-score term is on
 
 
 def test_train_run_folder_checks(dataset: Path, tmp_path: Path) -> None:

@@ -173,6 +173,36 @@ def test_iou_target_is_true_iou() -> None:
     assert off.total.item() == pytest.approx(off.mask.item() + 2 * 0.125, rel=1e-6)
 
 
+def test_sam2_iou_l1_and_object_score_terms() -> None:
+    """SAM 2's variant: mean absolute IoU error and the object-score BCE, by hand."""
+    target = torch.tensor([[1.0, 1.0], [0.0, 0.0]]).view(1, 1, 2, 2)
+    logits = torch.stack(
+        [
+            torch.tensor([[1.0, 1.0], [1.0, -1.0]]),  # IoU 2/3
+            torch.tensor([[1.0, -1.0], [-1.0, -1.0]]),  # IoU 1/2
+        ]
+    )[None]
+    iou_pred = torch.tensor([[2 / 3 - 0.3, 0.5 + 0.1]])
+    base = sam_loss(logits, iou_pred, target)  # SAM: MSE, no score term
+    assert base.iou.item() == pytest.approx((0.09 + 0.01) / 2, rel=1e-5)
+    assert base.score.item() == 0.0
+    score = torch.tensor([[LN3]], requires_grad=True)  # sigmoid = 0.75, target present
+    out = sam_loss(
+        logits, iou_pred, target, iou_loss="l1", object_score_logits=score, score_weight=2.0
+    )
+    assert out.iou.item() == pytest.approx((0.3 + 0.1) / 2, rel=1e-5)
+    assert out.score.item() == pytest.approx(-math.log(0.75), rel=1e-6)
+    expected = base.mask.item() + out.iou.item() + 2 * -math.log(0.75)
+    assert out.total.item() == pytest.approx(expected, rel=1e-6)
+    out.total.backward()
+    assert score.grad.item() == pytest.approx(2 * (0.75 - 1.0), rel=1e-6)  # d BCE = p - t
+    # an empty target means "absent": the score is pushed down
+    absent = sam_loss(logits, iou_pred, torch.zeros(1, 1, 2, 2), object_score_logits=score)
+    assert absent.score.item() == pytest.approx(-math.log(0.25), rel=1e-6)
+    with pytest.raises(ValueError, match="iou_loss"):
+        sam_loss(logits, iou_pred, target, iou_loss="huber")
+
+
 def test_shape_errors() -> None:
     with pytest.raises(ValueError, match="resize"):
         sam_loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3), torch.zeros(1, 8, 8))

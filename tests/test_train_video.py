@@ -215,8 +215,9 @@ def test_fit_writes_metrics_and_an_official_format_checkpoint(tmp_path):
     assert [r["step"] for r in records] == [2, 4]
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2
     state = torch.load(tmp_path / "model_final.pt", weights_only=True)
+    assert list(state) == ["model"]  # the official SAM 2 layout (what build_sam2 reads)
     fresh = _model(seed=3)
-    fresh.load_state_dict(state, strict=True)
+    fresh.load_state_dict(state["model"], strict=True)
     assert (tmp_path / "checkpoints" / "step_0000002.pt").exists()
 
 

@@ -1,4 +1,4 @@
-"""``samkit train``: fine-tune a SAM 1-family model on an SA-1B-layout or COCO dataset.
+"""``samkit train``: fine-tune a SAM, MobileSAM or SAM 2 model on an SA-1B-layout or COCO dataset.
 
 The run's settings are a :class:`~samkit.train.config.TrainConfig`: the defaults, then
 the ``--config`` file (JSON or YAML), then the command-line options given (each option
@@ -14,7 +14,6 @@ import typer
 
 import samkit
 from samkit.cli.common import CliError, open_dataset, same_file
-from samkit.configs.base import Sam2Config
 from samkit.errors import CheckpointError, OutputError, SamkitError
 
 
@@ -179,12 +178,7 @@ def train_command(
             "progress": progress,
         },
     )
-    preset = samkit.get_preset(cfg.model)  # UnknownModel before any data is read
-    if isinstance(preset.config, Sam2Config):
-        raise CliError(
-            f"samkit train fine-tunes SAM 1-family models (SAM, MobileSAM, samkit-demo); "
-            f"{preset.name} is a SAM 2 model"
-        )
+    samkit.get_preset(cfg.model)  # UnknownModel before any data is read
     parse_device(cfg.device)
     if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_file():
         raise CheckpointError(f"--init-checkpoint file not found: {cfg.init_checkpoint}")

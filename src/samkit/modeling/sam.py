@@ -12,7 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from samkit.inference.transforms import image_to_tensor, postprocess_masks, resize_longest_side
+from samkit.inference.transforms import (
+    image_to_tensor,
+    postprocess_masks,
+    preprocess_shape,
+    resize_longest_side,
+)
 from samkit.modeling.base import PromptableModel
 from samkit.modeling.mask_decoder import MaskDecoder, PreparedImage
 from samkit.modeling.prompt_encoder import PromptEncoder
@@ -59,6 +64,14 @@ class Sam(PromptableModel):
         resized size ``(H', W')`` (longest side ``S``, aspect kept, PIL bilinear)."""
         x = image_to_tensor(resize_longest_side(rgb, self.image_size), self.device)
         return self.preprocess(x), (int(x.shape[-2]), int(x.shape[-1]))
+
+    #: Checkpoint-key prefixes of the parameters :meth:`embed_image` depends on.
+    EMBEDDING_PREFIXES: tuple[str, ...] = ("image_encoder.",)
+
+    def input_size_for(self, original_size: tuple[int, int]) -> tuple[int, int]:
+        """``(H', W')`` an ``(H, W)`` image is resized to: longest side ``image_size``,
+        aspect kept (the rest of the square input is padding)."""
+        return preprocess_shape(original_size[0], original_size[1], self.image_size)
 
     def embed_image(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Embedding ``(B, C, h, w)`` and the (empty, for SAM 1) high-res features."""

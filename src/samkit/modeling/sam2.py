@@ -115,6 +115,20 @@ class Sam2(PromptableModel):
         x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
         return (x - self.pixel_mean) / self.pixel_std, (s, s)
 
+    #: Checkpoint-key prefixes of the parameters :meth:`embed_image` depends on: the
+    #: encoder, the decoder's projections of the two high-resolution levels (folded into
+    #: the encoder's output at inference) and the no-memory embedding added to the top one.
+    EMBEDDING_PREFIXES: tuple[str, ...] = (
+        "image_encoder.",
+        "sam_mask_decoder.conv_s0.",
+        "sam_mask_decoder.conv_s1.",
+        "no_mem_embed",
+    )
+
+    def input_size_for(self, original_size: tuple[int, int]) -> tuple[int, int]:
+        """``(S, S)``: SAM 2 resizes every image to the full square input (no padding)."""
+        return (self.image_size, self.image_size)
+
     def forward_image(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Backbone features of a normalised ``(B, 3, S, S)`` batch, in float32.
 

@@ -15,6 +15,7 @@ from samkit.train.losses import (
     sam_loss,
     sigmoid_focal_loss,
 )
+from samkit.train.params import build_param_groups
 from samkit.train.prompts import (
     InteractiveSimulator,
     Prompt,
@@ -22,7 +23,7 @@ from samkit.train.prompts import (
     make_schedule,
     run_interaction,
 )
-from samkit.train.trainer import Trainer, build_param_groups
+from samkit.train.trainer import Trainer
 from samkit.train.video import VideoTrainConfig, VideoTrainer, clip_loss
 
 __all__ = [

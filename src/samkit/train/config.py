@@ -43,11 +43,14 @@ class TrainConfig:
         step_milestones: optimizer steps at which the ``"step"`` schedule multiplies the
             lr by ``step_gamma``.
         step_gamma: factor of the ``"step"`` schedule.
-        layer_decay: layer-wise lr decay of a trainable ViT image encoder: block ``i``
-            of ``depth`` gets ``layer_decay ** (depth - i)``, the patch/pos embedding
-            ``layer_decay ** (depth + 1)``, the neck 1. ``1.0`` disables it.
+        layer_decay: layer-wise lr decay of a trainable ViT (SAM 1) or Hiera (SAM 2)
+            image encoder: block ``i`` of ``depth`` gets ``layer_decay ** (depth - i)``,
+            the patch/pos embedding ``layer_decay ** (depth + 1)``, the neck 1. ``1.0``
+            disables it.
         freeze_image_encoder: train only the prompt encoder and mask decoder (default;
-            enables the embedding cache).
+            enables the embedding cache). For SAM 2 the decoder's ``conv_s0`` /
+            ``conv_s1`` (they project the encoder's high-resolution levels) and
+            ``no_mem_embed`` stay fixed too: the cached embeddings include them.
         freeze: more parameters to keep fixed, by name prefix (the official checkpoint
             keys): e.g. ``("prompt_encoder.",)`` trains the mask decoder alone,
             ``("prompt_encoder.", "mask_decoder.transformer.")`` only its heads. Every

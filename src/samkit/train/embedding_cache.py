@@ -26,21 +26,27 @@ import numpy as np
 import torch
 
 from samkit.fileio import atomic_write_bytes
-from samkit.inference.transforms import image_to_tensor, resize_longest_side, to_rgb_uint8
-from samkit.modeling.sam import Sam
+from samkit.inference.transforms import to_rgb_uint8
+from samkit.modeling import SamModel
 
 __all__ = ["EmbeddingCache", "encoder_fingerprint", "preprocess_image"]
 
 _FORMAT = "samkit.train.EmbeddingCache/1"
+
+#: An image embedding and its high-resolution features (empty for SAM 1).
+Embedding = tuple[torch.Tensor, tuple[torch.Tensor, ...]]
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def encoder_fingerprint(model: Sam) -> str:
-    """sha256 over the image encoder's tensors (names, dtypes, shapes, bytes) and the
-    preprocessing constants (input size, pixel mean/std)."""
+def encoder_fingerprint(model: SamModel) -> str:
+    """sha256 over the tensors an image embedding depends on (names, dtypes, shapes,
+    bytes: ``model.EMBEDDING_PREFIXES``, the image encoder and for SAM 2 also the
+    decoder's high-resolution projections and ``no_mem_embed``) and the preprocessing
+    constants (input size, pixel mean/std)."""
     digest = hashlib.sha256()
     digest.update(f"{model.image_size}|{model._pixel_stats}".encode())
-    state = model.image_encoder.state_dict()
+    prefixes = model.EMBEDDING_PREFIXES
+    state = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
@@ -49,18 +55,18 @@ def encoder_fingerprint(model: Sam) -> str:
 
 
 def preprocess_image(
-    model: Sam, image: np.ndarray
+    model: SamModel, image: np.ndarray
 ) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
-    """``(H, W, 3)`` image -> padded normalised ``(1, 3, S, S)``, original and input sizes.
+    """``(H, W, 3)`` image -> normalised ``(1, 3, S, S)`` model input, original and input
+    sizes (the model's own preprocessing: SAM 1 resizes the longest side and pads, SAM 2
+    resizes to the square).
 
     Identical to :meth:`samkit.inference.predictor.ImagePredictor.preprocess`.
     """
     rgb = to_rgb_uint8(image)
     original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
-    resized = resize_longest_side(rgb, model.image_size)
-    x = image_to_tensor(resized, model.device)
-    input_size = (int(x.shape[-2]), int(x.shape[-1]))
-    return model.preprocess(x), original_size, input_size
+    x, input_size = model.prepare_image(rgb)
+    return x, original_size, input_size
 
 
 class EmbeddingCache:
@@ -77,7 +83,7 @@ class EmbeddingCache:
         hits, misses: lookups served from memory/disk vs computed by the encoder.
     """
 
-    def __init__(self, model: Sam, cache_dir: str | Path, max_memory_items: int = 32) -> None:
+    def __init__(self, model: SamModel, cache_dir: str | Path, max_memory_items: int = 32) -> None:
         self.model = model
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +91,7 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
         self.max_memory_items = max_memory_items
-        self._memory: OrderedDict[str, tuple[str, torch.Tensor]] = OrderedDict()
+        self._memory: OrderedDict[str, tuple[str, Embedding]] = OrderedDict()
 
     def path_for(self, image_id: str) -> Path:
         """Cache file of ``image_id`` (unsafe characters replaced, plus a short hash when
@@ -103,7 +109,7 @@ class EmbeddingCache:
         digest.update(arr.tobytes())
         return digest.hexdigest()
 
-    def _load(self, path: Path, key: str) -> torch.Tensor | None:
+    def _load(self, path: Path, key: str) -> Embedding | None:
         if not path.is_file():
             return None
         try:
@@ -112,12 +118,17 @@ class EmbeddingCache:
             return None
         if not isinstance(obj, dict) or obj.get("format") != _FORMAT or obj.get("key") != key:
             return None
-        features = obj.get("features")
-        return features if isinstance(features, torch.Tensor) else None
+        features, high_res = obj.get("features"), obj.get("high_res", [])
+        tensors = [features, *high_res] if isinstance(high_res, list) else [None]
+        if not all(isinstance(t, torch.Tensor) for t in tensors):
+            return None
+        return features, tuple(high_res)
 
     @torch.no_grad()
-    def get(self, image_id: str, image: np.ndarray) -> torch.Tensor:
-        """``(1, C, h, w)`` float32 embedding of ``image`` on the model's device."""
+    def get_embedding(self, image_id: str, image: np.ndarray) -> Embedding:
+        """``(1, C, h, w)`` float32 embedding of ``image`` on the model's device and its
+        high-resolution features (SAM 2's two maps, empty for SAM 1), as
+        :meth:`~samkit.modeling.sam.Sam.embed_image` gives them."""
         key = self.key_for(image)
         cached = self._memory.get(image_id)
         if cached is not None and cached[0] == key:
@@ -125,19 +136,28 @@ class EmbeddingCache:
             self._memory.move_to_end(image_id)
             return cached[1]
         path = self.path_for(image_id)
-        features = self._load(path, key)
-        if features is None:
+        loaded = self._load(path, key)
+        if loaded is None:
             self.misses += 1
             x, _, _ = preprocess_image(self.model, image)
-            features = self.model.encode_image(x).detach().float().cpu()
+            features, high_res = self.model.embed_image(x)
+            loaded = (features.detach().float().cpu(), tuple(t.float().cpu() for t in high_res))
+            record = {"format": _FORMAT, "key": key, "features": loaded[0]}
+            record["high_res"] = list(loaded[1])
             buf = io.BytesIO()
-            torch.save({"format": _FORMAT, "key": key, "features": features}, buf)
+            torch.save(record, buf)
             atomic_write_bytes(path, buf.getvalue())
         else:
             self.hits += 1
-        features = features.to(self.model.device)
+        device = self.model.device
+        embedding = (loaded[0].to(device), tuple(t.to(device) for t in loaded[1]))
         if self.max_memory_items > 0:
-            self._memory[image_id] = (key, features)
+            self._memory[image_id] = (key, embedding)
             while len(self._memory) > self.max_memory_items:
                 self._memory.popitem(last=False)
-        return features
+        return embedding
+
+    def get(self, image_id: str, image: np.ndarray) -> torch.Tensor:
+        """``(1, C, h, w)`` float32 embedding of ``image`` on the model's device (the
+        first part of :meth:`get_embedding`)."""
+        return self.get_embedding(image_id, image)[0]

@@ -6,6 +6,11 @@ mask loss is back-propagated (multiple-choice learning); the IoU head is trained
 mean squared error between its predictions and the actual IoU of every predicted mask with
 the ground truth (the IoU target carries no gradient).
 
+SAM 2 (Ravi et al., 2024, App. D) keeps the mask terms and weights 20 : 1 : 1 : 1 but uses
+the mean absolute error for the IoU head (``iou_loss="l1"``) and adds a binary
+cross-entropy on the object-score logit (is the object present?), which
+:func:`sam_loss` adds when given ``object_score_logits``.
+
 Shapes: logits ``(B, K, H, W)`` (unthresholded, ``> 0`` means foreground), targets
 ``(B, 1, H, W)`` or ``(B, H, W)`` with values in ``{0, 1}`` at the logits' resolution
 (see :func:`resize_targets`). Per-mask losses are ``(B, K)``.
@@ -124,11 +129,13 @@ def mask_iou(logits_or_masks: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 class LossOutput:
     """Result of :func:`sam_loss`; every field but ``best_index`` is a scalar tensor.
 
-    ``total`` (back-propagate this) = ``mask + iou_weight * iou``. ``mask`` is
-    ``focal_weight * focal + dice_weight * dice`` of the selected candidates, averaged over
-    the batch; ``focal`` and ``dice`` are the unweighted terms of the selected candidates;
-    ``iou`` is the IoU-head MSE over all ``B * K`` outputs. ``best_index`` ``(B,)`` int64:
-    the candidate selected per sample (the lowest mask loss; always 0 when ``K == 1``).
+    ``total`` (back-propagate this) = ``mask + iou_weight * iou + score_weight * score``.
+    ``mask`` is ``focal_weight * focal + dice_weight * dice`` of the selected candidates,
+    averaged over the batch; ``focal`` and ``dice`` are the unweighted terms of the selected
+    candidates; ``iou`` is the IoU-head loss (MSE, or L1 for SAM 2) over all ``B * K``
+    outputs; ``score`` the object-score binary cross-entropy averaged over the batch (0
+    without object scores). ``best_index`` ``(B,)`` int64: the candidate selected per
+    sample (the lowest mask loss; always 0 when ``K == 1``).
     """
 
     total: torch.Tensor
@@ -137,6 +144,7 @@ class LossOutput:
     dice: torch.Tensor
     iou: torch.Tensor
     best_index: torch.Tensor
+    score: torch.Tensor
 
 
 def sam_loss(
@@ -146,8 +154,11 @@ def sam_loss(
     focal_weight: float = 20.0,
     dice_weight: float = 1.0,
     iou_weight: float = 1.0,
+    iou_loss: str = "mse",
+    object_score_logits: torch.Tensor | None = None,
+    score_weight: float = 1.0,
 ) -> LossOutput:
-    """The SAM training loss for one round of prompting.
+    """The SAM (or SAM 2) training loss for one round of prompting.
 
     Args:
         mask_logits: ``(B, K, H, W)`` low-res logits from :meth:`Sam.decode`.
@@ -155,6 +166,10 @@ def sam_loss(
         target: ``(B, 1, H, W)`` or ``(B, H, W)`` float ``{0, 1}`` (or bool) ground truth at
             the logits' resolution, in the same (padded model-input) frame.
         focal_weight, dice_weight, iou_weight: the paper uses 20 : 1 : 1.
+        iou_loss: ``"mse"`` (SAM) or ``"l1"`` (SAM 2) between predicted and actual IoU.
+        object_score_logits: ``(B, 1)`` or ``(B,)`` SAM 2 object-score logits; adds
+            ``score_weight`` times their binary cross-entropy against "present" (every
+            target here is an object to segment; an empty target counts as absent).
 
     Returns:
         A :class:`LossOutput`. For ``K > 1`` only the candidate with the lowest mask loss
@@ -179,14 +194,27 @@ def sam_loss(
     focal_sel = focal[rows, best].mean()
     dice_sel = dice[rows, best].mean()
     true_iou = mask_iou(mask_logits.detach(), target).to(iou_pred.dtype)
-    iou_term = F.mse_loss(iou_pred, true_iou)
+    if iou_loss == "mse":
+        iou_term = F.mse_loss(iou_pred, true_iou)
+    elif iou_loss == "l1":
+        iou_term = F.l1_loss(iou_pred, true_iou)
+    else:
+        raise ValueError(f"iou_loss must be 'mse' or 'l1', got {iou_loss!r}")
+    total = mask_term + iou_weight * iou_term
+    score_term = mask_term.new_zeros(())
+    if object_score_logits is not None:
+        score = object_score_logits.reshape(b).float()
+        present = (target.flatten(1) > 0.5).any(dim=1).to(score.dtype)
+        score_term = F.binary_cross_entropy_with_logits(score, present)
+        total = total + score_weight * score_term
     return LossOutput(
-        total=mask_term + iou_weight * iou_term,
+        total=total,
         mask=mask_term,
         focal=focal_sel,
         dice=dice_sel,
         iou=iou_term,
         best_index=best,
+        score=score_term,
     )
 
 

@@ -1,4 +1,5 @@
-"""Fine-tuning loop for SAM 1-family models with the paper's simulated interaction.
+"""Fine-tuning loop for SAM, MobileSAM and SAM 2 / 2.1 on images, with the paper's
+simulated interaction.
 
 One training step (``grad_accum_steps`` micro-batches of ``batch_size`` images):
 
@@ -17,6 +18,15 @@ One training step (``grad_accum_steps`` micro-batches of ``batch_size`` images):
    the logits' 256x256 resolution is summed over rounds and averaged over masks and
    images; the candidate with the highest predicted IoU is the one fed back.
 
+SAM 2 models train the same way on still images (their image path: ``no_mem_embed``
+added, no memory), with SAM 2's loss: the IoU head learns with the mean absolute error
+and the object-score head with a binary cross-entropy (every trained mask is a present
+object), weights 20 : 1 : 1 : 1 (SAM 2 paper, App. D). Two choices differ from the
+official SAM 2 trainer, which computes the mask losses on the logits upsampled to the
+input size and trains on video clips with memory: here the losses are taken at the
+low-res logits' resolution, as for SAM 1, and only the image path is trained (the memory
+modules get no gradient; :class:`samkit.train.VideoTrainer` trains those).
+
 All randomness of a step (image order, mask choice, prompts) comes from numpy
 generators seeded by ``(seed, step, micro_batch)``, so a resumed run replays exactly the
 same batches as an uninterrupted one.
@@ -24,10 +34,8 @@ same batches as an uninterrupted one.
 
 from __future__ import annotations
 
-import io
 import json
 import time
-import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -36,16 +44,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from samkit.data.types import Sample
-from samkit.fileio import atomic_write_bytes
-from samkit.inference.transforms import postprocess_masks, preprocess_shape
-from samkit.layers.common import LayerNorm2d
-from samkit.modeling.sam import Sam
+from samkit.modeling import SamModel
+from samkit.modeling.sam2 import Sam2
+from samkit.train.checkpoints import (
+    atomic_torch_save,
+    load_initial_model,
+    load_trainer_state,
+    save_weights,
+)
 from samkit.train.config import TrainConfig, lr_factor
 from samkit.train.embedding_cache import EmbeddingCache, preprocess_image
 from samkit.train.losses import mask_iou, resize_targets, sam_loss
+from samkit.train.params import build_param_groups, freeze_by_prefix
 from samkit.train.prompts import InteractiveSimulator, Prompt
 
 __all__ = [
@@ -57,136 +69,7 @@ __all__ = [
 ]
 
 _STATE_FORMAT = "samkit.train.TrainerState/1"
-_NORMS = (nn.LayerNorm, LayerNorm2d, nn.GroupNorm, nn.BatchNorm2d, nn.Embedding)
-_METRICS = ("loss", "focal", "dice", "iou_loss", "iou")
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (parent folders created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """The model's weights as a plain official-format state dict (CPU, contiguous)."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return atomic_torch_save(state, path)
-
-
-def load_trainer_state(
-    path: str | Path, fmt: str, what: str, model: nn.Module, optimizer: torch.optim.Optimizer
-) -> dict[str, Any]:
-    """Read a trainer state file written by ``torch.save`` (``weights_only``), check its
-    ``format`` tag, restore the model, the optimizer and torch's RNG, and return the
-    state for the caller's own fields (step, scheduler, ...)."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != fmt:
-        raise ValueError(f"{path} is not a samkit {what} state file")
-    model.load_state_dict(state["model"], strict=True)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    return state
-
-
-def load_initial_model(config: TrainConfig) -> Sam:
-    """The model a run starts from: ``init_checkpoint``, else the published weights of
-    ``config.model`` (``pretrained``), else random weights."""
-    from samkit.build import build_model, load_model
-
-    if config.init_checkpoint:
-        return load_model(config.model, checkpoint=config.init_checkpoint, progress=False)
-    if config.pretrained:
-        return load_model(config.model, progress=False)
-    return build_model(config.model)
-
-
-def _encoder_layer_scale(name: str, model: Sam, layer_decay: float) -> float:
-    """Layer-wise lr scale of an ``image_encoder.*`` parameter of a ViT encoder."""
-    blocks = getattr(model.image_encoder, "blocks", None)
-    if layer_decay >= 1.0 or blocks is None:
-        return 1.0
-    depth = len(blocks)
-    rest = name[len("image_encoder.") :]
-    if rest.startswith(("patch_embed.", "pos_embed")):
-        layer = 0
-    elif rest.startswith("blocks."):
-        layer = int(rest.split(".")[1]) + 1
-    else:  # neck
-        layer = depth + 1
-    return layer_decay ** (depth + 1 - layer)
-
-
-def freeze_by_prefix(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
-    """Set ``requires_grad=False`` on every parameter of ``model`` whose name starts with
-    one of ``prefixes``; returns the frozen names. A prefix that matches nothing raises
-    ``ValueError`` (a typo would otherwise silently train what was meant to be fixed)."""
-    frozen: list[str] = []
-    for prefix in prefixes:
-        hits = [(n, p) for n, p in model.named_parameters() if n.startswith(prefix)]
-        if not hits:
-            raise ValueError(
-                f"TrainConfig.freeze prefix {prefix!r} matches no parameter "
-                "(use checkpoint key prefixes such as 'prompt_encoder.' or 'mask_decoder.')"
-            )
-        for name, param in hits:
-            param.requires_grad_(False)
-            frozen.append(name)
-    return frozen
-
-
-def build_param_groups(model: Sam, config: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW parameter groups over the trainable parameters of ``model``.
-
-    Norm weights, biases, embedding tables, tokens, positional embeddings and all other
-    ≤1-D parameters get no weight decay. With a trainable ViT encoder and
-    ``layer_decay < 1`` each encoder depth gets its own lr (see :class:`TrainConfig`).
-    Every group carries ``lr = config.lr * lr_scale``.
-    """
-    no_decay: set[str] = set()
-    for mod_name, module in model.named_modules():
-        for p_name, p in module.named_parameters(recurse=False):
-            full = f"{mod_name}.{p_name}" if mod_name else p_name
-            if (
-                p.ndim <= 1
-                or isinstance(module, _NORMS)
-                or p_name == "bias"
-                or "pos_embed" in p_name
-                or "rel_pos" in p_name
-            ):
-                no_decay.add(full)
-    if (
-        config.layer_decay < 1.0
-        and not config.freeze_image_encoder
-        and getattr(model.image_encoder, "blocks", None) is None
-    ):
-        warnings.warn(
-            "layer_decay is implemented for ViT encoders only; using a uniform lr",
-            stacklevel=2,
-        )
-    groups: dict[tuple[float, bool], dict[str, Any]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        scale = 1.0
-        if name.startswith("image_encoder."):
-            scale = _encoder_layer_scale(name, model, config.layer_decay)
-        decay = name not in no_decay
-        key = (scale, decay)
-        if key not in groups:
-            groups[key] = {
-                "params": [],
-                "names": [],
-                "lr": config.lr * scale,
-                "lr_scale": scale,
-                "weight_decay": config.weight_decay if decay else 0.0,
-            }
-        groups[key]["params"].append(p)
-        groups[key]["names"].append(name)
-    return [groups[k] for k in sorted(groups, key=lambda k: (-k[0], not k[1]))]
+_METRICS = ("loss", "focal", "dice", "iou_loss", "score_loss", "iou")
 
 
 def _pad_points(prompts: list[Prompt]) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -203,7 +86,7 @@ def _pad_points(prompts: list[Prompt]) -> tuple[torch.Tensor, torch.Tensor] | No
 
 
 class Trainer:
-    """Fine-tune a :class:`Sam` on a sequence of :class:`Sample`.
+    """Fine-tune a :class:`Sam` or :class:`Sam2` on a sequence of :class:`Sample`.
 
     Args:
         config: the run's :class:`TrainConfig`.
@@ -221,7 +104,7 @@ class Trainer:
     def __init__(
         self,
         config: TrainConfig,
-        model: Sam | None = None,
+        model: SamModel | None = None,
         train_data: Sequence[Sample] = (),
     ) -> None:
         if len(train_data) == 0:
@@ -234,7 +117,11 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         self.step = 0
         if config.freeze_image_encoder:
-            self.model.image_encoder.requires_grad_(False)
+            # everything the embedding depends on (SAM 2: also the decoder's conv_s0 /
+            # conv_s1 and no_mem_embed), so that cached embeddings stay valid
+            for name, param in self.model.named_parameters():
+                if name.startswith(self.model.EMBEDDING_PREFIXES):
+                    param.requires_grad_(False)
         freeze_by_prefix(self.model, config.freeze)
         self.param_groups = build_param_groups(self.model, config)
         if not self.param_groups:
@@ -272,16 +159,48 @@ class Trainer:
         if self.config.freeze_image_encoder:
             self.model.image_encoder.eval()
 
-    def image_embedding(self, sample: Sample) -> torch.Tensor:
-        """``(1, C, h, w)`` embedding of ``sample.image`` (cached, no-grad or with grad)."""
+    def image_embedding(self, sample: Sample) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``(1, C, h, w)`` embedding of ``sample.image`` and its high-resolution features
+        (SAM 2's two maps; empty for SAM 1): cached, no-grad or with grad."""
         if self.embedding_cache is not None:
-            return self.embedding_cache.get(sample.image_id, sample.image)
+            return self.embedding_cache.get_embedding(sample.image_id, sample.image)
         x, _, _ = preprocess_image(self.model, sample.image)
         if self.config.freeze_image_encoder:
             with torch.no_grad():
-                return self.model.encode_image(x)
+                return self.model.embed_image(x)
         with self._autocast():
-            return self.model.encode_image(x)
+            return self.model.embed_image(x)
+
+    def _decode(
+        self,
+        embedding: torch.Tensor,
+        high_res: tuple[torch.Tensor, ...],
+        points: tuple[torch.Tensor, torch.Tensor] | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Float32 low-res logits ``(B, K, h, w)``, predicted IoU ``(B, K)`` and, for SAM 2,
+        object-score logits ``(B, 1)`` (``None`` for SAM 1)."""
+        with self._autocast():
+            if isinstance(self.model, Sam2):
+                out = self.model.decode_full(
+                    embedding,
+                    points=points,
+                    boxes=boxes,
+                    mask_input=mask_input,
+                    multimask_output=multimask,
+                    high_res_features=high_res,
+                )
+                return out.masks.float(), out.iou.float(), out.object_score_logits.float()
+            logits, iou = self.model.decode(
+                embedding,
+                points=points,
+                boxes=boxes,
+                mask_input=mask_input,
+                multimask_output=multimask,
+            )
+        return logits.float(), iou.float(), None
 
     def targets(self, masks: np.ndarray, input_size: tuple[int, int]) -> torch.Tensor:
         """``(B, H, W)`` bool masks -> ``(B, 1, 256, 256)`` float targets in the padded
@@ -303,8 +222,9 @@ class Trainer:
         """Simulated-interaction loss of one image (``None`` if it has no usable mask).
 
         Returns ``loss`` (with gradient: round losses summed, masks averaged) and the
-        detached ``focal``, ``dice``, ``iou_loss`` (per-round means) and ``iou`` (mean
-        true IoU of the fed-back candidate at the last round, 256x256 frame).
+        detached ``focal``, ``dice``, ``iou_loss``, ``score_loss`` (SAM 2's object-score
+        term, 0 for SAM 1; per-round means) and ``iou`` (mean true IoU of the fed-back
+        candidate at the last round, 256x256 frame).
         """
         cfg = self.config
         masks = np.asarray(sample.masks).astype(bool, copy=False)
@@ -315,9 +235,10 @@ class Trainer:
         chosen = np.sort(rng.choice(np.asarray(usable), size=k, replace=False))
         gt = masks[chosen]
         original_size = (int(gt.shape[1]), int(gt.shape[2]))
-        embedding = self.image_embedding(sample)
-        input_size = preprocess_shape(*original_size, self.model.image_size)
+        embedding, high_res = self.image_embedding(sample)
+        input_size = self.model.input_size_for(original_size)
         target = self.targets(gt, input_size)
+        sam2 = isinstance(self.model, Sam2)
 
         sim = InteractiveSimulator(cfg.num_rounds, rng=rng)
         plan = sim.schedule()
@@ -325,7 +246,7 @@ class Trainer:
         prev: torch.Tensor | None = None  # (B, 1, h, w) detached fed-back logits
         pred: np.ndarray | None = None  # (B, H, W) bool, original frame
         total = torch.zeros((), device=self.device)
-        sums = {"focal": 0.0, "dice": 0.0, "iou_loss": 0.0}
+        sums = {"focal": 0.0, "dice": 0.0, "iou_loss": 0.0, "score_loss": 0.0}
         last_iou = torch.zeros(k, device=self.device)
         for r, adds in enumerate(plan):
             if r > 0 and adds and pred is not None:
@@ -348,21 +269,27 @@ class Trainer:
                 if has_box:
                     boxes = torch.from_numpy(np.stack([frame[i].box for i in members]))
                     boxes = boxes.to(self.device)
-                with self._autocast():
-                    logits, iou_pred = self.model.decode(
-                        embedding,
-                        points=pts,
-                        boxes=boxes,
-                        mask_input=None if prev is None else prev[idx],
-                        multimask_output=single,
-                    )
-                logits, iou_pred = logits.float(), iou_pred.float()
-                out = sam_loss(logits, iou_pred, target[idx])
+                logits, iou_pred, scores = self._decode(
+                    embedding,
+                    high_res,
+                    pts,
+                    boxes,
+                    None if prev is None else prev[idx],
+                    single,
+                )
+                out = sam_loss(
+                    logits,
+                    iou_pred,
+                    target[idx],
+                    iou_loss="l1" if sam2 else "mse",
+                    object_score_logits=scores,
+                )
                 weight = len(members) / k
                 total = total + weight * out.total
                 sums["focal"] += weight * float(out.focal.detach())
                 sums["dice"] += weight * float(out.dice.detach())
                 sums["iou_loss"] += weight * float(out.iou.detach())
+                sums["score_loss"] += weight * float(out.score.detach())
                 pick = iou_pred.detach().argmax(dim=1)
                 rows = torch.arange(len(members), device=self.device)
                 sel = logits.detach()[rows, pick][:, None]
@@ -371,7 +298,7 @@ class Trainer:
                     last_iou[idx] = mask_iou(sel, target[idx])[:, 0]
             prev = new_prev
             if r + 1 < len(plan) and plan[r + 1]:
-                full = postprocess_masks(prev, input_size, original_size, self.model.image_size)
+                full = self.model.postprocess_masks(prev, input_size, original_size)
                 pred = (full[:, 0] > self.model.mask_threshold).cpu().numpy()
         n = len(plan)
         return {
@@ -379,6 +306,7 @@ class Trainer:
             "focal": torch.tensor(sums["focal"] / n),
             "dice": torch.tensor(sums["dice"] / n),
             "iou_loss": torch.tensor(sums["iou_loss"] / n),
+            "score_loss": torch.tensor(sums["score_loss"] / n),
             "iou": last_iou.mean().cpu(),
         }
 
@@ -386,7 +314,7 @@ class Trainer:
         """One optimizer step; returns its metrics (``step`` is the 1-based step count).
 
         ``loss`` is the mean over images of the round-summed loss, ``focal``/``dice``/
-        ``iou_loss`` per-round means, ``iou`` the mean true IoU at the last round,
+        ``iou_loss``/``score_loss`` per-round means, ``iou`` the mean true IoU at the last round,
         ``grad_norm`` the global gradient norm before clipping.
         """
         cfg = self.config

@@ -47,8 +47,8 @@ import torch.nn.functional as F
 
 from samkit.data.synthetic_video import SyntheticClip, SyntheticVideoConfig, generate_clip
 from samkit.modeling.sam2 import Sam2
+from samkit.train.checkpoints import atomic_torch_save, load_trainer_state, save_weights
 from samkit.train.losses import dice_loss, mask_iou, sigmoid_focal_loss
-from samkit.train.trainer import atomic_torch_save, load_trainer_state, save_weights
 from samkit.video.frames import model_frame
 from samkit.video.state import Memory, Points, TrackOutput
 from samkit.video.tracker import encode_frame_with_grad, track_step_with_grad

@@ -1,0 +1,118 @@
+"""Which parameters a run trains and how: freezing by checkpoint-key prefix and AdamW
+parameter groups (weight decay, layer-wise learning-rate decay)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from samkit.layers.common import LayerNorm2d
+from samkit.modeling import SamModel
+from samkit.train.config import TrainConfig
+
+__all__ = ["build_param_groups", "freeze_by_prefix"]
+
+_NORMS = (nn.LayerNorm, LayerNorm2d, nn.GroupNorm, nn.BatchNorm2d, nn.Embedding)
+
+
+def _encoder_blocks(model: nn.Module) -> tuple[str, int] | None:
+    """``(prefix, depth)`` of the image encoder's sequence of blocks: the ViT's
+    ``image_encoder.blocks`` (SAM 1) or Hiera's ``image_encoder.trunk.blocks`` (SAM 2);
+    ``None`` for other encoders (TinyViT)."""
+    encoder = model.image_encoder
+    trunk = getattr(encoder, "trunk", None)
+    for prefix, owner in (("image_encoder.", encoder), ("image_encoder.trunk.", trunk)):
+        blocks = getattr(owner, "blocks", None)
+        if isinstance(blocks, nn.ModuleList):
+            return prefix, len(blocks)
+    return None
+
+
+def _encoder_layer_scale(name: str, model: nn.Module, layer_decay: float) -> float:
+    """Layer-wise lr scale of an ``image_encoder.*`` parameter of a ViT or Hiera encoder:
+    patch and position embeddings are layer 0, block ``i`` layer ``i + 1``, the rest (the
+    neck) layer ``depth + 1``, which gets the full lr."""
+    found = _encoder_blocks(model)
+    if layer_decay >= 1.0 or found is None:
+        return 1.0
+    prefix, depth = found
+    rest = name[len(prefix) :] if name.startswith(prefix) else ""
+    if rest.startswith(("patch_embed.", "pos_embed")):
+        layer = 0
+    elif rest.startswith("blocks."):
+        layer = int(rest.split(".")[1]) + 1
+    else:  # neck
+        layer = depth + 1
+    return layer_decay ** (depth + 1 - layer)
+
+
+def freeze_by_prefix(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
+    """Set ``requires_grad=False`` on every parameter of ``model`` whose name starts with
+    one of ``prefixes``; returns the frozen names. A prefix that matches nothing raises
+    ``ValueError`` (a typo would otherwise silently train what was meant to be fixed)."""
+    frozen: list[str] = []
+    for prefix in prefixes:
+        hits = [(n, p) for n, p in model.named_parameters() if n.startswith(prefix)]
+        if not hits:
+            raise ValueError(
+                f"TrainConfig.freeze prefix {prefix!r} matches no parameter "
+                "(use checkpoint key prefixes such as 'prompt_encoder.' or 'mask_decoder.')"
+            )
+        for name, param in hits:
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def build_param_groups(model: SamModel, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW parameter groups over the trainable parameters of ``model``.
+
+    Norm weights, biases, embedding tables, tokens, positional embeddings and all other
+    ≤1-D parameters get no weight decay. With a trainable ViT or Hiera encoder and
+    ``layer_decay < 1`` each encoder depth gets its own lr (see :class:`TrainConfig`).
+    Every group carries ``lr = config.lr * lr_scale``.
+    """
+    no_decay: set[str] = set()
+    for mod_name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            full = f"{mod_name}.{p_name}" if mod_name else p_name
+            if (
+                p.ndim <= 1
+                or isinstance(module, _NORMS)
+                or p_name == "bias"
+                or "pos_embed" in p_name
+                or "rel_pos" in p_name
+            ):
+                no_decay.add(full)
+    if (
+        config.layer_decay < 1.0
+        and not config.freeze_image_encoder
+        and _encoder_blocks(model) is None
+    ):
+        warnings.warn(
+            "layer_decay is implemented for ViT and Hiera encoders only; using a uniform lr",
+            stacklevel=2,
+        )
+    groups: dict[tuple[float, bool], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        scale = 1.0
+        if name.startswith("image_encoder."):
+            scale = _encoder_layer_scale(name, model, config.layer_decay)
+        decay = name not in no_decay
+        key = (scale, decay)
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "names": [],
+                "lr": config.lr * scale,
+                "lr_scale": scale,
+                "weight_decay": config.weight_decay if decay else 0.0,
+            }
+        groups[key]["params"].append(p)
+        groups[key]["names"].append(name)
+    return [groups[k] for k in sorted(groups, key=lambda k: (-k[0], not k[1]))]
