@@ -10,6 +10,7 @@ import helpers_sam2
 import numpy as np
 import pytest
 import torch
+from test_trainer import config as trainer_config
 
 import samkit
 from samkit.data.types import Sample
@@ -31,23 +32,8 @@ def square() -> Sample:
 
 
 def config(tmp_path: Path, **kw) -> TrainConfig:
-    base = dict(
-        model="custom",
-        pretrained=False,
-        lr=1e-3,
-        weight_decay=0.0,
-        warmup_steps=3,
-        max_steps=30,
-        num_rounds=3,
-        masks_per_image=1,
-        out_dir=str(tmp_path / "run"),
-        log_every=1,
-        progress=False,
-        seed=0,
-        freeze_image_encoder=False,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    """test_trainer's run settings, with a smaller lr and the encoder trained."""
+    return trainer_config(tmp_path, **{"lr": 1e-3, "freeze_image_encoder": False, **kw})
 
 
 def tiny(seed: int = 0) -> samkit.Sam2:
