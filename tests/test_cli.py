@@ -608,6 +608,33 @@ def test_download_honours_the_umask(
     assert stat.S_IMODE(dest.stat().st_mode) == 0o644
 
 
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_cache_that_is_a_file(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, below: str
+) -> None:
+    """$SAMKIT_CACHE naming a file was reported as "cannot write ... (File exists)"."""
+    cache = tmp_path / "cachefile"
+    cache.write_text("mine")
+    monkeypatch.setenv("SAMKIT_CACHE", str(cache / below))
+    line = assert_cli_error(
+        run("download", TINY, "--no-progress"), f"{cache} is a file, not a folder"
+    )
+    assert "SAMKIT_CACHE" in line and "File exists" not in line
+    assert cache.read_text() == "mine"
+
+
+def test_segment_failed_download_writes_nothing(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    result = run("segment", image, "-m", TINY, "-p", "3,4", "-o", "m.png", "--json", "m.json")
+    assert_cli_error(result, "could not download", TINY_URL)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == [image.name]
+
+
 def test_download_unknown_model() -> None:
     assert_cli_error(run("download", "nope"), "unknown model 'nope'")
 

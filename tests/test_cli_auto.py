@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,13 @@ import samkit
 from samkit.amg import MaskGenerator
 from samkit.cli.auto import METADATA_HEADER, collect_inputs
 from samkit.cli.main import app
-from samkit.data.sa1b import COCO_CATEGORY, export_coco, read_amg_json, write_amg_json
+from samkit.data.sa1b import (
+    COCO_CATEGORY,
+    export_coco,
+    read_amg_json,
+    write_amg_json,
+    write_sa1b,
+)
 from samkit.masks import rle_encode
 
 TINY = "auto-test-tiny"
@@ -400,6 +407,52 @@ def test_out_dir_equal_to_input_folder(checkpoint: Path, folder: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == names
 
 
+def _sa1b_ground_truth(path: Path) -> None:
+    """An annotation file of the SA-1B dataset itself: integer ids."""
+    doc = {
+        "image": {"image_id": 7, "width": W, "height": H, "file_name": "a.png"},
+        "annotations": [{"id": 902, "area": 1, "bbox": [0, 0, 1, 1]}],
+    }
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: path.write_text('{"shapes": [], "imagePath": "a.png"}'),  # labelme
+        _sa1b_ground_truth,
+        # samkit's own dataset JSON (samkit synth), not a samkit auto output
+        lambda path: write_sa1b(path.parent / "a.png", np.ones((1, H, W), bool), path),
+        lambda path: path.write_bytes(b"\xff not json"),
+    ],
+    ids=["labelme", "sa1b-dataset", "write-sa1b", "not-json"],
+)
+@pytest.mark.parametrize("fmt", ["sa1b", "coco"])
+def test_never_skips_or_replaces_a_json_samkit_did_not_write(
+    checkpoint: Path, folder: Path, fmt: str, write
+) -> None:
+    """With --out the input folder, a user's own <stem>.json was taken as done (skipped)
+    and --overwrite replaced it: both are refused, before any output is written."""
+    write(folder / "a.json")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for extra in ([], ["--overwrite"]):
+        result = auto(checkpoint, folder, "--out", folder, "--format", fmt, *extra)
+        assert_cli_error(result, f"{folder / 'a.json'} exists but is not a samkit output")
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_never_replaces_a_coco_file_samkit_did_not_write(
+    checkpoint: Path, folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "coco_annotations.json"
+    mine.write_text('{"images": [], "annotations": [], "categories": []}')
+    result = auto(checkpoint, folder, "--out", out, "--format", "coco")
+    assert_cli_error(result, f"{mine} exists but is not a samkit output")
+    assert [p.name for p in out.iterdir()] == ["coco_annotations.json"]
+
+
 def test_refuses_to_overwrite_an_input(checkpoint: Path, tmp_path: Path) -> None:
     # An image whose name is what the output would be called, in the output folder.
     image = make_image(tmp_path / "pic.json")
@@ -438,6 +491,11 @@ def test_unknown_model(folder: Path, tmp_path: Path) -> None:
         (["empty"], "no images"),
         (["in", "--box-nms-thresh", "1.5"], "--box-nms-thresh must be between 0 and 1"),
         (["in", "--points-per-side", "0"], "--points-per-side must be at least 1"),
+        (
+            ["in", "--points-per-side", "99999999999999999999"],
+            "--points-per-side 99999999999999999999 is too large",
+        ),
+        (["in", "--points-per-side", "9" * 400], "--points-per-side 999"),
         (["in", "--crop-overlap-ratio", "1"], "--crop-overlap-ratio must be in [0, 1)"),
         (["in", "--stability-score-offset", "-1"], "--stability-score-offset must be at least 0"),
         (["in", "--device", "toaster"], "--device"),
@@ -493,6 +551,35 @@ def test_out_of_memory_is_one_line(
     assert len(lines) == 2 and all("out of memory" in line for line in lines), lines
     assert "Traceback" not in result.output
     assert "0 done, 0 skipped, 2 failed of 2 images" in result.stdout
+
+
+def test_failed_model_download_leaves_no_out_folder(
+    checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out used to be created before the model loaded: a failed download left it empty."""
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    out = tmp_path / "new" / "masks"
+    result = runner.invoke(app, ["auto", str(folder), "-o", str(out), "-m", TINY, "--no-progress"])
+    assert_cli_error(result, "could not download", TINY)
+    assert not (tmp_path / "new").exists()
+
+
+def test_progress_bar_is_hidden_when_stderr_is_not_a_terminal(
+    checkpoint: Path, folder: Path, tmp_path: Path
+) -> None:
+    """As in samkit track: redirected stderr gets no bar, only the skipped images."""
+    (folder / "bad.jpg").write_bytes(b"not a jpeg")
+    argv = ["auto", str(folder), "-o", str(tmp_path / "out"), "-m", TINY, "-c", str(checkpoint)]
+    result = runner.invoke(app, [*argv, *KEEP_ALL, "--progress"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"skipped {folder / 'bad.jpg'}: "), lines
+    assert "━" not in result.stderr  # the bar's characters
+    assert "2 done, 0 skipped, 1 failed of 3 images" in result.stdout
 
 
 def test_out_is_a_file(checkpoint: Path, folder: Path, tmp_path: Path) -> None:

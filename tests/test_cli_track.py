@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.error
 from pathlib import Path
 
 import helpers_sam2 as H2
@@ -318,6 +319,16 @@ def test_existing_out_that_is_not_writable(frames, checkpoint, tmp_path, monkeyp
     assert_cli_error(result, f"--out {out}", "not writable")
     assert [p.name for p in out.iterdir()] == ["1"] and not any((out / "1").iterdir())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".masks.")]
+
+
+def test_failed_model_download_leaves_no_out_folder(frames, checkpoint, tmp_path, monkeypatch):
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    result = run("track", frames, "-m", NAME, "--point", "0:18,20", "--out", tmp_path / "o")
+    assert_cli_error(result, "could not download", NAME)
+    assert not [p for p in tmp_path.iterdir() if p.name != "cache"]  # no o/, no .o.*.tmp/
 
 
 def test_frames_over_the_pixel_limit(frames, checkpoint, tmp_path, monkeypatch):

@@ -129,6 +129,13 @@ def test_synth_errors(tmp_path: Path, args: tuple[str, ...], fragment: str) -> N
     assert_cli_error(run("synth", tmp_path / "d", *args), fragment)
 
 
+@pytest.mark.parametrize("out", ["", " "])
+def test_synth_refuses_an_empty_out_dir(tmp_path: Path, out: str) -> None:
+    """Typer turns "" into Path("."): the dataset went into the current folder."""
+    assert_cli_error(run("synth", out, "--n", "1", "--size", "16,16"), "OUT_DIR is empty")
+    assert list(tmp_path.iterdir()) == []  # the cwd (conftest.py)
+
+
 @pytest.mark.parametrize("video", [(), ("--video", "3")])
 def test_synth_size_too_large_for_memory(tmp_path: Path, video: tuple[str, ...]) -> None:
     """Numpy refuses a 10^16-pixel image at once (no memory is touched): one line, not

@@ -67,6 +67,15 @@ def download(spec: WeightSpec, dest: Path | None = None, progress: bool = True) 
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as exc:
+        blocker = next((p for p in (dest.parent, *dest.parent.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():  # a file is in the way
+            named = dest.parent == cache_dir() and os.environ.get("SAMKIT_CACHE")
+            where = f"SAMKIT_CACHE {dest.parent}" if named else f"the cache folder {dest.parent}"
+            if blocker == dest.parent:
+                problem = f"{where} is a file, not a folder"
+            else:
+                problem = f"cannot create {where}: {blocker} is a file, not a folder"
+            raise DownloadError(f"{problem}; set SAMKIT_CACHE to a folder") from None
         raise DownloadError(
             f"cannot write to the cache folder {dest.parent} ({exc.strerror or exc}); "
             "set SAMKIT_CACHE to a writable folder"

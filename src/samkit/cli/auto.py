@@ -15,12 +15,16 @@ For each image the command writes, into ``--out DIR``:
 The run is resumable: an image whose main output (``<stem>.json``, or
 ``<stem>/metadata.csv``) exists is skipped unless ``--overwrite``. Its other outputs are
 written first, so an existing main output means the image is complete.
+A ``<stem>.json`` or ``coco_annotations.json`` that samkit auto did not write (a user's
+own annotations in the input folder, say) is never skipped as done nor replaced: the run
+stops before loading the model with a one-line error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -40,6 +44,7 @@ from samkit.cli.auto_plan import (
     OutputFormat,
     _check_plan,
     _check_stems,
+    _create_out,
     _plan,
     _prepare_out,
     collect_inputs,
@@ -71,6 +76,11 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- options
+#: The largest ``--points-per-side`` whose grid (``n * n`` points, two float64 each) can
+#: be addressed at all: numpy fails on larger ones with messages that name no option.
+_MAX_POINTS_PER_SIDE = math.isqrt(sys.maxsize // 16)
+
+
 def _check_options(values: Mapping[str, float | int | None]) -> None:
     """Range checks with one-line messages (Typer's own are multi-line boxes)."""
     at_least_one = ("--points-per-side", "--points-per-batch", "--crop-points-downscale")
@@ -78,10 +88,14 @@ def _check_options(values: Mapping[str, float | int | None]) -> None:
     for option, value in values.items():
         if value is None:
             continue
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # ints: any size
             raise CliError(f"{option} must be a finite number, got {value}")
         if option in at_least_one and value < 1:
             raise CliError(f"{option} must be at least 1, got {value}")
+        if option == "--points-per-side" and value > _MAX_POINTS_PER_SIDE:
+            raise CliError(
+                f"{option} {value} is too large: its point grid cannot be held in memory"
+            )
         if option in (*unit, "--crop-nms-thresh") and not 0.0 <= value <= 1.0:
             raise CliError(f"{option} must be between 0 and 1, got {value}")
         if option == "--stability-score-offset" and value < 0.0:
@@ -113,11 +127,14 @@ def _progress_bar(
     enabled: bool, total: int
 ) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
     """Yield ``(update, report)``: ``update(completed=..., description=..., rate=...)``
-    moves the bar; ``report(line)`` prints a line on stderr above it (or plainly)."""
-    if not enabled:
+    moves the bar; ``report(line)`` prints a line on stderr above it (or plainly, when
+    disabled or when stderr is not a terminal)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
         yield (lambda **kwargs: None), (lambda line: typer.echo(line, err=True))
         return
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -134,7 +151,7 @@ def _progress_bar(
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console,
     )
     with bar:
         task = bar.add_task("", total=total, rate="")
@@ -330,6 +347,7 @@ def auto_command(
             raise CliError(
                 f"not enough memory for the point grid of --points-per-side {points_per_side}"
             ) from None
+    _create_out(out)  # only now: a failed model load leaves no empty folder behind
 
     done = failed = masks = 0
     start = time.perf_counter()

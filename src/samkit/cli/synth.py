@@ -32,8 +32,11 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def synth_command(
-    out_dir: Annotated[
-        Path, typer.Argument(help="Folder to write synth_XXXXXX.{png,jpg} + .json into.")
+    out_text: Annotated[
+        str,  # not Path: Typer turns "" into Path("."), the current folder
+        typer.Argument(
+            metavar="OUT_DIR", help="Folder to write synth_XXXXXX.{png,jpg} + .json into."
+        ),
     ],
     n: Annotated[int, typer.Option("--n", "-n", help="Number of images to write (>= 1).")],
     seed: Annotated[
@@ -60,6 +63,9 @@ def synth_command(
     or N synthetic video clips (--video)."""
     from samkit.data.synthetic import SyntheticConfig, write_synthetic_dataset
 
+    if not out_text.strip():
+        raise CliError("OUT_DIR is empty: give the folder to write into")
+    out_dir = Path(out_text)
     if n < 1:
         raise CliError(f"--n must be >= 1, got {n}")
     if seed is not None and seed < 0:
