@@ -196,9 +196,28 @@ def test_sam2_iou_l1_and_object_score_terms() -> None:
     assert out.total.item() == pytest.approx(expected, rel=1e-6)
     out.total.backward()
     assert score.grad.item() == pytest.approx(2 * (0.75 - 1.0), rel=1e-6)  # d BCE = p - t
-    # an empty target means "absent": the score is pushed down
-    absent = sam_loss(logits, iou_pred, torch.zeros(1, 1, 2, 2), object_score_logits=score)
-    assert absent.score.item() == pytest.approx(-math.log(0.25), rel=1e-6)
+    # an absent object (by default: an empty target) pushes the score down and, as in
+    # SAM 2's loss, gets no mask or IoU loss
+    for absent in (
+        sam_loss(logits, iou_pred, torch.zeros(1, 1, 2, 2), object_score_logits=score),
+        sam_loss(
+            logits, iou_pred, target, object_score_logits=score, object_present=torch.tensor([0])
+        ),
+    ):
+        assert absent.score.item() == pytest.approx(-math.log(0.25), rel=1e-6)
+        assert absent.mask.item() == 0.0 and absent.iou.item() == 0.0
+    # told present although the (downsampled) target is empty: trained as present
+    kept = sam_loss(
+        logits,
+        iou_pred,
+        torch.zeros(1, 1, 2, 2),
+        object_score_logits=score,
+        object_present=torch.tensor([True]),
+    )
+    assert kept.score.item() == pytest.approx(-math.log(0.75), rel=1e-6)
+    assert kept.mask.item() > 0
+    # without object scores (SAM 1) every target is supervised, empty or not
+    assert sam_loss(logits, iou_pred, torch.zeros(1, 1, 2, 2)).mask.item() > 0
     with pytest.raises(ValueError, match="iou_loss"):
         sam_loss(logits, iou_pred, target, iou_loss="huber")
 

@@ -18,7 +18,7 @@ Shapes: logits ``(B, K, H, W)`` (unthresholded, ``> 0`` means foreground), targe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -144,7 +144,7 @@ class LossOutput:
     dice: torch.Tensor
     iou: torch.Tensor
     best_index: torch.Tensor
-    score: torch.Tensor
+    score: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
 
 
 def sam_loss(
@@ -157,6 +157,7 @@ def sam_loss(
     iou_loss: str = "mse",
     object_score_logits: torch.Tensor | None = None,
     score_weight: float = 1.0,
+    object_present: torch.Tensor | None = None,
 ) -> LossOutput:
     """The SAM (or SAM 2) training loss for one round of prompting.
 
@@ -168,8 +169,13 @@ def sam_loss(
         focal_weight, dice_weight, iou_weight: the paper uses 20 : 1 : 1.
         iou_loss: ``"mse"`` (SAM) or ``"l1"`` (SAM 2) between predicted and actual IoU.
         object_score_logits: ``(B, 1)`` or ``(B,)`` SAM 2 object-score logits; adds
-            ``score_weight`` times their binary cross-entropy against "present" (every
-            target here is an object to segment; an empty target counts as absent).
+            ``score_weight`` times their binary cross-entropy against ``object_present``,
+            and, as SAM 2's loss, drops the mask and IoU terms of absent objects (the
+            means still divide by ``B``).
+        object_present: ``(B,)`` bool, whether each object is present. Default: whether
+            its ``target`` has a foreground pixel; pass it when the target was
+            downsampled from a mask that may vanish at this resolution (SAM 2 takes the
+            presence from the full-resolution ground truth).
 
     Returns:
         A :class:`LossOutput`. For ``K > 1`` only the candidate with the lowest mask loss
@@ -189,23 +195,26 @@ def sam_loss(
         best = per_candidate.detach().argmin(dim=1)
     else:
         best = torch.zeros(b, dtype=torch.long, device=mask_logits.device)
+    if iou_loss not in ("mse", "l1"):
+        raise ValueError(f"iou_loss must be 'mse' or 'l1', got {iou_loss!r}")
     rows = torch.arange(b, device=mask_logits.device)
-    mask_term = per_candidate[rows, best].mean()
+    if object_present is None:
+        object_present = (target.flatten(1) > 0.5).any(dim=1)
+    present = object_present.reshape(b).to(device=mask_logits.device, dtype=mask_logits.dtype)
+    # SAM 2 supervises masks and IoUs of present objects only; SAM 1 every target
+    gate = present if object_score_logits is not None else torch.ones_like(present)
+    mask_term = (per_candidate[rows, best] * gate).mean()
     focal_sel = focal[rows, best].mean()
     dice_sel = dice[rows, best].mean()
     true_iou = mask_iou(mask_logits.detach(), target).to(iou_pred.dtype)
-    if iou_loss == "mse":
-        iou_term = F.mse_loss(iou_pred, true_iou)
-    elif iou_loss == "l1":
-        iou_term = F.l1_loss(iou_pred, true_iou)
-    else:
-        raise ValueError(f"iou_loss must be 'mse' or 'l1', got {iou_loss!r}")
+    diff = iou_pred - true_iou
+    per_iou = diff.square() if iou_loss == "mse" else diff.abs()  # (B, K)
+    iou_term = (per_iou.mean(dim=1) * gate.to(per_iou.dtype)).mean()
     total = mask_term + iou_weight * iou_term
     score_term = mask_term.new_zeros(())
     if object_score_logits is not None:
         score = object_score_logits.reshape(b).float()
-        present = (target.flatten(1) > 0.5).any(dim=1).to(score.dtype)
-        score_term = F.binary_cross_entropy_with_logits(score, present)
+        score_term = F.binary_cross_entropy_with_logits(score, present.float())
         total = total + score_weight * score_term
     return LossOutput(
         total=total,

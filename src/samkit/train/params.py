@@ -33,13 +33,17 @@ def _encoder_blocks(model: nn.Module) -> tuple[str, int] | None:
 
 def _encoder_layer_scale(name: str, model: nn.Module, layer_decay: float) -> float:
     """Layer-wise lr scale of an ``image_encoder.*`` parameter of a ViT or Hiera encoder:
-    patch and position embeddings are layer 0, block ``i`` layer ``i + 1``, the rest (the
-    neck) layer ``depth + 1``, which gets the full lr."""
+    the patch embedding is layer 0, block ``i`` layer ``i + 1``, the rest (the neck)
+    layer ``depth + 1``, which gets the full lr. Position embeddings are layer 0 in a ViT
+    (as in MAE / ViTDet) and keep the full lr in Hiera, as the official SAM 2 training
+    configs set (``layer_decay_param_modifier`` with ``*pos_embed*`` overridden to 1)."""
     found = _encoder_blocks(model)
     if layer_decay >= 1.0 or found is None:
         return 1.0
     prefix, depth = found
     rest = name[len(prefix) :] if name.startswith(prefix) else ""
+    if prefix.endswith("trunk.") and rest.startswith("pos_embed"):
+        return 1.0
     if rest.startswith(("patch_embed.", "pos_embed")):
         layer = 0
     elif rest.startswith("blocks."):
@@ -57,9 +61,12 @@ def freeze_by_prefix(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     for prefix in prefixes:
         hits = [(n, p) for n, p in model.named_parameters() if n.startswith(prefix)]
         if not hits:
+            names = (
+                n.split(".")[0] + ("." if "." in n else "") for n, _ in model.named_parameters()
+            )
             raise ValueError(
-                f"TrainConfig.freeze prefix {prefix!r} matches no parameter "
-                "(use checkpoint key prefixes such as 'prompt_encoder.' or 'mask_decoder.')"
+                f"TrainConfig.freeze prefix {prefix!r} matches no parameter (use checkpoint "
+                f"key prefixes; this model's top-level ones: {', '.join(sorted(set(names)))})"
             )
         for name, param in hits:
             param.requires_grad_(False)

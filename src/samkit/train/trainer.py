@@ -283,6 +283,9 @@ class Trainer:
                     target[idx],
                     iou_loss="l1" if sam2 else "mse",
                     object_score_logits=scores,
+                    # every chosen mask is non-empty at full resolution, even where it
+                    # vanishes in the low-res target
+                    object_present=torch.ones(len(members), dtype=torch.bool),
                 )
                 weight = len(members) / k
                 total = total + weight * out.total
@@ -404,7 +407,8 @@ class Trainer:
 
     # ------------------------------------------------------------ persistence
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write the model weights as a plain official-format state dict (atomic).
+        """Write the model weights in the official layout (atomic): a plain state dict
+        for SAM 1 / MobileSAM, ``{"model": state_dict}`` for SAM 2 (:func:`save_weights`).
 
         The keys are exactly ``model.state_dict()``'s, so
         ``samkit.load_model(name_or_config, checkpoint=path)`` loads it strictly.
