@@ -1,6 +1,7 @@
 """Measure samkit-demo on a held-out synthetic set (the numbers of its model card).
 
     python scripts/eval_demo.py [--checkpoint PATH] [--n 200] [--seed 1000] [--json out.json]
+        [--video-model]
 
 Training used generator seed 1 (scripts/train_demo.sh); the held-out set uses another
 seed, so no evaluation image was seen in training. Protocols (samkit.eval): single point
@@ -56,9 +57,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--video-model",
+        action="store_true",
+        help="evaluate a checkpoint of the demo video model's architecture "
+        "(DEMO_VIDEO_CONFIG, e.g. from scripts/pretrain_demo_video.py) on its image path",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    model = samkit.load_model("samkit-demo", checkpoint=args.checkpoint)
+    if args.video_model:
+        from samkit.configs.registry import DEMO_VIDEO_CONFIG
+
+        model = samkit.load_model(DEMO_VIDEO_CONFIG, checkpoint=args.checkpoint)
+    else:
+        model = samkit.load_model("samkit-demo", checkpoint=args.checkpoint)
     predictor = samkit.ImagePredictor(model)
     data = SyntheticDataset(args.n, seed=args.seed)
     t0 = time.perf_counter()

@@ -4,6 +4,8 @@
     python scripts/train_demo_video.py runs/samkit-demo-video --resume   # continue
     python scripts/train_demo_video.py RUN2 --init-checkpoint RUN/model_final.pt \
         --reinit-iou-head --iou-loss bce --seed 1     # a second phase from earlier weights
+    python scripts/train_demo_video.py RUN3 --init-checkpoint PRE/model_final.pt \
+        --positional-init 2.5   # after scripts/pretrain_demo_video.py (image pre-training)
 
 The architecture is ``samkit.configs.registry.DEMO_VIDEO_CONFIG``; the recipe is
 :class:`samkit.train.video.VideoTrainer` (synthetic 8-frame clips with an occluder at the
@@ -84,11 +86,11 @@ def main() -> None:
         type=float,
         default=0.0,
         metavar="SCALE",
-        help="start the memory cross-attentions as positional read-outs (0: off)",
+        help="start the memory cross-attentions as positional read-outs (0: off); with "
+        "--init-checkpoint only for weights whose memory was never trained (e.g. "
+        "scripts/pretrain_demo_video.py's image pre-training)",
     )
     args = ap.parse_args()
-    if args.positional_init and args.init_checkpoint is not None:
-        ap.error("--positional-init rewrites trained attention weights; not with --init-checkpoint")
     cfg = replace(DEMO_VIDEO_CONFIG, multimask_output_for_tracking=not args.single_output_tracking)
     torch.manual_seed(args.seed)
     if args.init_checkpoint is not None:
