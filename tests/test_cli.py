@@ -396,6 +396,18 @@ def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_atomic_write_refuses_a_symlink_loop(tmp_path: Path) -> None:
+    from samkit.errors import OutputError
+    from samkit.fileio import atomic_write_bytes
+
+    loop = tmp_path / "loop.json"
+    loop.symlink_to(tmp_path / "other.json")
+    (tmp_path / "other.json").symlink_to(loop)
+    with pytest.raises(OutputError, match="cannot write"):
+        atomic_write_bytes(loop, b"data")
+    assert loop.is_symlink()
+
+
 def test_segment_bad_dtype_is_a_usage_error(image: Path, tiny_checkpoint: Path) -> None:
     result = segment(image, tiny_checkpoint, "-p", "1,1", "-o", "m.png", "--dtype", "int8")
     assert_cli_error(result, "--dtype", "int8", "(see 'samkit segment -h')")
@@ -474,6 +486,9 @@ def test_eval_refuses_to_overwrite_inputs(
     result = evaluate(sa1b, tiny_checkpoint, "--protocol", "box", "--json", sa1b / "res.json")
     assert result.exit_code == 0, result.output
     assert json.loads((sa1b / "res.json").read_text())["results"]["box"]["count"] > 0
+    # an earlier report in the folder may be replaced by the next run
+    again = evaluate(sa1b, tiny_checkpoint, "--protocol", "box", "--json", sa1b / "res.json")
+    assert again.exit_code == 0, again.output
 
 
 @pytest.mark.parametrize("protocol", ["single-point", "box"])

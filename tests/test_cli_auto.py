@@ -441,6 +441,23 @@ def test_never_skips_or_replaces_a_json_samkit_did_not_write(
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
+def test_resume_recognises_its_json_for_a_symlinked_input(checkpoint: Path, tmp_path: Path) -> None:
+    """The JSON names the resolved image (a link's target): a rerun must still take it
+    as done, and --overwrite replace it (both were refused as "not a samkit output")."""
+    store = make_image(tmp_path / "store" / "SHA256E-s1--abc.png", 0)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "cat.png").symlink_to(store)
+    out = tmp_path / "out"
+    assert auto(checkpoint, inputs, "--out", out, "--format", "sa1b").exit_code == 0
+    again = auto(checkpoint, inputs, "--out", out, "--format", "sa1b")
+    assert again.exit_code == 0, again.output
+    assert "1 of 1 images already done" in again.stdout
+    redo = auto(checkpoint, inputs, "--out", out, "--format", "sa1b", "--overwrite")
+    assert redo.exit_code == 0, redo.output
+    assert "1 done" in redo.stdout
+
+
 def test_never_replaces_a_coco_file_samkit_did_not_write(
     checkpoint: Path, folder: Path, tmp_path: Path
 ) -> None:

@@ -526,6 +526,9 @@ def test_compat_bgr_swaps_only_colour_channels(pair) -> None:
     assert torch.equal(ours.get_image_embedding(), expected)
     ours.set_image(gray[..., None], image_format="BGR")
     assert torch.equal(ours.get_image_embedding(), expected)
+    # a PIL image is RGB already: "BGR" with one is refused, not silently taken as RGB
+    with pytest.raises(samkit.InvalidImage, match="numpy array"):
+        ours.set_image(Image.fromarray(rgb), image_format="BGR")
 
 
 @pytest.mark.parametrize(

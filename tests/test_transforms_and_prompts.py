@@ -263,6 +263,18 @@ def test_invalid_predict_torch_prompts(predictor, case: str) -> None:
     assert masks.shape == (2, 3, 100, 200) and iou.shape == (2, 3)
 
 
+def test_predict_torch_reads_any_box_layout_as_a_list(predictor) -> None:
+    """Boxes ``(4,)``, ``(N, 4)`` and ``(N, 1, 4)`` are lists of boxes (as the official
+    prompt encoder reads them); ``(2, 2, 4)`` is four boxes, not two."""
+    box = torch.tensor([10.0, 20.0, 60.0, 80.0])
+    reference = predictor.predict_torch(None, None, boxes=box[None], multimask_output=False)
+    for layout in (box, box[None, None]):
+        got = predictor.predict_torch(None, None, boxes=layout, multimask_output=False)
+        assert torch.equal(got[0], reference[0]) and torch.allclose(got[1], reference[1])
+    masks, _, _ = predictor.predict_torch(None, None, boxes=box.expand(2, 2, 4))
+    assert masks.shape[0] == 4
+
+
 # ---------------------------------------------------------------------- images
 def _bad_images(tmp_path) -> dict[str, object]:
     text = tmp_path / "notes.png"
@@ -375,20 +387,20 @@ def test_too_elongated_image_is_refused(model) -> None:
 
 def test_high_bit_depth_pil_images_follow_numpy_rules(tmp_path) -> None:
     """PIL's own RGB conversion clips 16-bit, 32-bit and float images to 0-255 (a 16-bit
-    PNG became nearly white, a float image in [0, 1] black); they follow the numpy rules
-    of their dtype instead."""
+    PNG became nearly white, a float image in [0, 1] black). 16-bit images are scaled to
+    8 bits (v / 257); 32-bit and float ones follow the numpy rules of their dtype."""
     values = (np.arange(48).reshape(6, 8) * 1000).astype(np.uint16)
+    values[0, 0] = 65535
     png = tmp_path / "deep.png"
     Image.fromarray(values).save(png)
     with Image.open(png) as opened:
         assert opened.mode == "I;16"
-    for image in (
-        Image.fromarray(values),
-        png,
-        Image.fromarray(values.astype(np.int32)),
-    ):
-        with pytest.raises(InvalidImage, match="mode I"):
-            to_rgb_uint8(image)
+    scaled = np.rint(values / 257.0).astype(np.uint8)
+    assert scaled[0, 0] == 255 and scaled[0, 1] == 4  # 1000 / 257 = 3.9
+    for image in (Image.fromarray(values), png):
+        assert np.array_equal(to_rgb_uint8(image), np.stack([scaled] * 3, -1))
+    with pytest.raises(InvalidImage, match="mode I.*convert the file to 8 bits"):
+        to_rgb_uint8(Image.fromarray(values.astype(np.int32)))
     x = np.random.default_rng(2).random((6, 8)).astype(np.float32)
     expected = to_rgb_uint8(x)
     assert expected.std() > 0

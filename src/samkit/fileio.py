@@ -27,7 +27,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """
     path = Path(path)
     if path.is_symlink():
-        path = path.resolve()
+        try:
+            path = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # a loop, or a link to nothing
+            if not isinstance(exc, FileNotFoundError):
+                raise OutputError(f"cannot write {path}: {exc}") from None
+            path = path.resolve()
     if path.exists() and not path.is_file():
         raise OutputError(f"cannot write {path}: it is not a regular file")
     parent = path.parent if str(path.parent) else Path(".")

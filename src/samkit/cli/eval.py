@@ -4,6 +4,7 @@ COCO mask AP from detector boxes (coco-ap)."""
 from __future__ import annotations
 
 import enum
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -139,7 +140,7 @@ def eval_command(
             "--detections": detections,
         }
         check_outputs(inputs, {"--json": json_path})
-        if json_path.exists() and _inside(json_path, data):
+        if json_path.exists() and _inside(json_path, data) and not _is_report(json_path):
             raise OutputError(
                 f"--json {json_path} is a file in the dataset folder {data}; "
                 "refusing to overwrite it (write the results elsewhere)"
@@ -199,6 +200,16 @@ def eval_command(
             meta["score_mode"] = score_mode.value
         write_json(json_path, results, meta)
         typer.echo(f"wrote {json_path}")
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` holds an earlier ``samkit eval --json`` report (a JSON object with
+    a ``results`` object), which a new run may replace."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("results"), dict)
 
 
 def _inside(path: Path, folder: Path) -> bool:

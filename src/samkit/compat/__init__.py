@@ -166,13 +166,14 @@ class SamPredictor:
         """
         if image_format not in ("RGB", "BGR"):
             raise InvalidImage(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        if (
-            image_format != self.model.image_format
-            and isinstance(image, np.ndarray)
-            and image.ndim == 3
-            and image.shape[2] in (3, 4)
-        ):
-            image = image[..., [2, 1, 0, *range(3, image.shape[2])]]
+        if image_format != self.model.image_format:
+            if not isinstance(image, np.ndarray):
+                raise InvalidImage(
+                    f"image_format={image_format!r} needs a numpy array (a PIL image or a "
+                    "path is RGB already: pass image_format='RGB')"
+                )
+            if image.ndim == 3 and image.shape[2] in (3, 4):
+                image = image[..., [2, 1, 0, *range(3, image.shape[2])]]
         self._predictor.set_image(image)
 
     @torch.no_grad()

@@ -179,7 +179,8 @@ def input_frame_prompts(
             raise InvalidPrompt(f"boxes must be (N, 4), got {tuple(boxes_t.shape)}")
         if not torch.isfinite(boxes_t).all():
             raise InvalidPrompt("boxes contains NaN or infinite values")
-        n_sets.add(boxes_t.numel() // 4)
+        boxes_t = boxes_t.reshape(-1, 4)
+        n_sets.add(boxes_t.shape[0])
     mask_t = None
     if mask_input is not None:
         mask_t = torch.as_tensor(mask_input).to(device).float()

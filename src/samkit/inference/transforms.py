@@ -39,15 +39,21 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
 def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     """A PIL image as ``(H, W, 3)`` uint8 RGB.
 
-    32-bit integer (``I``), 16-bit (``I;16*``) and float (``F``) images follow the rules
-    of numpy arrays of their dtype (floats in [0, 1]; other dtypes are refused): PIL's
-    own conversion to RGB would clip their values to 0-255.
+    16-bit images (``I;16*``, e.g. 16-bit PNGs) are scaled to 8 bits (``v / 257``, so
+    65535 -> 255); 32-bit integer (``I``) and float (``F``) images follow the rules of
+    numpy arrays of their dtype (floats in [0, 1]; other dtypes are refused). PIL's own
+    conversion to RGB would clip all of them to 0-255.
     """
-    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+    if im.mode.startswith("I;16"):
+        gray = np.rint(np.asarray(im, dtype=np.float32) / 257.0).astype(np.uint8)
+        return to_rgb_uint8(gray)
+    if im.mode in ("I", "F"):
         try:
             return to_rgb_uint8(np.asarray(im))
         except InvalidImage as exc:
-            raise InvalidImage(f"PIL image of mode {im.mode}: {exc}") from None
+            raise InvalidImage(
+                f"PIL image of mode {im.mode}: {exc}; convert the file to 8 bits per channel"
+            ) from None
     return np.asarray(im.convert("RGB"))
 
 
