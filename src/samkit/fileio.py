@@ -17,6 +17,13 @@ def current_umask() -> int:
     return mask
 
 
+def chmod_as_created(path: str | os.PathLike[str]) -> None:
+    """Give a file from ``tempfile.mkstemp`` (0600) or a folder from ``mkdtemp`` (0700)
+    the mode a plain ``open`` / ``mkdir`` would have given it under the umask."""
+    full = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, full & ~current_umask())
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(f)`` on a temporary file and move it to ``path`` only on success.
 
@@ -43,7 +50,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; honour the umask
+        chmod_as_created(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -23,7 +23,7 @@ from torch import nn
 
 from samkit.configs.base import WeightSpec
 from samkit.errors import CheckpointError, DownloadError
-from samkit.fileio import current_umask
+from samkit.fileio import chmod_as_created
 
 _CHUNK = 1 << 20
 _SHOW = 5
@@ -104,7 +104,7 @@ def download(spec: WeightSpec, dest: Path | None = None, progress: bool = True) 
             raise DownloadError(
                 f"sha256 of {spec.url} is {digest.hexdigest()}, expected {spec.sha256}; {hint}"
             )
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; honour the umask
+        chmod_as_created(tmp)
         os.replace(tmp, dest)
     except (OSError, http.client.HTTPException) as exc:
         reason = str(exc) or type(exc).__name__

@@ -15,7 +15,7 @@ import numpy as np
 from samkit.cli.auto_plan import METADATA_FILE, OutputFormat, _Job
 from samkit.cli.output import mask_png, png_bytes
 from samkit.errors import OutputError
-from samkit.fileio import atomic_write_bytes, current_umask
+from samkit.fileio import atomic_write_bytes, chmod_as_created
 from samkit.viz import MaskOverlay, mask_colour
 
 __all__ = ["METADATA_HEADER", "metadata_csv"]
@@ -49,7 +49,7 @@ def metadata_csv(records: Sequence[Mapping[str, Any]]) -> str:
 # ----------------------------------------------------------------------------- writing
 def _replace_folder(tmp: Path, target: Path) -> None:
     """Move the finished folder ``tmp`` to ``target``, replacing an existing one."""
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700
+    chmod_as_created(tmp)
     aside: Path | None = None
     try:
         if target.exists():

@@ -50,7 +50,7 @@ from samkit.cli.track_outputs import (
 from samkit.cli.track_prompts import ObjectPrompt, parse_prompts
 from samkit.configs.base import Sam2Config
 from samkit.errors import FrameOutOfRange, InvalidPrompt, InvalidVideo, OutputError
-from samkit.fileio import current_umask
+from samkit.fileio import chmod_as_created
 
 if TYPE_CHECKING:
     from samkit.video.io import VideoFileReader
@@ -369,7 +369,7 @@ def _track(
 
     parent = out.parent if str(out.parent) else Path(".")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700; honour the umask
+    chmod_as_created(tmp)
     count = 0
     began = time.perf_counter()
     try:

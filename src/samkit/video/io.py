@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from samkit.errors import FrameOutOfRange, InvalidVideo, OutputError
-from samkit.fileio import current_umask
+from samkit.fileio import chmod_as_created
 
 __all__ = ["VIDEO_SUFFIXES", "VideoFileReader", "VideoFileWriter", "require_av"]
 
@@ -268,8 +268,7 @@ class VideoFileWriter:
                 self._container.mux(packet)
             self._container.close()
             self._container = None
-            # mkstemp made it 0600: give the final file the mode the umask allows
-            os.chmod(self._tmp, 0o666 & ~current_umask())
+            chmod_as_created(self._tmp)
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()
