@@ -43,6 +43,20 @@ from samkit.modeling.mask_decoder import PreparedImage
 from samkit.types import BatchMaskPrediction, ImageEmbedding, MaskPrediction
 
 
+def preprocess_image(
+    model: SamModel, image: ImageLike
+) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    """Image -> normalised ``(1, 3, S, S)`` model input, original and input sizes.
+
+    The resize is the model family's (SAM 1: longest side to S, padded; SAM 2: a square
+    resize). Training (:mod:`samkit.train`) prepares its images with this too.
+    """
+    rgb = to_rgb_uint8(image)
+    original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    x, input_size = model.prepare_image(rgb)
+    return x, original_size, input_size
+
+
 class ImagePredictor:
     """Prompted segmentation of single images with a SAM-family model."""
 
@@ -70,15 +84,8 @@ class ImagePredictor:
         return self._embedding
 
     def preprocess(self, image: ImageLike) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
-        """Image -> normalised ``(1, 3, S, S)`` model input, original and input sizes.
-
-        The resize is the model family's (SAM 1: longest side to S, padded; SAM 2: a
-        square resize).
-        """
-        rgb = to_rgb_uint8(image)
-        original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
-        x, input_size = self.model.prepare_image(rgb)
-        return x, original_size, input_size
+        """:func:`preprocess_image` with this predictor's model."""
+        return preprocess_image(self.model, image)
 
     @torch.no_grad()
     def encode(self, image: ImageLike) -> ImageEmbedding:

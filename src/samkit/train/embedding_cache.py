@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from samkit.fileio import atomic_write_bytes
-from samkit.inference.transforms import to_rgb_uint8
+from samkit.inference.predictor import preprocess_image
 from samkit.modeling import SamModel
 
 __all__ = ["EmbeddingCache", "encoder_fingerprint", "preprocess_image"]
@@ -52,21 +52,6 @@ def encoder_fingerprint(model: SamModel) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
-
-
-def preprocess_image(
-    model: SamModel, image: np.ndarray
-) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
-    """``(H, W, 3)`` image -> normalised ``(1, 3, S, S)`` model input, original and input
-    sizes (the model's own preprocessing: SAM 1 resizes the longest side and pads, SAM 2
-    resizes to the square).
-
-    Identical to :meth:`samkit.inference.predictor.ImagePredictor.preprocess`.
-    """
-    rgb = to_rgb_uint8(image)
-    original_size = (int(rgb.shape[0]), int(rgb.shape[1]))
-    x, input_size = model.prepare_image(rgb)
-    return x, original_size, input_size
 
 
 class EmbeddingCache:
