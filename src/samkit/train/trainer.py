@@ -119,9 +119,7 @@ class Trainer:
         if config.freeze_image_encoder:
             # everything the embedding depends on (SAM 2: also the decoder's conv_s0 /
             # conv_s1 and no_mem_embed), so that cached embeddings stay valid
-            for name, param in self.model.named_parameters():
-                if name.startswith(self.model.EMBEDDING_PREFIXES):
-                    param.requires_grad_(False)
+            freeze_by_prefix(self.model, self.model.EMBEDDING_PREFIXES)
         freeze_by_prefix(self.model, config.freeze)
         self.param_groups = build_param_groups(self.model, config)
         if not self.param_groups:
