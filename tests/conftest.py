@@ -37,6 +37,17 @@ def cli_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network: every ``urllib.request.urlopen`` fails as an unreachable host does."""
+    import urllib.error
+
+    def unreachable(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("urllib.request.urlopen", unreachable)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module of tiny-tensor tests (thread-pool stalls cost more

@@ -15,7 +15,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -568,11 +567,8 @@ def test_models_shows_cached_state(tiny_checkpoint: Path, tmp_path: Path) -> Non
     assert " yes " in row()
 
 
-def test_download_network_error(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def unreachable(url, *args, **kwargs):
-        raise urllib.error.URLError("no route to host")
-
-    monkeypatch.setattr("urllib.request.urlopen", unreachable)
+@pytest.mark.usefixtures("offline")
+def test_download_network_error(tiny_checkpoint: Path) -> None:
     result = run("download", "sam-vit-b", "--no-progress")
     assert_cli_error(result, "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth")
     result = run("download", TINY)
@@ -638,13 +634,10 @@ def test_cache_that_is_a_file(
     assert cache.read_text() == "mine"
 
 
+@pytest.mark.usefixtures("offline")
 def test_segment_failed_download_writes_nothing(
-    image: Path, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    image: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr("urllib.request.urlopen", offline)
     result = run("segment", image, "-m", TINY, "-p", "3,4", "-o", "m.png", "--json", "m.json")
     assert_cli_error(result, "could not download", TINY_URL)
     assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == [image.name]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -570,15 +569,11 @@ def test_out_of_memory_is_one_line(
     assert "0 done, 0 skipped, 2 failed of 2 images" in result.stdout
 
 
+@pytest.mark.usefixtures("offline")
 def test_failed_model_download_leaves_no_out_folder(
-    checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    checkpoint: Path, folder: Path, tmp_path: Path
 ) -> None:
     """--out used to be created before the model loaded: a failed download left it empty."""
-
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr("urllib.request.urlopen", offline)
     out = tmp_path / "new" / "masks"
     result = runner.invoke(app, ["auto", str(folder), "-o", str(out), "-m", TINY, "--no-progress"])
     assert_cli_error(result, "could not download", TINY)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import urllib.error
 from pathlib import Path
 
 import helpers_sam2 as H2
@@ -321,11 +320,8 @@ def test_existing_out_that_is_not_writable(frames, checkpoint, tmp_path, monkeyp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".masks.")]
 
 
-def test_failed_model_download_leaves_no_out_folder(frames, checkpoint, tmp_path, monkeypatch):
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr("urllib.request.urlopen", offline)
+@pytest.mark.usefixtures("offline")
+def test_failed_model_download_leaves_no_out_folder(frames, checkpoint, tmp_path):
     result = run("track", frames, "-m", NAME, "--point", "0:18,20", "--out", tmp_path / "o")
     assert_cli_error(result, "could not download", NAME)
     assert not [p for p in tmp_path.iterdir() if p.name != "cache"]  # no o/, no .o.*.tmp/
