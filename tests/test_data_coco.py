@@ -66,3 +66,34 @@ def test_coco_instances(tmp_path: Path) -> None:
     # the axis-aligned rectangle polygon covers roughly its 10 x 5 interior
     assert 40 <= ref_poly.sum() <= 66 and ref_poly[6, 8] and not ref_poly[2, 2]
     np.testing.assert_array_equal(sample.masks[1], rle_mask)
+
+
+def test_coco_images_with_exif_orientation(tmp_path: Path) -> None:
+    """``images[].height/width`` choose the frame of an EXIF-rotated image: the oriented
+    one (how samkit auto exports) or the stored pixels (annotations drawn on them)."""
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :10] = 250
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
+    im.save(tmp_path / "rot.jpg", exif=exif.tobytes(), quality=100)
+    docs = {}
+    for name, (h, w) in {"oriented": (40, 20), "stored": (20, 40)}.items():
+        mask = np.zeros((h, w), np.uint8)
+        if name == "oriented":
+            mask[:10] = 1
+        else:
+            mask[:, :10] = 1
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        rle["counts"] = rle["counts"].decode()
+        docs[name] = mask.astype(bool)
+        doc = {
+            "images": [{"id": 1, "file_name": "rot.jpg", "height": h, "width": w}],
+            "annotations": [{"id": 1, "image_id": 1, "iscrowd": 0, "segmentation": rle}],
+        }
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+        sample = CocoInstancesDataset(tmp_path, tmp_path / f"{name}.json")[0]
+        assert sample.image.shape == (h, w, 3)
+        np.testing.assert_array_equal(sample.masks[0], docs[name])
+        # the bright band lies under the mask in both frames
+        assert sample.image[docs[name]].mean() > 200 and sample.image[~docs[name]].mean() < 50

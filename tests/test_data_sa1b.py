@@ -11,6 +11,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from samkit.data import SA1BDataset, read_sa1b, write_sa1b
+from samkit.data.sa1b import encode_masks, load_rgb
 
 
 def _write_image(path: Path, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -107,3 +108,62 @@ def test_dataset_discovers_sorted_pairs(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds[0].masks, masks)
     with pytest.raises(IndexError):
         ds[3]
+
+
+def _exif_rotated_jpeg(path: Path) -> np.ndarray:
+    """A 20x40 JPEG stored as is with EXIF orientation 6 (shown rotated 90 degrees
+    clockwise, 40x20); returns the stored pixels as PIL decodes them."""
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :10] = 250  # a bright band on the stored image's left
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(path, exif=exif.tobytes(), quality=100)
+    with Image.open(path) as again:
+        return np.asarray(again.convert("RGB"))
+
+
+def test_exif_oriented_images_read_as_samkit_auto_sees_them(tmp_path: Path) -> None:
+    """Masks made on the oriented image (samkit segment/auto read images with their EXIF
+    orientation applied) are written and read back on that image; annotations drawn on
+    the stored pixels still find the stored pixels."""
+    stored = _exif_rotated_jpeg(tmp_path / "rot.jpg")
+    oriented = np.rot90(stored, k=-1)  # orientation 6: rotate 90 degrees clockwise
+    masks = np.zeros((1, 40, 20), bool)
+    masks[0, :10] = True  # the band is at the top once rotated
+    write_sa1b(tmp_path / "rot.jpg", masks, tmp_path / "rot.json")
+    doc = json.loads((tmp_path / "rot.json").read_text())
+    assert (doc["image"]["height"], doc["image"]["width"]) == (40, 20)
+    sample = read_sa1b(tmp_path / "rot.json")
+    np.testing.assert_array_equal(sample.image, oriented)
+    assert sample.image[:10].mean() > 200 and sample.image[12:].mean() < 50
+    np.testing.assert_array_equal(sample.masks, masks)
+    assert load_rgb(tmp_path / "rot.jpg").shape == (40, 20, 3)
+    assert load_rgb(tmp_path / "rot.jpg", (40, 20)).shape == (40, 20, 3)
+    np.testing.assert_array_equal(load_rgb(tmp_path / "rot.jpg", (20, 40)), stored)
+    # size in neither frame: the oriented image (the reader then reports the mismatch)
+    assert load_rgb(tmp_path / "rot.jpg", (7, 7)).shape == (40, 20, 3)
+
+    stored_masks = np.zeros((1, 20, 40), bool)
+    stored_masks[0, :, :10] = True
+    doc["image"].update(height=20, width=40)
+    doc["annotations"][0]["segmentation"] = encode_masks(stored_masks)[0]
+    (tmp_path / "raw.json").write_text(json.dumps(doc))
+    raw = read_sa1b(tmp_path / "raw.json")
+    np.testing.assert_array_equal(raw.image, stored)
+    np.testing.assert_array_equal(raw.masks, stored_masks)
+
+
+def test_16_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
+    """A 16-bit PNG reads as samkit segment/auto read it (v / 257), not clipped to
+    white by PIL's conversion."""
+    values = np.array([[0, 257, 25700], [32896, 51400, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as im:
+        assert im.mode.startswith("I;16")
+    expected = np.repeat(np.array([[0, 1, 100], [128, 200, 255]], np.uint8)[..., None], 3, 2)
+    np.testing.assert_array_equal(load_rgb(tmp_path / "deep.png"), expected)
+    masks = np.zeros((1, 2, 3), bool)
+    masks[0, 0] = True
+    write_sa1b(tmp_path / "deep.png", masks, tmp_path / "deep.json")
+    np.testing.assert_array_equal(read_sa1b(tmp_path / "deep.json").image, expected)

@@ -218,3 +218,21 @@ def test_session_on_an_open_reader(model, clip):
     for f, ref in from_path.items():
         for obj in (1, 2):
             assert np.array_equal(from_reader[f].masks[obj], ref.masks[obj])
+
+
+def test_16_bit_frames_are_scaled_not_clipped(tmp_path):
+    """16-bit PNG frames of a folder read as 8 bits (v / 257), not clipped to white."""
+    frame = np.array([[0, 257, 25700], [32896, 51400, 65535]], np.uint16)
+    for i in range(2):
+        Image.fromarray(frame).save(tmp_path / f"{i:05d}.png")
+    expected = np.repeat(np.array([[0, 1, 100], [128, 200, 255]], np.uint8)[..., None], 3, 2)
+    source = FrameSource(tmp_path, keep=2, num_frames=None)
+    try:
+        np.testing.assert_array_equal(source.rgb(1), expected)
+    finally:
+        source.close()
+    from samkit.video import load_frame
+
+    tensor, size = load_frame(tmp_path / "00000.png", 4, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    assert size == (2, 3)
+    assert 0.3 < float(tensor.mean()) < 0.6  # clipped frames would be almost all 1.0

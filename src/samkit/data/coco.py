@@ -84,7 +84,8 @@ class CocoInstancesDataset:
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         image_id = self.image_ids[index]
         info = self._images[image_id]
-        image = load_rgb(self.images_dir / info["file_name"])
+        size = (info["height"], info["width"]) if "height" in info and "width" in info else None
+        image = load_rgb(self.images_dir / info["file_name"], size)
         height, width = image.shape[:2]
         if (info.get("height", height), info.get("width", width)) != (height, width):
             raise ValueError(

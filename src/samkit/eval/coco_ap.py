@@ -407,7 +407,7 @@ def coco_mask_ap(
     results: list[dict[str, Any]] = []
     for image_id in image_ids:
         info = infos[image_id]
-        image = load_rgb(folder / info["file_name"])
+        image = load_rgb(folder / info["file_name"], (int(info["height"]), int(info["width"])))
         shape = (int(image.shape[0]), int(image.shape[1]))
         if shape != (int(info["height"]), int(info["width"])):
             raise ValueError(

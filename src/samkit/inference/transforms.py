@@ -31,12 +31,12 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with Image.open(p) as im:
             im = ImageOps.exif_transpose(im)
-            return _pil_to_rgb(im)
+            return pil_to_rgb(im)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"cannot read image {p}: {exc}") from None
 
 
-def _pil_to_rgb(im: Image.Image) -> np.ndarray:
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
     """A PIL image as ``(H, W, 3)`` uint8 RGB.
 
     16-bit images (``I;16*``, e.g. 16-bit PNGs) are scaled to 8 bits (``v / 257``, so
@@ -67,7 +67,7 @@ def to_rgb_uint8(image: ImageLike) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if isinstance(image, Image.Image):
-        return _pil_to_rgb(image)
+        return pil_to_rgb(image)
     if isinstance(image, torch.Tensor):
         raise InvalidImage("pass images as numpy arrays (H, W, C), PIL images or paths")
     if not isinstance(image, np.ndarray):

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from samkit.errors import InvalidVideo
+from samkit.inference.transforms import pil_to_rgb
 from samkit.masks import small_components
 from samkit.modeling.sam2 import Sam2
 from samkit.video.state import Points
@@ -48,10 +49,14 @@ def prepare_frame(
 def load_frame(
     path: str | os.PathLike, image_size: int, mean: Sequence[float], std: Sequence[float]
 ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Read an image file -> (normalised ``(3, S, S)`` tensor, original ``(H, W)``)."""
+    """Read an image file -> (normalised ``(3, S, S)`` tensor, original ``(H, W)``).
+
+    The stored pixels are used as the official loader uses them (no EXIF orientation);
+    16-bit frames are scaled to 8 bits (``v / 257``) where PIL's conversion would clip
+    them (:func:`samkit.inference.transforms.pil_to_rgb`)."""
     with Image.open(path) as img:
-        rgb = img.convert("RGB")
-    return prepare_frame(rgb, image_size, mean, std), (rgb.height, rgb.width)
+        rgb = pil_to_rgb(img)
+    return prepare_frame(rgb, image_size, mean, std), (rgb.shape[0], rgb.shape[1])
 
 
 def _frame_sort_key(path: Path) -> tuple:

@@ -119,11 +119,14 @@ class FrameSource:
         if self.paths is not None:
             from PIL import Image
 
+            from samkit.inference.transforms import pil_to_rgb
+
             try:
                 with Image.open(self.paths[index]) as img:
-                    arr = np.asarray(img.convert("RGB"))
-            except (OSError, Image.DecompressionBombError) as exc:
-                # DecompressionBombError (over Pillow's pixel limit) is no OSError
+                    arr = pil_to_rgb(img)  # stored pixels, as the official loader
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                # DecompressionBombError (over Pillow's pixel limit) is no OSError;
+                # ValueError: a mode pil_to_rgb refuses (InvalidImage)
                 raise InvalidVideo(f"cannot read {self.paths[index]}: {exc}") from exc
             self._check_size(arr.shape[:2], index)
             return arr
