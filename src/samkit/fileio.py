@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from samkit.errors import OutputError
 
@@ -60,4 +61,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
     atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_json(path: Path, doc: Any) -> None:
+    """Serialise ``doc`` as compact UTF-8 JSON and write it atomically."""
+    atomic_write_bytes(path, json.dumps(doc).encode("utf-8"))

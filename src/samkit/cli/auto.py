@@ -4,7 +4,7 @@ INPUT is an image file, a folder (its images, not recursive) or a quoted glob pa
 For each image the command writes, into ``--out DIR``:
 
 * ``--format sa1b`` (default): ``DIR/<stem>.json`` in the SA-1B layout
-  (:func:`samkit.data.sa1b.write_amg_json`);
+  (:func:`samkit.data.amg_json.write_amg_json`);
 * ``--format coco``: the same per-image JSONs plus ``DIR/coco_annotations.json``, one COCO
   instances file exported from all of them at the end of the run;
 * ``--format png``: ``DIR/<stem>/<i>.png`` (one 0/255 mask per record, in record order) and
@@ -384,7 +384,7 @@ def auto_command(
     seconds = time.perf_counter() - start
 
     if coco is not None and (done or overwrite or not coco.is_file()):
-        from samkit.data.sa1b import export_coco
+        from samkit.data.amg_json import export_coco
 
         finished = [job.target for job in jobs if job.target.is_file()]
         try:

@@ -69,7 +69,7 @@ def _write_outputs(
     job: _Job, fmt: OutputFormat, out: Path, rgb: np.ndarray, records: Sequence[dict[str, Any]]
 ) -> None:
     """Overlay and PNG masks first, the main output last (it marks the image done)."""
-    from samkit.data.sa1b import write_amg_json
+    from samkit.data.amg_json import write_amg_json
     from samkit.masks import rle_decode
 
     canvas = MaskOverlay(rgb) if job.overlay is not None else None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from samkit.cli.common import CliError
-from samkit.data.sa1b import COCO_DESCRIPTION
+from samkit.data.amg_json import AMG_IMAGE_KEYS, COCO_DESCRIPTION
 
 __all__ = [
     "COCO_FILE",
@@ -206,11 +206,8 @@ def _check_plan(jobs: Sequence[_Job], coco: Path | None, out: Path, overwrite: b
         )
 
 
-#: How a COCO file of :func:`samkit.data.sa1b.export_coco` begins.
+#: How a COCO file of :func:`samkit.data.amg_json.export_coco` begins.
 _COCO_HEAD = json.dumps({"info": {"description": COCO_DESCRIPTION}})[:-1]
-#: ``image`` keys of :func:`samkit.data.sa1b.write_amg_json`, in its order (``write_sa1b``,
-#: which writes the JSONs of a dataset, e.g. ``samkit synth``, orders them differently).
-_AMG_IMAGE_KEYS = ["image_id", "file_name", "width", "height"]
 
 
 def _head(path: Path) -> str:
@@ -225,7 +222,7 @@ def _head(path: Path) -> str:
 
 def _is_amg_json(job: _Job) -> bool:
     """Whether ``job.target`` begins as the JSON that ``samkit auto`` writes for
-    ``job.image`` (compact, ``image`` first: keys in :data:`_AMG_IMAGE_KEYS` order,
+    ``job.image`` (compact, ``image`` first: keys in :data:`~samkit.data.amg_json.AMG_IMAGE_KEYS` order,
     ``image_id`` the stem, ``file_name`` ending in the image's name), so that it may be
     skipped as done or replaced. Only the head is read: the masks can be large."""
     head, start = _head(job.target), len('{"image": ')
@@ -237,7 +234,7 @@ def _is_amg_json(job: _Job) -> bool:
         return False
     return (
         head.startswith(', "annotations": [', end)
-        and list(info) == _AMG_IMAGE_KEYS
+        and tuple(info) == AMG_IMAGE_KEYS
         and info["image_id"] == job.image.stem
         and isinstance(info["file_name"], str)
         # the file name is written from the resolved path (a symlinked input's target)

@@ -20,7 +20,6 @@ Frames are ``(H, W, 3)`` uint8 RGB; masks are bool in the same pixel frame.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -271,7 +270,7 @@ def write_synthetic_clips(
         The JSON paths, in index order.
     """
     from samkit.eval.metrics import click_point_farthest_from_boundary
-    from samkit.fileio import atomic_write, atomic_write_bytes
+    from samkit.fileio import atomic_write, atomic_write_json
     from samkit.masks import masks_to_coco_rle
 
     out = Path(out_dir)
@@ -307,6 +306,6 @@ def write_synthetic_clips(
             "objects": objects,
         }
         path = out / f"{name}.json"
-        atomic_write_bytes(path, json.dumps(record).encode("utf-8"))
+        atomic_write_json(path, record)
         paths.append(path)
     return paths
