@@ -283,7 +283,7 @@ def test_point_grids_equal_official(amg) -> None:
         np.testing.assert_array_equal(ours, ref)
     np.testing.assert_array_equal(M.build_point_grid(2), [[0.25, 0.25], [0.75, 0.25],
                                                          [0.25, 0.75], [0.75, 0.75]])  # fmt: skip
-    for args in [(32, 0, 1), (32, 2, 2), (16, 1, 2), (7, 2, 2), (32, 3, 3)]:
+    for args in [(32, 0, 1), (32, 2, 2), (16, 1, 2), (7, 2, 2), (32, 3, 3), (32, 5, 2), (4, 3, 1)]:
         ours = M.build_all_layer_point_grids(*args)
         ref = amg.build_all_layer_point_grids(*args)
         assert len(ours) == len(ref) == args[1] + 1
@@ -291,6 +291,11 @@ def test_point_grids_equal_official(amg) -> None:
             np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError):
         M.build_point_grid(0)
+    # a layer without points is named (the official code fails with ZeroDivisionError),
+    # at once even for an absurd number of layers
+    with pytest.raises(ValueError, match=r"crop layer 2 would get no points \(7 / 3\^2 < 1\)"):
+        M.build_all_layer_point_grids(7, 10**9, 3)
+    assert M.layer_points_per_side(7, 2, 2) == [7, 3, 1]
 
 
 def test_generate_crop_boxes_equals_official(amg) -> None:

@@ -61,6 +61,7 @@ from samkit.cli.segment import (
 )
 from samkit.errors import InvalidImage
 from samkit.inference.transforms import load_image
+from samkit.masks.crops import layer_points_per_side
 
 __all__ = [
     "COCO_FILE",
@@ -107,18 +108,15 @@ def _check_options(values: Mapping[str, float | int | None]) -> None:
 
 
 def _check_crop_points(points_per_side: int, crop_layers: int, downscale: int) -> None:
-    """Every crop layer needs at least one point per side: layer ``i`` gets
-    ``int(points_per_side / downscale**i)`` (no power is computed past the first empty
-    layer, so a huge ``--crop-layers`` costs nothing here)."""
-    layer, scale = 1, downscale
-    while downscale > 1 and layer <= crop_layers:
-        if scale > points_per_side:
-            raise CliError(
-                f"--crop-layers {crop_layers} with --crop-points-downscale {downscale}: crop "
-                f"layer {layer} would get no points ({points_per_side} / {downscale}^{layer} "
-                "< 1); use fewer crop layers or more --points-per-side"
-            )
-        layer, scale = layer + 1, scale * downscale
+    """Every crop layer needs at least one point per side (the generator's rule,
+    :func:`samkit.masks.crops.layer_points_per_side`), checked before the model loads."""
+    try:
+        layer_points_per_side(points_per_side, crop_layers, downscale)
+    except ValueError as exc:
+        raise CliError(
+            f"--crop-layers {crop_layers} with --crop-points-downscale {downscale}: {exc}; "
+            "use fewer crop layers or more --points-per-side"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- progress

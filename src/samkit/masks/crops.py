@@ -20,13 +20,39 @@ def build_point_grid(n_per_side: int) -> np.ndarray:
     return np.stack([xs, ys], axis=-1).reshape(-1, 2)
 
 
+def layer_points_per_side(n_per_side: int, n_layers: int, scale_per_layer: int) -> list[int]:
+    """Points per side of crop layers ``0..n_layers``: ``int(n_per_side /
+    scale_per_layer**i)`` for layer ``i``.
+
+    Raises ``ValueError`` naming the first layer that would get no points (checked
+    before any grid is built; no power is computed past that layer, so a huge
+    ``n_layers`` fails at once).
+    """
+    if n_per_side < 1 or scale_per_layer < 1:
+        raise ValueError("points per side and the per-layer scale must be >= 1")
+    counts, scale = [], 1
+    for layer in range(n_layers + 1):
+        if scale > n_per_side:
+            raise ValueError(
+                f"crop layer {layer} would get no points ({n_per_side} / "
+                f"{scale_per_layer}^{layer} < 1)"
+            )
+        counts.append(int(n_per_side / scale))
+        if scale_per_layer == 1:  # every layer the same
+            return counts + [n_per_side] * (n_layers - layer)
+        scale *= scale_per_layer
+    return counts
+
+
 def build_all_layer_point_grids(
     n_per_side: int, n_layers: int, scale_per_layer: int
 ) -> list[np.ndarray]:
     """Point grids for crop layers ``0..n_layers``: layer ``i`` has
-    ``int(n_per_side / scale_per_layer**i)`` points per side (see :func:`build_point_grid`).
+    ``int(n_per_side / scale_per_layer**i)`` points per side (see :func:`build_point_grid`);
+    ``ValueError`` when a layer would have none (:func:`layer_points_per_side`).
     """
-    return [build_point_grid(int(n_per_side / (scale_per_layer**i))) for i in range(n_layers + 1)]
+    counts = layer_points_per_side(n_per_side, n_layers, scale_per_layer)
+    return [build_point_grid(n) for n in counts]
 
 
 def generate_crop_boxes(
