@@ -11,6 +11,14 @@ SAM 2 flags: ``use_high_res_features`` adds the stride-8 / stride-4 backbone fea
 with ``pred_obj_scores_mlp``), ``iou_prediction_use_sigmoid`` squashes the IoU head, and
 ``dynamic_multimask_via_stability`` replaces an unstable single-mask output by the best
 multimask output (eval only).
+
+This module holds the decoder's modules, its heads (hypernetwork MLPs, upscaling, IoU and
+object-score heads), the chunking of prompt sets and the output selection (multimask,
+dynamic single mask, :meth:`MaskDecoder.forward_selected`). The transformer stage (the
+token layout, the pass through the two-way transformer, and the prompt-independent
+:meth:`MaskDecoder.prepare` / :meth:`MaskDecoder.prepared_for`) is inherited from
+:class:`~samkit.modeling.decoder_transformer.DecoderTransformerMixin`; the small
+dataclasses and tensor helpers are in :mod:`samkit.modeling.decoder_utils`.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ import torch
 from torch import nn
 
 from samkit.layers.common import MLP, ConvTranspose2x2, LayerNorm2d
-from samkit.layers.two_way import FirstBlockKeys, TwoWayTransformer
+from samkit.layers.two_way import TwoWayTransformer
+from samkit.modeling.decoder_transformer import DecoderTransformerMixin
 
 # PreparedImage and DecoderOutput live in decoder_utils; also importable from here
 # (``from samkit.modeling.mask_decoder import PreparedImage`` keeps working).
@@ -31,7 +40,6 @@ from samkit.modeling.decoder_utils import (
     _blocked_high_res,
     _rows,
     _rows_pair,
-    _version_key,
 )
 
 # At inference, prompt sets are decoded in chunks of at most this many image tokens x
@@ -56,7 +64,7 @@ def _chunks(b: int, tokens: int) -> list[slice]:
     return [slice(i, min(i + size, b)) for i in range(0, b, size)]
 
 
-class MaskDecoder(nn.Module):
+class MaskDecoder(DecoderTransformerMixin, nn.Module):
     """Keys: ``transformer.*``, ``iou_token``, ``mask_tokens``, ``output_upscaling.{0,1,3}``,
     ``output_hypernetworks_mlps.{i}.layers.{j}``, ``iou_prediction_head.layers.{j}``; SAM 2
     adds ``conv_s0``, ``conv_s1``, ``obj_score_token``, ``pred_obj_score_head``."""
@@ -120,73 +128,6 @@ class MaskDecoder(nn.Module):
                 if pred_obj_scores_mlp
                 else nn.Linear(transformer_dim, 1)
             )
-
-    @property
-    def _first_output(self) -> int:
-        """Index of the IoU token in the output tokens (1 when an object-score token
-        comes first)."""
-        return 1 if self.pred_obj_scores else 0
-
-    def _prepared_key(
-        self,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-    ) -> tuple[tuple[int, int], ...]:
-        block = self.transformer.layers[0]
-        tensors = [image_embeddings, image_pe, dense_prompt_embeddings]
-        for attn in (block.cross_attn_token_to_image, block.cross_attn_image_to_token):
-            tensors += [attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight]
-            tensors += [attn.k_proj.bias, attn.v_proj.weight, attn.v_proj.bias]
-        return tuple(_version_key(t) for t in tensors)
-
-    def prepare(
-        self,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-    ) -> PreparedImage | None:
-        """The prompt-independent part of decoding on one image (inference only).
-
-        Args:
-            image_embeddings: ``(1, C, h, w)`` embedding.
-            image_pe: ``(1, C, h, w)`` dense positional encoding.
-            dense_prompt_embeddings: ``(1, C, h, w)`` dense prompt of the prompts to come
-                (the no-mask embedding, usually an expanded view).
-
-        Returns ``None`` when there is nothing to share (no transformer blocks, or
-        gradients are on).
-        """
-        if torch.is_grad_enabled() or self.transformer.depth == 0:
-            return None
-        if image_embeddings.shape[0] != 1 or dense_prompt_embeddings.shape[0] != 1:
-            raise ValueError("prepare takes one image embedding and one dense prompt")
-        src = image_embeddings + dense_prompt_embeddings
-        return PreparedImage(
-            features=image_embeddings,
-            key=self._prepared_key(image_embeddings, image_pe, dense_prompt_embeddings),
-            first_block=self.transformer.prepare(src, image_pe),
-        )
-
-    def prepared_for(
-        self,
-        prepared: PreparedImage | None,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-    ) -> FirstBlockKeys | None:
-        """``prepared.first_block`` if it was made for these inputs (the same embedding
-        tensor, one dense prompt for all prompt sets, unchanged weights), else ``None``."""
-        if prepared is None or torch.is_grad_enabled():
-            return None
-        if prepared.features is not image_embeddings:
-            return None
-        if dense_prompt_embeddings.shape[0] > 1 and dense_prompt_embeddings.stride(0) != 0:
-            return None  # a dense prompt per prompt set (mask prompts)
-        key = self._prepared_key(image_embeddings, image_pe, dense_prompt_embeddings)
-        if prepared.key != key:
-            return None
-        return prepared.first_block
 
     def forward(
         self,
@@ -418,42 +359,6 @@ class MaskDecoder(nn.Module):
             y = y + skips[0]
         y = act2(y)
         return y.reshape(b, -1, y.shape[-1]) @ hyper_in.transpose(1, 2)
-
-    def _run_transformer(
-        self,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        sparse_prompt_embeddings: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-        prepared: PreparedImage | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
-        """Output + prompt tokens through the two-way transformer.
-
-        Returns tokens ``(B, [1 +] 1 + num_mask_tokens + N, C)``, image tokens
-        ``(B, h*w, C)`` and ``(h, w, C)``.
-        """
-        b = sparse_prompt_embeddings.shape[0]
-        parts = [self.iou_token.weight, self.mask_tokens.weight]
-        if self.pred_obj_scores:
-            parts.insert(0, self.obj_score_token.weight)
-        output_tokens = torch.cat(parts, dim=0).unsqueeze(0).expand(b, -1, -1)
-        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
-        first = self.prepared_for(prepared, image_embeddings, image_pe, dense_prompt_embeddings)
-        if first is not None:
-            _, c, h, w = image_embeddings.shape
-            hs, src = self.transformer(image_embeddings, image_pe[:1], tokens, prepared=first)
-            return hs, src, (h, w, c)
-        if image_embeddings.shape[0] == 1 and (b == 1 or dense_prompt_embeddings.stride(0) == 0):
-            # One image and the same dense prompt for every prompt set (no mask input):
-            # the transformer shares the image tokens until they become prompt-specific.
-            src = image_embeddings + dense_prompt_embeddings[:1]
-        else:
-            if image_embeddings.shape[0] != b:
-                image_embeddings = image_embeddings.expand(b, -1, -1, -1)
-            src = image_embeddings + dense_prompt_embeddings
-        _, c, h, w = src.shape
-        hs, src = self.transformer(src, image_pe[:1], tokens)
-        return hs, src, (h, w, c)
 
     def predict_masks(
         self,

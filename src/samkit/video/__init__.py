@@ -1,14 +1,15 @@
 """SAM 2 video: per-frame tracking on a :class:`~samkit.modeling.sam2.Sam2` model.
 
 :mod:`samkit.video.tracker` holds the stateless per-frame computation (frame features,
-memory attention, SAM heads, memory encoding) on the typed objects of
-:mod:`samkit.video.state`; :mod:`samkit.video.memory_bank` chooses the memories a frame
-attends to; :mod:`samkit.video.frames` maps frames and prompts into the model's frame and
-masks back. The user-facing API is built on them:
+memory attention, memory encoding; the SAM heads in :mod:`samkit.video.sam_heads`) on the
+typed objects of :mod:`samkit.video.state`; :mod:`samkit.video.memory_bank` chooses the
+memories a frame attends to; :mod:`samkit.video.frames` maps frames and prompts into the
+model's frame and masks back. The user-facing API is built on them:
 :class:`VideoPredictor` (:mod:`samkit.video.predictor`) opens a :class:`VideoSession`
-(:mod:`samkit.video.session`), which takes prompts checked by :mod:`samkit.video.prompts`
-and yields :class:`FrameResult` of :mod:`samkit.video.results`, reading frames through
-:mod:`samkit.video.sources` and :mod:`samkit.video.io`.
+(:mod:`samkit.video.session`; its state and read-outs in :mod:`samkit.video.session_base`),
+which takes prompts checked by :mod:`samkit.video.prompts` and yields :class:`FrameResult`
+of :mod:`samkit.video.results`, reading frames through :mod:`samkit.video.sources` and
+:mod:`samkit.video.io`.
 """
 
 from samkit.video.frames import (
