@@ -8,12 +8,21 @@ at ``max_steps`` or a step decay multiplying by ``step_gamma`` at each milestone
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import math
+import numbers
+import operator
 import os
+import re
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from samkit.errors import InvalidConfig
 
 __all__ = ["TrainConfig", "lr_factor"]
 
@@ -103,43 +112,46 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        self.step_milestones = tuple(int(m) for m in self.step_milestones)
-        if isinstance(self.freeze, str):
-            self.freeze = (self.freeze,)
-        self.freeze = tuple(self.freeze)
-        if isinstance(self.out_dir, os.PathLike):
-            self.out_dir = os.fspath(self.out_dir)
-        if isinstance(self.init_checkpoint, os.PathLike):
-            self.init_checkpoint = os.fspath(self.init_checkpoint)
         self.validate()
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid field."""
+        """Check every field and normalise it in place; raise :class:`InvalidConfig`
+        naming the first invalid field and its value.
 
-        def bad(name: str, why: str) -> ValueError:
-            return ValueError(f"invalid TrainConfig.{name}={getattr(self, name)!r}: {why}")
+        Types come from the field annotations: a ``bool`` field takes only ``True`` /
+        ``False``; an ``int`` field an integer (not a bool, not a float); a ``float``
+        field any finite real number (not a bool or a string), stored as ``float``; a
+        ``str`` field a string (``out_dir`` / ``init_checkpoint`` also a path object,
+        stored as ``str``); ``X | None`` also ``None``; a ``tuple`` field a list or
+        tuple of such items (``freeze`` also a single string), stored as a tuple. The
+        ranges of the fields are checked after their types.
+        """
+        hints = _field_types()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
+        self._check_ranges()
 
-        if not isinstance(self.model, str) or not self.model:
+    def _check_ranges(self) -> None:
+        def bad(name: str, why: str) -> InvalidConfig:
+            return _invalid(name, getattr(self, name), why)
+
+        if not self.model:
             raise bad("model", "must be a non-empty registry name")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if not self.lr > 0:
             raise bad("lr", "must be a positive finite number")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+        if not self.weight_decay >= 0:
             raise bad("weight_decay", "must be >= 0")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        if not all(0 <= b < 1 for b in self.betas):
             raise bad("betas", "must be two numbers in [0, 1)")
         for name in ("warmup_steps", "log_every", "save_every", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if getattr(self, name) < 0:
                 raise bad(name, "must be an integer >= 0")
         for name in ("max_steps", "batch_size", "masks_per_image", "grad_accum_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if getattr(self, name) < 1:
                 raise bad(name, "must be an integer >= 1")
-        if self.schedule_steps is not None and (
-            not isinstance(self.schedule_steps, int) or self.schedule_steps < 1
-        ):
+        if self.schedule_steps is not None and self.schedule_steps < 1:
             raise bad("schedule_steps", "must be None or an integer >= 1")
         if self.schedule not in _SCHEDULES:
             raise bad("schedule", f"must be one of {', '.join(_SCHEDULES)}")
@@ -155,12 +167,14 @@ class TrainConfig:
             raise bad("layer_decay", "must be in (0, 1] (1.0 disables layer-wise decay)")
         if self.clip_grad_norm is not None and not self.clip_grad_norm >= 0:
             raise bad("clip_grad_norm", "must be None or >= 0")
-        if not isinstance(self.num_rounds, int) or self.num_rounds < 3:
+        if self.num_rounds < 3:
             raise bad("num_rounds", "must be an integer >= 3 (first prompt + 2 mask rounds)")
         if not self.out_dir:
             raise bad("out_dir", "must be a folder path")
-        if not all(isinstance(prefix, str) and prefix for prefix in self.freeze):
+        if not all(self.freeze):
             raise bad("freeze", "must be non-empty parameter-name prefixes")
+        if not self.device:
+            raise bad("device", "must be a torch device string such as 'cpu' or 'cuda'")
 
     # --------------------------------------------------------------- file I/O
     def to_dict(self) -> dict[str, Any]:
@@ -173,46 +187,211 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping; unknown keys raise ``ValueError``."""
-        if not isinstance(data, dict):
-            raise ValueError(f"a training config must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        """Build from a mapping; unknown keys and invalid values raise
+        :class:`InvalidConfig`."""
+        if not isinstance(data, Mapping):
+            raise InvalidConfig(
+                f"a training config must be a mapping of field names to values, "
+                f"got {type(data).__name__}"
+            )
+        known = [f.name for f in fields(cls)]
+        unknown = sorted((k for k in data if k not in known), key=str)
         if unknown:
-            raise ValueError(
-                f"unknown TrainConfig field(s): {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(known))})"
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hints.append(f"{key} (did you mean {close[0]}?)" if close else str(key))
+            raise InvalidConfig(
+                f"unknown TrainConfig field(s): {', '.join(hints)} "
+                f"(known: {', '.join(sorted(known))})",
+                field=str(unknown[0]),
             )
         return cls(**data)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> TrainConfig:
-        """Read a ``.json`` or ``.yaml``/``.yml`` file (YAML needs PyYAML)."""
+        """Read a ``.json`` or ``.yaml``/``.yml`` file (YAML needs PyYAML).
+
+        A missing, unreadable or malformed file, and an unknown or invalid field, raise
+        :class:`InvalidConfig` (a ``ValueError``) naming the file. YAML is read with the
+        safe loader, with YAML 1.2 floats: ``1e-3``, ``1E+5`` and ``.5`` are numbers
+        (PyYAML's YAML 1.1 rules read the first two as strings).
+        """
         p = Path(path)
+        where = os.fspath(p)
+
+        def fail(message: str) -> InvalidConfig:
+            return InvalidConfig(message, path=where)
+
         if not p.is_file():
-            raise ValueError(f"training config not found: {p}")
-        text = p.read_text(encoding="utf-8")
+            reason = "is a folder, not a file" if p.is_dir() else "not found"
+            raise fail(f"training config {reason}: {p}")
         suffix = p.suffix.lower()
+        if suffix not in (".json", ".yaml", ".yml"):
+            raise fail(f"unsupported config file type {p.suffix!r} of {p}: use .json or .yaml")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise fail(f"cannot read training config {p}: not UTF-8 text ({exc.reason})") from None
+        except OSError as exc:
+            raise fail(f"cannot read training config {p}: {exc.strerror or exc}") from None
         if suffix in (".yaml", ".yml"):
             try:
                 import yaml
             except ImportError:
-                raise ValueError(
+                raise fail(
                     f"cannot read {p}: YAML configs need PyYAML (pip install pyyaml); "
                     "or use a .json config"
                 ) from None
             try:
-                data = yaml.safe_load(text)
+                data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader)
             except yaml.YAMLError as exc:
-                raise ValueError(f"cannot parse YAML config {p}: {exc}") from None
-        elif suffix == ".json":
+                raise fail(f"cannot parse YAML config {p}: {exc}") from None
+        else:
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"cannot parse JSON config {p}: {exc}") from None
-        else:
-            raise ValueError(f"unsupported config file type {p.suffix!r}: use .json or .yaml")
-        return cls.from_dict(data if data is not None else {})
+                raise fail(f"cannot parse JSON config {p}: {exc}") from None
+        try:
+            return cls.from_dict(data if data is not None else {})
+        except InvalidConfig as exc:
+            raise InvalidConfig(f"{exc} (in {p})", field=exc.field, path=where) from None
+
+
+# ------------------------------------------------------------------- validation helpers
+_PATH_FIELDS = ("out_dir", "init_checkpoint")
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """The resolved annotations of :class:`TrainConfig` (they are strings here)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def _invalid(name: str, value: Any, why: str) -> InvalidConfig:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:60] + "..." + text[-10:]
+    return InvalidConfig(f"invalid TrainConfig.{name}={text}: {why}", field=name)
+
+
+def _type_name(value: Any) -> str:
+    return "null (None)" if value is None else type(value).__name__
+
+
+def _describe(tp: Any) -> str:
+    """``int`` -> ``"an integer"``, ``float | None`` -> ``"null (None) or a finite
+    number"``, ``tuple[str, ...]`` -> ``"a list of strings"``."""
+    args = typing.get_args(tp)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return "null (None) or " + " or ".join(_describe(a) for a in rest)
+    if typing.get_origin(tp) is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_plural(args[0])}"
+        return f"a list of {len(args)} {_plural(args[0])}"
+    return {
+        bool: "true or false (a boolean)",
+        int: "an integer",
+        float: "a finite number",
+        str: "a string",
+    }[tp]
+
+
+def _plural(tp: Any) -> str:
+    return {int: "integers", float: "finite numbers", str: "strings"}[tp]
+
+
+class _BadType(Exception):
+    """Internal: a value does not have the annotated type."""
+
+
+def _scalar(value: Any, tp: Any) -> Any:
+    """``value`` as an instance of the scalar type ``tp``, or :class:`_BadType`."""
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if not isinstance(value, (bool, float, str)):
+            try:
+                return operator.index(value)  # int, numpy integers
+            except TypeError:
+                pass
+    elif tp is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (OverflowError, ValueError):
+                raise _BadType from None
+            if math.isfinite(number):
+                return number
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise _BadType
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` of field ``name`` against its annotation ``tp``; return it
+    normalised (tuples for sequences, ``float`` for numbers, ``str`` for paths)."""
+    args = typing.get_args(tp)
+    optional = type(None) in args  # X | None
+    inner = next(a for a in args if a is not type(None)) if optional else tp
+    expected = _describe(tp)
+    if name in _PATH_FIELDS:
+        expected = "a path (a string)" + (" or null (None)" if optional else "")
+
+    def wrong(detail: str) -> InvalidConfig:
+        return _invalid(name, value, f"must be {expected}; {detail}")
+
+    def got() -> str:
+        if inner is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return "got a non-finite (or too large) number"
+        return f"got {_type_name(value)}"
+
+    if optional and value is None:
+        return None
+    if name in _PATH_FIELDS and isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if name == "freeze" and isinstance(value, str):
+        value = (value,)
+    if typing.get_origin(inner) is not tuple:
+        try:
+            return _scalar(value, inner)
+        except _BadType:
+            raise wrong(got()) from None
+    if isinstance(value, (str, bytes, Mapping, set, frozenset)) or not isinstance(value, Iterable):
+        raise wrong(got())
+    items = tuple(value)
+    item_types = typing.get_args(inner)
+    if len(item_types) == 2 and item_types[1] is Ellipsis:
+        item_types = (item_types[0],) * len(items)
+    elif len(items) != len(item_types):
+        raise wrong(f"got {len(items)} item(s)")
+    out = []
+    for i, (item, item_tp) in enumerate(zip(items, item_types, strict=True)):
+        try:
+            out.append(_scalar(item, item_tp))
+        except _BadType:
+            raise wrong(f"item {i} is {item!r} ({_type_name(item)})") from None
+    return tuple(out)
+
+
+@functools.cache
+def _yaml_loader() -> type:
+    """PyYAML's ``SafeLoader`` that also reads YAML 1.2 floats without a dot or with an
+    unsigned exponent (``1e-3``, ``1E+5``, ``2.5e3``) as numbers, not strings."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+        list("-+.0123456789"),
+    )
+    return Loader
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:
