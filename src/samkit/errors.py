@@ -43,6 +43,21 @@ class OutputError(SamkitError, OSError):
     """An output file cannot be written (or would overwrite an input)."""
 
 
+class InvalidConfig(SamkitError, ValueError):
+    """A configuration (e.g. a :class:`~samkit.train.TrainConfig` or its JSON/YAML file) is
+    missing, unreadable or malformed, or has an unknown or invalid field.
+
+    Attributes:
+        field: the offending field, or ``None`` for a problem with the file as a whole.
+        path: the config file, when the configuration was read from one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.path = path
+
+
 class InvalidVideo(SamkitError, ValueError):
     """A video source cannot be read: no frames, unreadable or inconsistent frames, an
     unsupported format, or a frame of a stream that is no longer available."""
@@ -65,3 +80,8 @@ class NoPrompts(SamkitError, RuntimeError):
 
 class SessionClosed(SamkitError, RuntimeError):
     """A closed video session was used."""
+
+
+class InvalidDataset(SamkitError, ValueError):
+    """A dataset's annotations are malformed: not an SA-1B / COCO document, an annotation
+    without a usable segmentation, a corrupt RLE, or masks that do not fit the image."""
