@@ -153,6 +153,46 @@ def test_rle_decode_rejects_bad_counts() -> None:
         M.rle_to_coco({"size": [2, 3], "counts": [1, 2]})
 
 
+def test_coco_counts_parse_pycocotools_strings() -> None:
+    """coco_counts reads pycocotools' strings back to the runs of the uncompressed RLE
+    (masks of every kind, including runs long enough to need several 5-bit groups and
+    negative differences), and refuses corrupt strings before pycocotools' C decoder,
+    which trusts them, reads them."""
+    rng = np.random.default_rng(0)
+    cases = [m for masks in _all_rle_cases() for m in masks]
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        cases.append(rng.random((h, w)) < rng.random())
+    big = np.zeros((1500, 2000), bool)
+    big[3:1400, 10:1990] = True
+    big[700, 11] = False
+    cases.append(big)
+    for m in cases:
+        text = _coco_counts(m)
+        expected = M.rle_encode(torch.from_numpy(np.ascontiguousarray(m))[None])[0]["counts"]
+        assert M.coco_counts(text).tolist() == expected
+        assert M.coco_counts(text.encode()).tolist() == expected
+        assert M.check_coco_rle({"size": list(m.shape), "counts": text}) == m.shape
+    good = _coco_counts(big)
+    bad = {
+        "zzzzzzzz": "characters outside",  # 'z' is not in the alphabet
+        good[:-1] + "\x7f": "characters outside",
+        good[:5] + "h": "ends inside a count",  # 'h' = 48 + 0x38: a continuation group
+        good[: len(good) // 2]: "sum to H \\* W",  # truncated at a count boundary
+        "o" * 13 + "0": "over 60 bits",
+        "0D": "negative run length",  # "D" = 48 + 0x14: sign bit set, 20 - 32
+    }
+    for text, message in bad.items():
+        with pytest.raises(ValueError, match=message):
+            M.check_coco_rle({"size": [1500, 2000], "counts": text})
+        with pytest.raises(ValueError):
+            M.rle_decode({"size": [1500, 2000], "counts": text})
+        with pytest.raises(ValueError):
+            M.rle_to_coco({"size": [1500, 2000], "counts": text})
+    with pytest.raises(ValueError, match="needs 'size'"):
+        M.check_coco_rle({"counts": "0"})
+
+
 def test_rle_area(amg) -> None:
     for masks in _all_rle_cases():
         for m, rle in zip(masks, M.rle_encode(torch.from_numpy(masks)), strict=True):
@@ -606,7 +646,7 @@ def test_nms_empty_and_validation() -> None:
 
 
 def test_all_exports_exist() -> None:
-    assert len(M.__all__) == len(set(M.__all__)) == 24
+    assert len(M.__all__) == len(set(M.__all__)) == 27
     for name in M.__all__:
         assert callable(getattr(M, name))
 

@@ -59,6 +59,8 @@ from samkit.masks.regions import (
     stability_score,
 )
 from samkit.masks.rle import (
+    check_coco_rle,
+    coco_counts,
     decode_rle_objects,
     masks_to_coco_rle,
     rle_area,
@@ -88,6 +90,8 @@ __all__ = [
     "rle_decode",
     "rle_encode",
     "rle_to_coco",
+    "check_coco_rle",
+    "coco_counts",
     "small_components",
     "stability_score",
     "uncrop_boxes_xyxy",

@@ -21,6 +21,73 @@ def _size(rle: Mapping[str, Any]) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def coco_counts(counts: str | bytes) -> np.ndarray:
+    """The run lengths of a COCO compressed RLE string, as ``int64``.
+
+    The format (pycocotools' ``rleToString``): each count in 5-bit groups, low group
+    first, each group a character ``48 + g`` with ``0x20`` set while more groups follow
+    and ``0x10`` of the last group the sign; from the fourth count on, the value stored
+    is the difference to the count two places before. pycocotools has no Python call
+    for this, and its C decoder trusts the string (a truncated string reads past its
+    end, counts that overrun ``H * W`` write past the mask), so samkit parses it itself,
+    vectorised, to check a string before pycocotools decodes it.
+
+    Raises:
+        ValueError: characters outside the alphabet, a string that ends inside a
+            count, a count over 60 bits, or a negative count.
+    """
+    data = counts.encode("ascii", errors="replace") if isinstance(counts, str) else counts
+    v = np.frombuffer(bytes(data), dtype=np.uint8).astype(np.int64) - 48
+    if v.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if ((v < 0) | (v > 63)).any():
+        raise ValueError("not a COCO RLE string (characters outside '0'..'o')")
+    more = (v & 0x20) != 0
+    if more[-1]:
+        raise ValueError("truncated COCO RLE string (it ends inside a count)")
+    last = ~more
+    starts = np.flatnonzero(np.concatenate(([True], last[:-1])))
+    group = np.cumsum(np.concatenate(([0], last[:-1].astype(np.int64))))
+    pos = np.arange(v.size) - starts[group]  # group index within its count
+    if int(pos.max()) >= 12:
+        raise ValueError("corrupt COCO RLE string (a count over 60 bits)")
+    x = np.add.reduceat((v & 0x1F) << (5 * pos), starts)
+    negative = (v[last] & 0x10) != 0
+    x[negative] -= np.left_shift(1, 5 * (pos[last][negative] + 1))
+    # counts[m] = x[m] + counts[m - 2] for m > 2: running sums over odd and even places
+    x[1::2] = np.cumsum(x[1::2])
+    x[2::2] = np.cumsum(x[2::2])
+    if (x < 0).any():
+        raise ValueError("corrupt COCO RLE string (a negative run length)")
+    return x
+
+
+def check_coco_rle(rle: Mapping[str, Any]) -> tuple[int, int]:
+    """Check one RLE (compressed or not) before decoding it: ``size`` two non-negative
+    ints, run lengths non-negative and summing to ``H * W``. Returns ``(H, W)``.
+
+    Raises:
+        ValueError: what is wrong, in words.
+    """
+    try:
+        h, w = _size(rle)
+        counts = rle["counts"]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("an RLE needs 'size' [H, W] and 'counts'") from None
+    if h < 0 or w < 0:
+        raise ValueError(f"RLE size {[h, w]} is negative")
+    if _is_compressed(counts):
+        runs = coco_counts(counts)
+    else:
+        try:
+            runs = np.asarray(counts, dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError("RLE counts must be integers or a COCO string") from None
+    if (runs < 0).any() or int(runs.sum()) != h * w:
+        raise ValueError(f"RLE counts must be >= 0 and sum to H * W = {h * w}")
+    return h, w
+
+
 def decode_rle_objects(rles: Any) -> np.ndarray:
     """``pycocotools.mask.decode`` of one COCO RLE object or a list of them: ``(H, W)`` or
     ``(H, W, N)`` uint8 (Fortran order).
@@ -96,16 +163,15 @@ def rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
     COCO compressed RLE (``counts`` str or bytes, decoded with pycocotools).
 
     Raises:
-        ValueError: uncompressed ``counts`` that are negative or do not sum to ``H * W``.
+        ValueError: ``counts`` that are negative, do not sum to ``H * W`` or (compressed)
+            are not a well-formed COCO string (:func:`check_coco_rle`).
     """
-    h, w = _size(rle)
+    h, w = check_coco_rle(rle)
     counts = rle["counts"]
     if _is_compressed(counts):
         decoded = decode_rle_objects({"size": [h, w], "counts": counts})
         return np.ascontiguousarray(decoded, dtype=bool)
     runs = np.asarray(counts, dtype=np.int64).reshape(-1)
-    if (runs < 0).any() or int(runs.sum()) != h * w:
-        raise ValueError(f"RLE counts must be >= 0 and sum to H * W = {h * w}")
     values = np.arange(runs.size) % 2 == 1  # runs alternate 0, 1, 0, ...
     column_major = np.repeat(values, runs)
     return np.ascontiguousarray(column_major.reshape(w, h).T)
@@ -118,14 +184,12 @@ def rle_to_coco(rle: Mapping[str, Any]) -> dict[str, Any]:
     (the official ``coco_encode_rle``). A compressed input is returned normalised
     (``counts`` as str).
     """
-    h, w = _size(rle)
+    h, w = check_coco_rle(rle)
     counts = rle["counts"]
     if _is_compressed(counts):
         text = counts.decode("ascii") if isinstance(counts, bytes) else counts
         return {"size": [h, w], "counts": text}
     runs = [int(c) for c in counts]
-    if any(c < 0 for c in runs) or sum(runs) != h * w:
-        raise ValueError(f"RLE counts must be >= 0 and sum to H * W = {h * w}")
     coco = _coco_mask.frPyObjects({"size": [h, w], "counts": runs}, h, w)
     return {"size": [h, w], "counts": coco["counts"].decode("ascii")}
 
