@@ -513,7 +513,13 @@ def test_eval_skips_an_image_without_objects(
         ("[1, 2]", "is not an SA-1B annotation file"),
         ('{"annotations": {}}', "is not an SA-1B annotation file"),
         ('{"annotations": [{"bbox": [1, 2, 3, 4]}]}', "no 'segmentation' key"),
-        ('{"annotations": [{"segmentation": {"size": [48, 64]}}]}', "no 'counts' key"),
+        ('{"annotations": [{"segmentation": {"size": [48, 64]}}]}', "and 'counts'"),
+        ('{"annotations": [{"segmentation": {"size": [48, 64], "counts": "zz"}}]}', "outside"),
+        (
+            '{"annotations": [{"segmentation": {"size": [48, 64], "counts": [3072]}, '
+            '"level": "x"}]}',
+            "'level' must be an integer, got 'x'",
+        ),
         ('{"annotations": [{"segmentation": [[1, 2, 3, 4, 5, 6]]}]}', "RLE 'segmentation'"),
         ("{", "cannot read"),
     ],
@@ -705,3 +711,19 @@ def test_process_bad_checkpoint_and_debug(image: Path, tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "Traceback (most recent call last)" in proc.stderr
     assert "CheckpointError" in proc.stderr
+
+
+def test_synth_video_jpeg_frames(tmp_path: Path) -> None:
+    """--format jpg with --video writes JPEG frame folders (the official SAM 2 predictor's
+    input); --format was ignored there and PNG frames were written."""
+    from samkit.video import list_video_frames
+
+    out = tmp_path / "clips"
+    result = run("synth", out, "--n", "1", "--video", "3", "--size", "32,48", "--format", "jpg")
+    assert result.exit_code == 0, result.output
+    assert "JPEG folders" in result.output
+    frames = list_video_frames(out / "clip_000000")
+    assert [f.name for f in frames] == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    with Image.open(frames[0]) as im:
+        assert im.format == "JPEG" and im.size == (48, 32)
+    assert not list((out / "clip_000000").glob("*.png"))

@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from samkit.data import CocoInstancesDataset
+from samkit.data.coco import coco_segmentation_to_rle
+from samkit.errors import InvalidDataset
 from samkit.masks import decode_rle_objects
 
 
@@ -97,3 +100,65 @@ def test_coco_images_with_exif_orientation(tmp_path: Path) -> None:
         np.testing.assert_array_equal(sample.masks[0], docs[name])
         # the bright band lies under the mask in both frames
         assert sample.image[docs[name]].mean() > 200 and sample.image[~docs[name]].mean() < 50
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ([{"image_id": 1, "bbox": [0, 0, 2, 2], "score": 0.9}], "JSON list, e.g. a detections"),
+        ({"images": [], "annotations": {"id": 1}}, "must be lists"),
+        ({"images": [{"file_name": "a.png"}], "annotations": []}, r"images\[0\] needs an 'id'"),
+        ({"images": [{"id": [1], "file_name": "a.png"}], "annotations": []}, "needs an 'id'"),
+        ({"images": [{"id": 1}], "annotations": []}, r"images\[0\] needs a 'file_name'"),
+        (
+            {"images": [{"id": 1, "file_name": "a.png", "height": "24"}], "annotations": []},
+            r"images\[0\].height must be an integer",
+        ),
+        ({"images": [], "annotations": [{"id": 3}]}, r"annotations\[0\] needs an 'image_id'"),
+        (
+            {"images": [], "annotations": [{"id": 3, "image_id": 1, "bbox": [0, 0, 1, 1]}]},
+            r"annotations\[0\] \(id 3\) has no 'segmentation'",
+        ),
+    ],
+)
+def test_malformed_coco_documents_are_invalid_dataset(tmp_path: Path, doc, message) -> None:
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InvalidDataset, match=message):
+        CocoInstancesDataset(tmp_path, path)
+    path.write_text("{not json")
+    with pytest.raises(InvalidDataset, match="not a JSON file"):
+        CocoInstancesDataset(tmp_path, path)
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "message"),
+    [
+        ([], "empty polygon list"),
+        ([[1, 2, 3]], "at least 3 points"),
+        ([[1, 2, 3, 4]], "at least 3 points"),
+        ([[1, 2, "3", 4, 5, 6]], "flat list of numbers"),
+        ([[1, 2, float("nan"), 4, 5, 6]], "flat list of numbers"),
+        ("abc", "not str"),
+        ({"counts": "0"}, "needs 'size'"),
+        ({"size": [24, 32], "counts": "zzzz"}, "characters outside"),
+        ({"size": [24, 32], "counts": [5, 3]}, "sum to H"),
+        ({"size": [10, 10], "counts": [100]}, r"RLE size \[10, 10\] is not the image's"),
+    ],
+)
+def test_malformed_segmentations_name_the_annotation(tmp_path: Path, segmentation, message):
+    """Each bad segmentation is one InvalidDataset naming the annotation (pycocotools
+    raised bare Exceptions or IndexErrors for some, and decodes corrupt RLE strings
+    without checking them)."""
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / "a.png")
+    doc = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 24, "width": 32}],
+        "annotations": [{"id": 7, "image_id": 1, "segmentation": segmentation}],
+    }
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(doc))
+    ds = CocoInstancesDataset(tmp_path, path)
+    with pytest.raises(InvalidDataset, match=f"annotation id 7 of image 1: .*{message}"):
+        ds[0]
+    with pytest.raises(InvalidDataset, match=message):
+        coco_segmentation_to_rle(segmentation, 24, 32)

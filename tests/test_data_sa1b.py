@@ -167,3 +167,26 @@ def test_16_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
     masks[0, 0] = True
     write_sa1b(tmp_path / "deep.png", masks, tmp_path / "deep.json")
     np.testing.assert_array_equal(read_sa1b(tmp_path / "deep.json").image, expected)
+
+
+def test_dataset_pairs_any_image_suffix_and_linked_images(tmp_path: Path) -> None:
+    """Every suffix samkit auto reads, in any case, pairs with a JSON of the same stem;
+    a JSON elsewhere whose image.file_name names an existing image (samkit auto --out
+    writes them so) is found too; a JSON with neither is not a sample."""
+    mask = np.zeros((1, 6, 8), bool)
+    mask[0, 1:4, 2:6] = True
+    names = ["a.bmp", "b.TIF", "c.webp", "d.Jpg", "e.tiff"]
+    for name in names:
+        Image.fromarray(np.full((6, 8, 3), 90, np.uint8)).save(tmp_path / name)
+        write_sa1b(tmp_path / name, mask, tmp_path / f"{Path(name).stem}.json")
+    out = tmp_path / "masks"
+    out.mkdir()
+    write_sa1b(tmp_path / "a.bmp", mask, out / "a.json")  # file_name "../a.bmp"
+    (out / "orphan.json").write_text(json.dumps({"image": {"file_name": "gone.png"}}))
+    ds = SA1BDataset(tmp_path)
+    assert [p.name for p in ds.json_paths] == [f"{Path(n).stem}.json" for n in names]
+    for i in range(len(ds)):
+        np.testing.assert_array_equal(ds[i].masks, mask)
+    linked = SA1BDataset(out)
+    assert [p.name for p in linked.json_paths] == ["a.json"]
+    assert linked[0].image.shape == (6, 8, 3)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from samkit.cli.common import CliError
 from samkit.data.amg_json import AMG_IMAGE_KEYS, COCO_DESCRIPTION
+from samkit.data.sa1b import IMAGE_EXTENSIONS
 
 __all__ = [
     "COCO_FILE",
@@ -24,8 +25,9 @@ __all__ = [
     "collect_inputs",
 ]
 
-#: Suffixes (any case) of the files taken from a folder or a glob pattern.
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Suffixes (any case) of the files taken from a folder or a glob pattern: the ones an
+#: SA-1B dataset pairs with its JSONs, so an ``auto`` output can be trained on.
+IMAGE_SUFFIXES: tuple[str, ...] = IMAGE_EXTENSIONS
 #: ``<stem>`` + this is the overlay of an image.
 OVERLAY_SUFFIX = ".overlay.png"
 #: Name of the COCO file of ``--format coco``, in ``--out``.

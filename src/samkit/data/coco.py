@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,7 +14,9 @@ from pycocotools import mask as mask_utils
 
 from samkit.data.sa1b import load_rgb
 from samkit.data.types import Sample
+from samkit.errors import InvalidDataset
 from samkit.masks import decode_rle_objects
+from samkit.masks.rle import check_coco_rle
 
 __all__ = ["CocoInstancesDataset", "coco_segmentation_to_mask", "coco_segmentation_to_rle"]
 
@@ -23,13 +26,48 @@ def coco_segmentation_to_rle(segmentation: Any, height: int, width: int) -> Any:
 
     Accepts polygons (list of flat ``[x0, y0, x1, y1, ...]`` lists, image pixels; parts are
     merged), uncompressed RLE (``counts`` list) and compressed RLE (``counts`` str/bytes),
-    exactly like ``pycocotools.coco.COCO.annToRLE``.
+    exactly like ``pycocotools.coco.COCO.annToRLE``. Anything else (including polygons
+    of fewer than 3 points, which pycocotools cannot rasterise), and RLEs whose size is not the
+    image's or whose runs do not cover it exactly, is refused before pycocotools sees it
+    (its C code trusts the input).
+
+    Raises:
+        InvalidDataset: what is wrong with the segmentation.
     """
-    if isinstance(segmentation, list):
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    if isinstance(segmentation.get("counts"), list):
-        return mask_utils.frPyObjects(segmentation, height, width)
-    return segmentation
+    try:
+        if isinstance(segmentation, list):
+            _check_polygons(segmentation)
+            return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        if not isinstance(segmentation, Mapping):
+            raise ValueError(
+                f"a segmentation is a list of polygons or an RLE object, "
+                f"not {type(segmentation).__name__}"
+            )
+        size = check_coco_rle(segmentation)
+        if size != (height, width):
+            raise ValueError(f"RLE size {list(size)} is not the image's [{height}, {width}]")
+        if isinstance(segmentation["counts"], list):
+            return mask_utils.frPyObjects(dict(segmentation), height, width)
+        return segmentation
+    except ValueError as exc:
+        raise InvalidDataset(str(exc)) from None
+
+
+def _check_polygons(polygons: list[Any]) -> None:
+    """At least one polygon, each a flat list of an even number (>= 6) of finite numbers."""
+    if not polygons:
+        raise ValueError("an empty polygon list")
+    for poly in polygons:
+        if not isinstance(poly, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in poly
+        ):
+            raise ValueError("a polygon must be a flat list of numbers [x0, y0, x1, y1, ...]")
+        if len(poly) < 6 or len(poly) % 2:
+            raise ValueError(
+                f"a polygon needs at least 3 points (an even count >= 6 of numbers), "
+                f"got {len(poly)} numbers"
+            )
 
 
 def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
@@ -37,6 +75,53 @@ def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.
     ``(H, W)`` bool mask, exactly like ``pycocotools.coco.COCO.annToMask``."""
     rle = coco_segmentation_to_rle(segmentation, height, width)
     return decode_rle_objects(rle).astype(bool)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def _read_instances(path: Path) -> tuple[dict[Any, Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The ``images`` (by id) and ``annotations`` of a COCO instances file, with the
+    fields the dataset uses checked.
+
+    Raises:
+        InvalidDataset: not JSON, not a COCO instances document, or an image /
+            annotation without the fields it needs (named by its position).
+        OSError: the file cannot be read.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidDataset(f"{path} is not a JSON file: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidDataset(
+            f"{path} is not a COCO instances file (an object with 'images' and "
+            f"'annotations'; this is a JSON {type(doc).__name__}, e.g. a detections list?)"
+        )
+    images_list, annotations = doc.get("images", []), doc.get("annotations", [])
+    if not isinstance(images_list, list) or not isinstance(annotations, list):
+        raise InvalidDataset(f"{path}: 'images' and 'annotations' must be lists")
+    images: dict[Any, Mapping[str, Any]] = {}
+    for i, img in enumerate(images_list):
+        if not isinstance(img, dict) or not _is_id(img.get("id")):
+            raise InvalidDataset(f"{path}: images[{i}] needs an 'id' (an integer or a string)")
+        if not isinstance(img.get("file_name"), str):
+            raise InvalidDataset(f"{path}: images[{i}] needs a 'file_name'")
+        for key in ("height", "width"):
+            if key in img and (not isinstance(img[key], int) or isinstance(img[key], bool)):
+                raise InvalidDataset(f"{path}: images[{i}].{key} must be an integer")
+        images[img["id"]] = img
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or not _is_id(ann.get("image_id")):
+            raise InvalidDataset(
+                f"{path}: annotations[{i}] needs an 'image_id' (an integer or a string)"
+            )
+        if not ann.get("iscrowd", 0) and "segmentation" not in ann:
+            raise InvalidDataset(
+                f"{path}: annotations[{i}] (id {ann.get('id')!r}) has no 'segmentation'"
+            )
+    return images, annotations
 
 
 class CocoInstancesDataset:
@@ -62,14 +147,16 @@ class CocoInstancesDataset:
         transform: Callable[[Sample], Sample] | None = None,
     ) -> None:
         self.images_dir = Path(images_dir)
-        doc = json.loads(Path(annotations_json).read_text(encoding="utf-8"))
-        images: dict[int, Mapping[str, Any]] = {img["id"]: img for img in doc.get("images", [])}
-        anns: dict[int, list[Mapping[str, Any]]] = {}
-        for ann in doc.get("annotations", []):
+        self.annotations_json = Path(annotations_json)
+        images, annotations = _read_instances(self.annotations_json)
+        anns: dict[Any, list[Mapping[str, Any]]] = {}
+        for ann in annotations:
             if ann.get("iscrowd", 0):
                 continue
             anns.setdefault(ann["image_id"], []).append(ann)
-        self.image_ids: list[int] = sorted(i for i in anns if i in images)
+        # by id (integer ids first if a file mixes integers and strings)
+        ids = (i for i in anns if i in images)
+        self.image_ids: list[Any] = sorted(ids, key=lambda i: (isinstance(i, str), i))
         self._images = images
         self._anns = anns
         self.transform = transform
@@ -88,14 +175,19 @@ class CocoInstancesDataset:
         image = load_rgb(self.images_dir / info["file_name"], size)
         height, width = image.shape[:2]
         if (info.get("height", height), info.get("width", width)) != (height, width):
-            raise ValueError(
+            raise InvalidDataset(
                 f"image {info['file_name']} is {(height, width)}, annotations say "
                 f"{(info.get('height'), info.get('width'))}"
             )
-        masks = [
-            coco_segmentation_to_mask(a["segmentation"], height, width)
-            for a in self._anns[image_id]
-        ]
+        masks = []
+        for ann in self._anns[image_id]:
+            try:
+                masks.append(coco_segmentation_to_mask(ann["segmentation"], height, width))
+            except InvalidDataset as exc:
+                raise InvalidDataset(
+                    f"{self.annotations_json}: annotation id {ann.get('id')!r} of image "
+                    f"{image_id!r}: {exc}"
+                ) from None
         masks = [m for m in masks if m.any()]
         stacked = np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)
         sample = Sample(image=image, masks=stacked, image_id=str(image_id), levels=None)

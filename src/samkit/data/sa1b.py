@@ -37,6 +37,7 @@ from samkit.data.amg_json import (  # generated-mask JSONs, COCO export: importa
     write_amg_json,
 )
 from samkit.data.types import Sample
+from samkit.errors import InvalidDataset
 from samkit.fileio import atomic_write_json
 from samkit.inference.transforms import pil_to_rgb
 from samkit.masks import masks_to_coco_rle, rle_area, rle_decode
@@ -60,8 +61,27 @@ __all__ = [
     "write_sa1b",
 ]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
-"""Image suffixes :class:`SA1BDataset` pairs with a JSON of the same stem."""
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+"""Image suffixes (compared in any case) :class:`SA1BDataset` pairs with a JSON of the
+same stem; the images ``samkit auto`` reads, so its output folders are datasets too."""
+
+
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    """Image files of ``folder`` (suffix in :data:`IMAGE_EXTENSIONS`, any case) by stem;
+    for a stem with several, the first suffix of that tuple (then the name) wins."""
+    found: dict[str, tuple[int, str, Path]] = {}
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return {}
+    for p in entries:
+        suffix = p.suffix.lower()
+        if suffix in IMAGE_EXTENSIONS and p.is_file():
+            rank = (IMAGE_EXTENSIONS.index(suffix), p.name, p)
+            if p.stem not in found or rank[:2] < found[p.stem][:2]:
+                found[p.stem] = rank
+    return {stem: rank[2] for stem, rank in found.items()}
+
 
 LEVEL_KEY = "level"
 """Per-annotation key holding the nesting level (synthetic data); read into ``Sample.levels``."""
@@ -221,10 +241,9 @@ def _find_image(json_path: Path, file_name: str | None) -> Path:
         candidate = json_path.parent / file_name
         if candidate.is_file():
             return candidate
-    for ext in IMAGE_EXTENSIONS:
-        candidate = json_path.with_suffix(ext)
-        if candidate.is_file():
-            return candidate
+    candidate = _images_by_stem(json_path.parent).get(json_path.stem)
+    if candidate is not None:
+        return candidate
     raise FileNotFoundError(f"no image found for {json_path} (file_name={file_name!r})")
 
 
@@ -242,6 +261,24 @@ def _annotated_size(info: Mapping[str, Any], anns: Sequence[Any]) -> tuple[int, 
     return None
 
 
+def _linked_image(json_path: Path) -> Path | None:
+    """The existing file that ``image.file_name`` of an SA-1B JSON names (relative to the
+    JSON's folder), read from the file's head only (``image`` comes first in samkit's
+    and the official files); ``None`` when there is none."""
+    try:
+        with open(json_path, "rb") as f:
+            head = f.read(1 << 16).decode("utf-8", errors="replace")
+        start = head.index("{", head.index('"image"'))
+        info, _ = json.JSONDecoder().raw_decode(head, start)
+    except (OSError, ValueError):
+        return None
+    name = info.get("file_name") if isinstance(info, dict) else None
+    if not isinstance(name, str) or not name:
+        return None
+    candidate = json_path.parent / name
+    return candidate if candidate.is_file() else None
+
+
 def read_sa1b(json_path: str | os.PathLike[str]) -> Sample:
     """Read one SA-1B JSON and its image into a :class:`Sample`.
 
@@ -253,26 +290,44 @@ def read_sa1b(json_path: str | os.PathLike[str]) -> Sample:
     try:
         doc = json.loads(json_path.read_text(encoding="utf-8"))
     except ValueError as exc:  # not JSON, or not UTF-8
-        raise ValueError(f"cannot read {json_path}: {exc}") from exc
+        raise InvalidDataset(f"cannot read {json_path}: {exc}") from exc
     info = doc.get("image", {}) if isinstance(doc, dict) else None
     anns = doc.get("annotations", []) if isinstance(doc, dict) else None
     if not isinstance(info, dict) or not isinstance(anns, list):
-        raise ValueError(
+        raise InvalidDataset(
             f"{json_path} is not an SA-1B annotation file "
             "(an object with an 'image' object and an 'annotations' list)"
         )
     image = load_rgb(_find_image(json_path, info.get("file_name")), _annotated_size(info, anns))
     height, width = image.shape[:2]
-    try:
-        masks = decode_rle([a["segmentation"] for a in anns], height, width)
-        levels = None
-        if anns and all(LEVEL_KEY in a for a in anns):
-            levels = np.asarray([int(a[LEVEL_KEY]) for a in anns], dtype=np.int64)
-    except (KeyError, TypeError, ValueError) as exc:
-        reason = f"no {exc} key" if isinstance(exc, KeyError) else str(exc)
-        raise ValueError(
-            f"{json_path}: annotations need an RLE 'segmentation' (size, counts): {reason}"
-        ) from exc
+    masks = np.zeros((len(anns), height, width), dtype=bool)
+    for i, ann in enumerate(anns):
+        seg = ann.get("segmentation") if isinstance(ann, dict) else None
+        if seg is None:
+            raise InvalidDataset(
+                f"{json_path}: annotation {i} has no 'segmentation' key "
+                "(an RLE 'segmentation' with size and counts)"
+            )
+        if not isinstance(seg, dict):
+            raise InvalidDataset(
+                f"{json_path}: annotation {i} needs an RLE 'segmentation' (size, counts), "
+                f"not a {type(seg).__name__}"
+            )
+        try:
+            masks[i] = decode_rle([seg], height, width)[0]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidDataset(
+                f"{json_path}: annotation {i}: bad RLE 'segmentation': {exc}"
+            ) from None
+    levels = None
+    if anns and all(LEVEL_KEY in a for a in anns):
+        values = [a[LEVEL_KEY] for a in anns]
+        for i, v in enumerate(values):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise InvalidDataset(
+                    f"{json_path}: annotation {i}: {LEVEL_KEY!r} must be an integer, got {v!r}"
+                )
+        levels = np.asarray(values, dtype=np.int64)
     image_id = str(info.get("image_id", json_path.stem))
     return Sample(image=image, masks=masks, image_id=image_id, levels=levels)
 
@@ -281,7 +336,9 @@ class SA1BDataset:
     """Torch-free sequence of :class:`Sample` over a folder in SA-1B layout.
 
     Discovers ``*.json`` files (``recursive=True``: in subfolders too) that have an image
-    with the same stem next to them, in sorted path order. ``transform`` (e.g. an
+    with the same stem next to them (suffixes of :data:`IMAGE_EXTENSIONS`, any case) or
+    whose ``image.file_name`` names an existing file (``samkit auto --out`` writes its
+    JSONs away from the images), in sorted path order. ``transform`` (e.g. an
     :class:`~samkit.data.augment.Augment`) is applied to each sample read.
     """
 
@@ -296,11 +353,14 @@ class SA1BDataset:
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {self.root}")
         pattern = "**/*.json" if recursive else "*.json"
-        self.json_paths: list[Path] = sorted(
-            p
-            for p in self.root.glob(pattern)
-            if any(p.with_suffix(ext).is_file() for ext in IMAGE_EXTENSIONS)
-        )
+        images: dict[Path, dict[str, Path]] = {}
+        paths = []
+        for p in self.root.glob(pattern):
+            if p.parent not in images:
+                images[p.parent] = _images_by_stem(p.parent)
+            if p.stem in images[p.parent] or _linked_image(p) is not None:
+                paths.append(p)
+        self.json_paths: list[Path] = sorted(paths)
         self.transform = transform
 
     def __len__(self) -> int:
