@@ -47,14 +47,16 @@ def synth_command(
     ] = "256,256",
     image_format: Annotated[
         ImageFormat,
-        typer.Option("--format", help="png (exact pixels) or jpg (quality 95)."),
+        typer.Option(
+            "--format", help="png (exact pixels) or jpg (quality 95); images or video frames."
+        ),
     ] = ImageFormat.png,
     video: Annotated[
         int | None,
         typer.Option(
             "--video",
             metavar="T",
-            help="Write N clips of T frames instead (clip_XXXXXX/ PNG frames + .json with "
+            help="Write N clips of T frames instead (clip_XXXXXX/ frames + .json with "
             "per-frame RLE masks and a suggested first click per object).",
         ),
     ] = None,
@@ -75,7 +77,7 @@ def synth_command(
     hw = parse_size(size)
     try:
         if video is not None:
-            _write_clips(out_dir, n, seed, hw, video)
+            _write_clips(out_dir, n, seed, hw, video, image_format.value)
             return
         cfg = SyntheticConfig(size=hw)
         try:
@@ -90,15 +92,18 @@ def synth_command(
     typer.echo(f"wrote {len(paths)} {noun} + SA-1B JSONs to {out_dir}")
 
 
-def _write_clips(out_dir: Path, n: int, seed: int | None, size: tuple[int, int], t: int) -> None:
+def _write_clips(
+    out_dir: Path, n: int, seed: int | None, size: tuple[int, int], t: int, image_format: str
+) -> None:
     from samkit.data.synthetic_video import SyntheticVideoConfig, write_synthetic_clips
 
     if t < 2:
         raise CliError(f"--video must be >= 2 frames, got {t}")
     cfg = SyntheticVideoConfig(size=size, num_frames=t)
     try:
-        paths = write_synthetic_clips(out_dir, n, cfg, seed=seed or 0)
+        paths = write_synthetic_clips(out_dir, n, cfg, seed=seed or 0, image_format=image_format)
     except OSError as exc:
         raise OutputError(f"cannot write the clips to {out_dir}: {exc}") from exc
     noun = "clip" if len(paths) == 1 else "clips"
-    typer.echo(f"wrote {len(paths)} {noun} of {t} frames (PNG folders + JSON) to {out_dir}")
+    kind = image_format.upper().replace("JPG", "JPEG")
+    typer.echo(f"wrote {len(paths)} {noun} of {t} frames ({kind} folders + JSON) to {out_dir}")

@@ -256,11 +256,14 @@ def write_synthetic_clips(
     n: int,
     config: SyntheticVideoConfig | None = None,
     seed: int = 0,
+    image_format: str = "png",
 ) -> list[Path]:
     """Write ``n`` clips of ``SyntheticVideoDataset(n, seed, config)`` for trying tracking.
 
-    Clip ``i`` becomes a folder ``out_dir/clip_{i:06d}/`` of PNG frames ``00000.png``, ...
-    (what ``samkit track`` and :meth:`~samkit.video.VideoPredictor.start` read) and
+    Clip ``i`` becomes a folder ``out_dir/clip_{i:06d}/`` of frames ``00000.png``, ...
+    (``image_format="jpg"``: ``00000.jpg``, ... at quality 95, the frame folders the
+    official SAM 2 video predictor reads; both are what ``samkit track`` and
+    :meth:`~samkit.video.VideoPredictor.start` read) and
     ``out_dir/clip_{i:06d}.json`` with, per object, its id (``1 + index``; the occluder is
     marked), a suggested first click (``[x, y]``: the pixel of its frame-0 mask farthest
     from the boundary, ``null`` if it is not visible on frame 0) and its visible masks
@@ -273,6 +276,9 @@ def write_synthetic_clips(
     from samkit.fileio import atomic_write, atomic_write_json
     from samkit.masks import masks_to_coco_rle
 
+    if image_format not in ("png", "jpg"):
+        raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+    save = {"format": "PNG"} if image_format == "png" else {"format": "JPEG", "quality": 95}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = SyntheticVideoDataset(n, seed=seed, config=config)
@@ -283,7 +289,8 @@ def write_synthetic_clips(
         folder.mkdir(exist_ok=True)
         for t, frame in enumerate(clip.frames):
             pil = Image.fromarray(frame)
-            atomic_write(folder / f"{t:05d}.png", lambda f, pil=pil: pil.save(f, format="PNG"))
+            path = folder / f"{t:05d}.{image_format}"
+            atomic_write(path, lambda f, pil=pil: pil.save(f, **save))
         objects = []
         for k in range(clip.num_objects):
             first = clip.masks[k, 0]
