@@ -28,6 +28,10 @@
 #    scripts/demo_train_phase{6,7,8,9,10}.json (seeds 4 to 8, lr 1e-4, 4000-step
 #    cosine, run straight through);
 # 8. copies phase 10's fp16 safetensors export into the package.
+# The shipped run was made before `--resume` applied the resumed config's lr to the
+# restored optimizer: the first resumed step (step 801 of phase 2, 1751 of phase 4) ran at
+# the earlier schedule's lr (3.27e-4, 1.88e-4) instead of the new one's (2.01e-4,
+# 1.40e-4), so a rerun now differs from the shipped weights from those steps on.
 # On 2 CPU cores the training takes about 12.5 hours; add `--device cuda` to train on a GPU
 # (results then differ in the last bits from the CPU run).
 set -euo pipefail

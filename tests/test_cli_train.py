@@ -351,3 +351,139 @@ def test_train_on_coco_annotations(dataset: Path, tmp_path: Path) -> None:
         run("train", dataset, "--coco-annotations", tmp_path / "nope.json", "--model", TINY),
         "nope.json",
     )
+
+
+# ------------------------------------------------------------ run folder, resume
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_refuses_an_out_holding_a_run(dataset: Path, tmp_path: Path) -> None:
+    """A fresh run into a folder holding a run is refused (it used to replace
+    model_final.pt / trainer_state.pt and append to the old metrics.jsonl); --overwrite
+    starts it afresh; --log-every 0 prints no metrics path."""
+    out = tmp_path / "run"
+    common = ("--model", TINY, "--no-pretrained", "--out", out, "--rounds", "3", "--no-progress")
+    assert run("train", dataset, *common, "--max-steps", "2", "--log-every", "1").exit_code == 0
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    result = run("train", dataset, *common, "--max-steps", "1")
+    assert_cli_error(result, "already holds a run", "--resume", "--overwrite")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+
+    result = run("train", dataset, *common, "--max-steps", "1", "--overwrite", "--log-every", "1")
+    assert result.exit_code == 0, result.output
+    assert "replacing the run" in result.stderr
+    assert [r["step"] for r in _records(out)] == [1]
+    state = torch.load(out / "trainer_state.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 1
+
+    both = run("train", dataset, *common, "--overwrite", "--resume", out / "trainer_state.pt")
+    assert_cli_error(both, "--resume", "--overwrite")
+
+    resumed = run(
+        "train", dataset, *common, "--max-steps", "2", "--log-every", "0",
+        "--resume", out / "trainer_state.pt",
+    )  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert "metrics" not in resumed.stdout  # the old log exists, this run wrote nothing
+    assert [r["step"] for r in _records(out)] == [1]
+    quiet = ("--out", tmp_path / "quiet", "--max-steps", "1", "--log-every", "0")
+    fresh = run("train", dataset, "--model", TINY, "--no-pretrained", "--rounds", "3", *quiet)
+    assert fresh.exit_code == 0, fresh.output
+    assert "metrics" not in fresh.stdout and not (tmp_path / "quiet" / "metrics.jsonl").exists()
+
+
+def test_train_resume_uses_this_runs_lr(dataset: Path, tmp_path: Path) -> None:
+    """--lr given on resume is the lr the optimizer uses and the log shows (the saved
+    one used to be kept while cfg.lr * factor was logged)."""
+    from samkit.train.config import TrainConfig, lr_factor
+
+    out = tmp_path / "run"
+    common = ("--model", TINY, "--no-pretrained", "--out", out, "--rounds", "3", "--no-progress",
+              "--log-every", "1")  # fmt: skip
+    assert run("train", dataset, *common, "--max-steps", "1", "--lr", "1e-3").exit_code == 0
+    state = out / "trainer_state.pt"
+    result = run("train", dataset, *common, "--max-steps", "2", "--lr", "0.5", "--resume", state)
+    assert result.exit_code == 0, result.output
+    cfg = TrainConfig(lr=0.5, max_steps=2)  # default warmup: 100 steps
+    assert _records(out)[-1]["lr"] == pytest.approx(0.5 * lr_factor(cfg, 1))
+    saved = torch.load(state, map_location="cpu", weights_only=True)
+    for group in saved["optimizer"]["param_groups"]:
+        assert group["lr"] == pytest.approx(0.5 * group["lr_scale"] * lr_factor(cfg, 2))
+    assert saved["scheduler"]["base_lrs"] == pytest.approx([0.5, 0.5])  # decay, no decay
+
+
+def test_train_skips_images_without_masks(dataset: Path, tmp_path: Path) -> None:
+    """Images whose JSON has no annotation are skipped with one note; a dataset without
+    any is one line (it used to train steps of nothing and exit 0 with zero metrics)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    jsons = sorted(data.glob("*.json"))
+    doc = json.loads(jsons[0].read_text())
+    jsons[0].write_text(json.dumps({**doc, "annotations": []}))
+    common = ("--model", TINY, "--no-pretrained", "--rounds", "3", "--no-progress",
+              "--max-steps", "2", "--log-every", "1")  # fmt: skip
+    result = run("train", data, *common, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "no mask" in line]
+    assert notes == ["note: 1 of 2 images have no mask and are skipped"]
+    assert "on 1 images" in result.stdout
+    assert all(r["loss"] > 0 for r in _records(tmp_path / "run"))
+
+    doc = json.loads(jsons[1].read_text())
+    jsons[1].write_text(json.dumps({**doc, "annotations": []}))
+    result = run("train", data, *common, "--out", tmp_path / "run2")
+    assert_cli_error(result, "none of the 2 images has a mask")
+    assert not (tmp_path / "run2" / "metrics.jsonl").exists()
+
+
+def test_train_unwritable_out_is_one_line(dataset: Path) -> None:
+    """--out below a file, or where the OS refuses a folder, is one line (it was a
+    NotADirectoryError / FileNotFoundError traceback from the embedding cache)."""
+    image = sorted(dataset.glob("*.png"))[0]
+    common = ("--model", TINY, "--no-pretrained", "--max-steps", "1", "--no-progress")
+    assert_cli_error(run("train", dataset, *common, "--out", image / "sub"), "is a file")
+    if Path("/proc/self").is_dir():
+        assert_cli_error(
+            run("train", dataset, *common, "--out", "/proc/samkit-x"), "/proc/samkit-x"
+        )
+
+
+def test_train_resume_mismatch_is_named(dataset: Path, tmp_path: Path) -> None:
+    """A state of another model or of a run with another --freeze is one line naming the
+    mismatch (it was 'Error(s) in loading state_dict for Sam:' naming nothing, after
+    overwriting weights); a pickled file never gets torch's advice to unpickle it."""
+    other = "cli-train-tiny-deeper"
+    if other not in samkit.list_models():
+        base = samkit.get_preset(TINY).config
+        deeper = SamConfig(
+            encoder=ViTConfig(
+                embed_dim=32, depth=2, num_heads=1, global_attn_indexes=(1,), out_chans=32,
+                img_size=256,
+            ),
+            prompt_encoder=base.prompt_encoder,
+            mask_decoder=base.mask_decoder,
+            image_size=256,
+        )  # fmt: skip
+        samkit.configs.register(
+            ModelPreset(name=other, config=deeper, weights=None, description="CLI train tests")
+        )
+    out = tmp_path / "run"
+    common = ("--no-pretrained", "--out", out, "--rounds", "3", "--no-progress")
+    frozen = ("--freeze", "prompt_encoder.")
+    assert (
+        run("train", dataset, "--model", TINY, *common, "--max-steps", "1", *frozen).exit_code == 0
+    )
+    state = out / "trainer_state.pt"
+    result = run("train", dataset, "--model", other, *common, "--resume", state)
+    assert_cli_error(result, f"state of model '{TINY}', this run is '{other}'")
+    result = run("train", dataset, "--model", TINY, *common, "--resume", state)
+    assert_cli_error(result, "prompt_encoder.", "freeze")
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"x": np.zeros(2)}, pickled)
+    line = assert_cli_error(
+        run("train", dataset, "--model", TINY, *common, "--resume", pickled), "pickled.pt"
+    )
+    assert "weights_only" not in line and "not a samkit trainer state" in line

@@ -13,6 +13,7 @@ import torch
 
 import samkit
 from samkit.data.synthetic_video import SyntheticVideoConfig
+from samkit.errors import CheckpointError
 from samkit.train import video as train_video
 from samkit.train.video import BestActualCandidate, VideoTrainConfig, VideoTrainer
 from samkit.video import Points, encode_frame, model_frame, track_step
@@ -203,7 +204,7 @@ def test_resume_replays_the_same_steps(tmp_path):
     assert b.step == 3
     got = [b.train_step()["loss"] for _ in range(2)]
     assert got == pytest.approx(expected, rel=1e-5)
-    with pytest.raises(ValueError):
+    with pytest.raises(CheckpointError, match="not a samkit video trainer state"):
         torch.save({"format": "x"}, tmp_path / "bad.pt")
         b.resume(tmp_path / "bad.pt")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ import samkit
 from samkit.configs import SamConfig, ViTConfig
 from samkit.configs.base import MaskDecoderConfig, PromptEncoderConfig
 from samkit.data.types import Sample
+from samkit.errors import CheckpointError, InvalidDataset, OutputError
+from samkit.train.checkpoints import metrics_record
 from samkit.train.config import TrainConfig, lr_factor
-from samkit.train.embedding_cache import EmbeddingCache
+from samkit.train.embedding_cache import EmbeddingCache, preprocess_image
 from samkit.train.losses import mask_iou
 from samkit.train.trainer import Trainer, build_param_groups
 
@@ -179,7 +182,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 def test_resume_rejects_foreign_file(tmp_path):
     trainer = Trainer(config(tmp_path), tiny_model(0), DATA)
     path = trainer.save_checkpoint(tmp_path / "weights.pt")
-    with pytest.raises(ValueError, match="not a samkit trainer state"):
+    with pytest.raises(CheckpointError, match="not a samkit trainer state"):
         trainer.resume(path)
 
 
@@ -449,13 +452,66 @@ def test_bf16_autocast_steps_on_cpu(tmp_path):
     assert not torch.equal(before, trainer.model.image_encoder.neck[0].weight)
 
 
+def blank(image_id: str = "blank", masks: int = 1) -> Sample:
+    """An image without any mask pixel (``masks`` all-empty masks)."""
+    return Sample(np.zeros((32, 48, 3), np.uint8), np.zeros((masks, 32, 48), bool), image_id)
+
+
 def test_empty_data_and_masks(tmp_path):
-    with pytest.raises(ValueError, match="empty"):
+    """An empty dataset, or one with no mask at all, is an InvalidDataset (it used to
+    train steps of nothing and log all-zero metrics)."""
+    with pytest.raises(InvalidDataset, match="empty"):
         Trainer(config(tmp_path), tiny_model(0), [])
-    blank = Sample(np.zeros((32, 48, 3), np.uint8), np.zeros((1, 32, 48), bool), "blank")
-    trainer = Trainer(config(tmp_path), tiny_model(0), [blank])
-    m = trainer.train_step()
-    assert m["step"] == 1 and m["loss"] == 0.0
+    for data in ([blank()], [blank("x", masks=0), blank("y")]):
+        with pytest.raises(InvalidDataset, match=f"none of the {len(data)} images has a mask"):
+            Trainer(config(tmp_path), tiny_model(0), data)
+
+
+def test_images_without_masks_are_skipped(tmp_path):
+    """Only images with a mask are drawn; the others are counted and warned about once."""
+    data = [blank("x"), SIMPLE[0], blank("y", masks=0), SIMPLE[1]]
+    with pytest.warns(UserWarning, match="2 of 4 images have no mask and are skipped") as rec:
+        trainer = Trainer(config(tmp_path, batch_size=2), tiny_model(0), data)
+    assert len(rec) == 1
+    assert trainer.sample_indices == [1, 3] and trainer.skipped_images == 2
+    drawn = [trainer._image_index(i) for i in range(8)]
+    assert sorted(set(drawn)) == [1, 3]
+    for _ in range(3):
+        assert trainer.train_step()["images"] == 2
+    # All images with masks: the same draw order as before the filter existed.
+    full = Trainer(config(tmp_path / "full"), tiny_model(0), DATA)
+    perm = [int(i) for i in np.random.default_rng([0, 0, 0x5A]).permutation(2)]
+    assert [full._image_index(i) for i in range(2)] == perm
+
+
+def test_empty_steps_are_left_out_of_the_logged_means(tmp_path, monkeypatch):
+    """A step whose drawn images gave no loss does not pull the logged means to 0: the
+    record averages the other steps and counts it as ``empty_steps``; a window of empty
+    steps only writes no record."""
+    cfg = config(tmp_path, max_steps=9, log_every=3)
+    trainer = Trainer(cfg, tiny_model(0), SIMPLE)
+    real = trainer.image_loss
+
+    def flaky(sample, rng):  # empty: step 2 of the 1st window, 4 and 5, all of the 3rd
+        return None if trainer.step in (1, 3, 4, 6, 7, 8) else real(sample, rng)
+
+    monkeypatch.setattr(trainer, "image_loss", flaky)
+    records = trainer.fit()
+    assert [r["step"] for r in records] == [3, 6]
+    first, second = records
+    assert first["empty_steps"] == 1 and second["empty_steps"] == 2
+    assert first["loss"] > 0 and second["loss"] > 0
+    lines = [json.loads(x) for x in (Path(cfg.out_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert lines == records
+    # the mean is over the non-empty steps only
+    window = [
+        {"lr": 1.0, "loss": 2.0, "grad_norm": 1.0, "time_s": 1.0, "images": 1},
+        {"lr": 0.5, "loss": 0.0, "grad_norm": 0.0, "time_s": 3.0, "images": 0},
+    ]
+    assert metrics_record(7, window, ("loss", "grad_norm")) == {
+        "step": 7, "lr": 0.5, "loss": 2.0, "grad_norm": 1.0, "time_s": 2.0, "empty_steps": 1,
+    }  # fmt: skip
+    assert metrics_record(7, window[1:], ("loss",)) is None
 
 
 def test_fit_with_progress_bar_and_periodic_saves(tmp_path):
@@ -536,3 +592,200 @@ def test_revive_output_copies_one_output_with_noise():
         assert torch.allclose(new, state[key], atol=0.05 * float(state[key].std()) + 1e-6)
     head = out[d + "iou_prediction_head.layers.2.weight"]
     assert torch.equal(head[2], head[3])
+
+
+# ------------------------------------------------------- resume: cache, lr, checks
+def test_resume_rekeys_the_embedding_cache(tmp_path):
+    """The cache fingerprint follows the weights loaded by resume(): resuming the same
+    run reuses its cached embeddings (they used to be all recomputed, the fingerprint
+    being that of the weights before the resume), resuming another run's state over a
+    folder cached with other encoder weights recomputes them (they used to be reused:
+    training on the wrong features)."""
+    cfg_a = config(tmp_path / "a", batch_size=2, max_steps=3)
+    a = Trainer(cfg_a, tiny_model(0), DATA)
+    a.train_step()
+    assert a.embedding_cache.misses == 2
+    state_a = a.save_state(tmp_path / "state_a.pt")
+    files = sorted((Path(cfg_a.out_dir) / "embeddings").iterdir())
+    stamps = [os.stat(f).st_mtime_ns for f in files]
+
+    same = Trainer(cfg_a, tiny_model(7), DATA)  # other encoder weights until resumed
+    same.resume(state_a)
+    same.train_step()
+    assert (same.embedding_cache.hits, same.embedding_cache.misses) == (2, 0)
+    assert [os.stat(f).st_mtime_ns for f in files] == stamps
+
+    b = Trainer(config(tmp_path / "b", batch_size=2), tiny_model(1), DATA)
+    b.train_step()
+    state_b = b.save_state(tmp_path / "state_b.pt")
+    other = Trainer(cfg_a, tiny_model(0), DATA)  # run A's encoder, run A's cache folder
+    other.resume(state_b)
+    other.train_step()
+    assert (other.embedding_cache.hits, other.embedding_cache.misses) == (0, 2)
+    got = other.embedding_cache.get("a", DATA[0].image)
+    with torch.no_grad():
+        want = b.model.embed_image(preprocess_image(b.model, DATA[0].image)[0])[0]
+    torch.testing.assert_close(got, want)
+
+
+def test_resume_applies_the_new_lr_and_weight_decay(tmp_path):
+    """resume() keeps the saved moments and step but takes lr, schedule, weight decay
+    (and betas) from the new config, per group with its layer-decay scale; the lr a step
+    logs is the lr the optimizer used (the optimizer used to keep the saved run's)."""
+    kw = dict(freeze_image_encoder=False, layer_decay=0.5, max_steps=6, log_every=0)
+    first = Trainer(config(tmp_path, lr=1e-2, weight_decay=0.1, **kw), tiny_model(0, TINY2), DATA)
+    first.train_step()
+    first.train_step()
+    state = first.save_state(tmp_path / "state.pt")
+    moments = {k: v["exp_avg"].clone() for k, v in first.optimizer.state_dict()["state"].items()}
+
+    cfg = config(tmp_path, lr=2e-3, weight_decay=0.02, betas=(0.8, 0.9), warmup_steps=0, **kw)
+    cfg.schedule_steps = 10
+    resumed = Trainer(cfg, tiny_model(1, TINY2), DATA)
+    resumed.resume(state)
+    groups = resumed.optimizer.param_groups
+    assert len({g["lr_scale"] for g in groups}) == 4  # embeddings, 2 blocks, the rest
+    fresh = {tuple(g["names"]): g for g in build_param_groups(resumed.model, cfg)}
+    assert {g["weight_decay"] for g in groups} == {0.0, 0.02}
+    for g in groups:
+        assert g["lr_scale"] == fresh[tuple(g["names"])]["lr_scale"]
+        assert g["weight_decay"] == fresh[tuple(g["names"])]["weight_decay"]
+        assert g["lr"] == pytest.approx(2e-3 * g["lr_scale"] * lr_factor(cfg, 2))
+        assert g["betas"] == (0.8, 0.9)
+    assert resumed.scheduler.base_lrs == pytest.approx([2e-3 * g["lr_scale"] for g in groups])
+    saved = resumed.optimizer.state_dict()["state"]
+    assert all(torch.equal(saved[k]["exp_avg"], v) for k, v in moments.items())
+
+    top = next(g for g in groups if g["lr_scale"] == 1.0)
+    used = top["lr"]
+    metrics = resumed.train_step()
+    assert metrics["step"] == 3 and metrics["lr"] == pytest.approx(used)
+    assert top["lr"] == pytest.approx(2e-3 * lr_factor(cfg, 3))
+    assert resumed.scheduler.get_last_lr()[groups.index(top)] == pytest.approx(top["lr"])
+
+
+def _snapshot(trainer: Trainer) -> tuple[dict, dict, int]:
+    model = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    return model, trainer.optimizer.state_dict(), trainer.step
+
+
+def _unchanged(trainer: Trainer, before: tuple[dict, dict, int]) -> bool:
+    model, optimizer, step = before
+    now = trainer.model.state_dict()
+    return (
+        all(torch.equal(now[k], v) for k, v in model.items())
+        and trainer.optimizer.state_dict()["param_groups"] == optimizer["param_groups"]
+        and trainer.step == step
+    )
+
+
+def test_resume_checks_the_state_before_changing_anything(tmp_path):
+    """A state of another model, of a run with another freeze, of another architecture,
+    or a file that is no trainer state is a CheckpointError naming the mismatch, raised
+    before any weight is overwritten (it used to overwrite many tensors, then raise an
+    untyped 'Error(s) in loading state_dict')."""
+    donor = Trainer(config(tmp_path / "d", model="tiny-a"), tiny_model(1), DATA)
+    donor.train_step()
+    state = donor.save_state(tmp_path / "state.pt")
+
+    other_name = Trainer(config(tmp_path / "n", model="tiny-b"), tiny_model(0), DATA)
+    before = _snapshot(other_name)
+    with pytest.raises(CheckpointError, match="state of model 'tiny-a', this run is 'tiny-b'"):
+        other_name.resume(state)
+    assert _unchanged(other_name, before)
+
+    cfg = config(tmp_path / "f", model="tiny-a", freeze=("prompt_encoder.",))
+    other_freeze = Trainer(cfg, tiny_model(0), DATA)
+    before = _snapshot(other_freeze)
+    with pytest.raises(CheckpointError, match=r"trains \d+ parameters this run keeps fixed: "
+                       r"prompt_encoder\..*freeze"):  # fmt: skip
+        other_freeze.resume(state)
+    assert _unchanged(other_freeze, before)
+
+    cfg = config(tmp_path / "t", model="tiny-a")
+    other_arch = Trainer(cfg, tiny_model(0, TINY2), DATA)
+    before = _snapshot(other_arch)
+    with pytest.raises(CheckpointError, match=r"missing keys: image_encoder\.blocks\.1\."):
+        other_arch.resume(state)
+    assert _unchanged(other_arch, before)
+
+    pickled = tmp_path / "pickled.pt"  # a Python object weights_only does not load
+    torch.save({"format": "samkit.train.TrainerState/1", "x": Fraction(1, 3)}, pickled)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(Path(state).read_bytes()[:300])
+    before = _snapshot(other_name)
+    for path, why in (
+        (pickled, "objects other than tensors"),
+        (junk, "not a PyTorch file"),
+        (truncated, "truncated"),
+    ):
+        with pytest.raises(CheckpointError, match="not a samkit trainer state file") as info:
+            other_name.resume(path)
+        assert why in str(info.value) and "weights_only" not in str(info.value)
+    with pytest.raises(CheckpointError, match="not found"):
+        other_name.resume(tmp_path / "missing.pt")
+    assert _unchanged(other_name, before)
+
+
+# ------------------------------------------------------------------- run folder
+def test_fit_refuses_a_folder_holding_another_run(tmp_path):
+    """A new run refuses an out_dir that holds a run (it used to replace model_final.pt
+    and trainer_state.pt and append to the old metrics.jsonl); overwrite=True starts it
+    afresh: old log, final files and step checkpoints are gone, the cache is kept."""
+    cfg = config(tmp_path, max_steps=2, save_every=1)
+    Trainer(cfg, tiny_model(0), SIMPLE).fit()
+    out = Path(cfg.out_dir)
+    kept = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert out / "checkpoints" / "step_0000002.pt" in kept
+
+    again = Trainer(config(tmp_path, max_steps=1), tiny_model(1), SIMPLE)
+    with pytest.raises(OutputError, match="already holds a run"):
+        again.fit()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == kept
+
+    records = again.fit(overwrite=True)
+    assert [r["step"] for r in records] == [1]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1]
+    assert list((out / "checkpoints").iterdir()) == []
+    assert torch.load(out / "trainer_state.pt", weights_only=True)["step"] == 1
+    assert sorted(p.name for p in (out / "embeddings").iterdir()) == ["a.pt", "b.pt"]
+
+    resumed = Trainer(config(tmp_path, max_steps=2), tiny_model(2), SIMPLE)
+    resumed.resume(out / "trainer_state.pt")
+    with pytest.raises(ValueError, match="starts a new run"):
+        resumed.fit(overwrite=True)
+    resumed.fit()  # continues the run: appends to its log
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2]
+
+
+def test_overwrite_spares_the_init_checkpoint(tmp_path):
+    cfg = config(tmp_path, max_steps=1)
+    Trainer(cfg, tiny_model(0), SIMPLE).fit()
+    final = Path(cfg.out_dir) / "model_final.pt"
+    before = final.read_bytes()
+    trainer = Trainer(
+        config(tmp_path, max_steps=1, init_checkpoint=str(final)), tiny_model(0), SIMPLE
+    )
+    with pytest.raises(OutputError, match="copy it elsewhere"):
+        trainer.fit(overwrite=True)
+    assert final.read_bytes() == before
+
+
+def test_unwritable_run_folder_is_an_output_error(tmp_path):
+    """An out_dir under a file, or one the OS refuses to create, is an OutputError (it
+    was a NotADirectoryError / FileNotFoundError traceback from the embedding cache)."""
+    a_file = tmp_path / "image.png"
+    a_file.write_bytes(b"x")
+    with pytest.raises(OutputError, match="image.png is a file"):
+        # checked before the model is loaded: "custom" has no weights to load
+        Trainer(config(tmp_path, out_dir=str(a_file / "sub")), None, DATA)
+    if Path("/proc/self").is_dir():
+        for freeze in (True, False):  # cache folder at construction / run folder at fit
+            cfg = config(tmp_path, out_dir="/proc/samkit-no-such/run", max_steps=1)
+            cfg.freeze_image_encoder = freeze
+            with pytest.raises(OutputError, match="/proc/samkit-no-such"):
+                Trainer(cfg, tiny_model(0), DATA).fit()

@@ -7,13 +7,14 @@ left out keeps the file's / default value).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 import samkit
-from samkit.cli.common import CliError, open_dataset, same_file
+from samkit.cli.common import CliError, one_line, open_dataset, same_file
 from samkit.errors import CheckpointError, OutputError, SamkitError
 
 
@@ -37,14 +38,37 @@ def _load_config(config_file: Path | None, overrides: dict[str, Any]) -> Any:
         raise CliError(str(exc)) from exc
 
 
-def _check_run_folder(out_dir: Path, init_checkpoint: str | None) -> None:
-    """Refuse a run folder that is a file, or whose checkpoints would overwrite the
-    ``--init-checkpoint`` the run starts from (``OUT/model_final.pt``,
-    ``OUT/trainer_state.pt`` or a file in ``OUT/checkpoints/``)."""
+def _check_run_folder(
+    out_dir: Path, init_checkpoint: str | None, resume: Path | None, overwrite: bool
+) -> None:
+    """Refuse a run folder that is a file or cannot be created or written, whose
+    checkpoints would overwrite the ``--init-checkpoint`` the run starts from
+    (``OUT/model_final.pt``, ``OUT/trainer_state.pt`` or a file in ``OUT/checkpoints/``),
+    or that holds another run while neither ``--resume`` nor ``--overwrite`` is given."""
+    from samkit.train.checkpoints import check_run_folder, previous_run_files
+
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"run folder (--out) {out_dir} is a file, not a folder")
-    if not init_checkpoint:
-        return
+    check_run_folder(out_dir)
+    if resume is not None and overwrite:
+        raise CliError(
+            "--resume continues the run in --out and --overwrite replaces it: give one of them"
+        )
+    if init_checkpoint:
+        _check_init_checkpoint(out_dir, init_checkpoint)
+    previous = previous_run_files(out_dir)
+    if previous and resume is None and not overwrite:
+        names = sorted({p.relative_to(out_dir).parts[0] for p in previous})
+        state = out_dir / "trainer_state.pt"
+        resume_hint = f"--resume {state}" if state.is_file() else "--resume STATE"
+        raise OutputError(
+            f"run folder (--out) {out_dir} already holds a run ({', '.join(names)}): "
+            f"continue it with {resume_hint}, replace it with --overwrite, or choose "
+            "another --out"
+        )
+
+
+def _check_init_checkpoint(out_dir: Path, init_checkpoint: str) -> None:
     init = Path(init_checkpoint)
     written = (out_dir / "model_final.pt", out_dir / "trainer_state.pt")
     if any(same_file(init, path) for path in written) or (
@@ -133,8 +157,23 @@ def train_command(
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", help="Continue from a trainer state file (OUT/trainer_state.pt)."),
+        typer.Option(
+            "--resume",
+            help="Continue from a trainer state file (OUT/trainer_state.pt): its weights, "
+            "optimizer moments and step; the lr, schedule, weight decay and betas are this "
+            "run's (the options and --config given now), and metrics are appended to "
+            "OUT/metrics.jsonl.",
+        ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Start a new run in an --out that holds one: its metrics.jsonl, "
+            "model_final.pt, trainer_state.pt and checkpoints/step_*.pt are deleted first "
+            "(the embedding cache is kept). Without it such an --out is refused.",
+        ),
+    ] = False,
     coco_annotations: Annotated[
         Path | None,
         typer.Option(
@@ -152,10 +191,13 @@ def train_command(
     """Fine-tune a model with simulated interactive prompts and save its weights.
 
     Writes OUT/metrics.jsonl, OUT/model_final.pt (loadable with `--checkpoint`) and
-    OUT/trainer_state.pt (for --resume).
+    OUT/trainer_state.pt (for --resume). An OUT that already holds a run is refused
+    unless --resume continues it or --overwrite replaces it. Images without masks are
+    skipped (a note says how many).
     """
     from samkit.build import build_model
     from samkit.cli.segment import parse_device
+    from samkit.train.checkpoints import previous_run_files
     from samkit.train.trainer import Trainer
 
     cfg = _load_config(
@@ -182,7 +224,8 @@ def train_command(
     parse_device(cfg.device)
     if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_file():
         raise CheckpointError(f"--init-checkpoint file not found: {cfg.init_checkpoint}")
-    _check_run_folder(Path(cfg.out_dir), cfg.init_checkpoint)
+    out_dir = Path(cfg.out_dir)
+    _check_run_folder(out_dir, cfg.init_checkpoint, resume, overwrite)
     if resume is not None and not resume.is_file():
         raise CheckpointError(f"--resume file not found: {resume}")
     dataset = open_dataset(data, coco_annotations)
@@ -190,33 +233,45 @@ def train_command(
     # A resumed run gets its weights from the state file: skip downloading the published ones.
     initial = build_model(cfg.model) if resume is not None and not cfg.init_checkpoint else None
     try:
-        trainer = Trainer(cfg, model=initial, train_data=dataset)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default", UserWarning)
+            trainer = Trainer(cfg, model=initial, train_data=dataset)
+    except SamkitError:
+        raise
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from exc
+    for warning in caught:  # images without masks, layer_decay on TinyViT, ...
+        if issubclass(warning.category, UserWarning):
+            typer.echo(f"note: {warning.message}", err=True)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     if resume is not None:
         try:
             trainer.resume(resume)
         except SamkitError:
             raise
-        except Exception as exc:  # unpickling / shape mismatch / wrong file
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CheckpointError(f"cannot resume from {resume}: {first}") from exc
+        except Exception as exc:  # not foreseen by the checks of load_trainer_state
+            raise CheckpointError(f"cannot resume from {resume}: {one_line(exc)}") from exc
         if trainer.step >= cfg.max_steps:
             typer.echo(
                 f"note: {resume} is already at step {trainer.step} >= max_steps "
                 f"{cfg.max_steps}; saving it as the final model",
                 err=True,
             )
+    if overwrite and previous_run_files(out_dir):
+        typer.echo(f"note: --overwrite: replacing the run in {out_dir}", err=True)
     try:
-        trainer.fit()
+        records = trainer.fit(overwrite=overwrite)
     except SamkitError:
         raise
     except (ValueError, OSError) as exc:  # unreadable image / JSON met during training
         raise CliError(f"training failed at step {trainer.step + 1}: {exc}") from exc
 
-    out_dir = Path(cfg.out_dir)
-    typer.echo(f"trained {cfg.model} for {trainer.step} steps on {len(dataset)} images")
+    used = len(trainer.sample_indices)
+    typer.echo(f"trained {cfg.model} for {trainer.step} steps on {used} images")
     typer.echo(f"final checkpoint: {out_dir / 'model_final.pt'}")
-    if (out_dir / "metrics.jsonl").is_file():
+    if records:  # this run wrote metrics (not with --log-every 0)
         typer.echo(f"metrics: {out_dir / 'metrics.jsonl'}")
     typer.echo(f"trainer state: {out_dir / 'trainer_state.pt'}")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from samkit.errors import OutputError
 from samkit.fileio import atomic_write_bytes
 from samkit.inference.predictor import preprocess_image
 from samkit.modeling import SamModel
@@ -58,10 +59,12 @@ class EmbeddingCache:
     """Compute-once image embeddings, persisted under ``cache_dir``.
 
     Args:
-        model: the model whose (frozen) image encoder produces the embeddings. If the
-            encoder weights change, build a new cache object (the fingerprint is taken
-            once, at construction).
-        cache_dir: folder for the ``.pt`` files (created if missing).
+        model: the model whose (frozen) image encoder produces the embeddings. The
+            fingerprint of its weights is taken at construction: after the encoder
+            weights change (e.g. :meth:`Trainer.resume
+            <samkit.train.trainer.Trainer.resume>` loaded others), call :meth:`refresh`.
+        cache_dir: folder for the ``.pt`` files (created if missing; :class:`OutputError`
+            if it cannot be).
         max_memory_items: embeddings also kept in memory (LRU), 0 = disk only.
 
     Attributes:
@@ -71,12 +74,25 @@ class EmbeddingCache:
     def __init__(self, model: SamModel, cache_dir: str | Path, max_memory_items: int = 32) -> None:
         self.model = model
         self.cache_dir = Path(cache_dir)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise OutputError(
+                f"cannot create the embedding cache folder {self.cache_dir}: {reason}"
+            ) from None
         self.fingerprint = encoder_fingerprint(model)
         self.hits = 0
         self.misses = 0
         self.max_memory_items = max_memory_items
         self._memory: OrderedDict[str, tuple[str, Embedding]] = OrderedDict()
+
+    def refresh(self) -> None:
+        """Take the encoder's fingerprint again (its weights were replaced) and forget
+        the embeddings held in memory: files of the new weights are reused, the others
+        recomputed."""
+        self.fingerprint = encoder_fingerprint(self.model)
+        self._memory.clear()
 
     def path_for(self, image_id: str) -> Path:
         """Cache file of ``image_id`` (unsafe characters replaced, plus a short hash when

@@ -7,13 +7,14 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from samkit.layers.common import LayerNorm2d
 from samkit.modeling import SamModel
 from samkit.train.config import TrainConfig
 
-__all__ = ["build_param_groups", "freeze_by_prefix"]
+__all__ = ["build_param_groups", "freeze_by_prefix", "set_hyperparameters"]
 
 _NORMS = (nn.LayerNorm, LayerNorm2d, nn.GroupNorm, nn.BatchNorm2d, nn.Embedding)
 
@@ -123,3 +124,27 @@ def build_param_groups(model: SamModel, config: TrainConfig) -> list[dict[str, A
         groups[key]["params"].append(p)
         groups[key]["names"].append(name)
     return [groups[k] for k in sorted(groups, key=lambda k: (-k[0], not k[1]))]
+
+
+def set_hyperparameters(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    hyper: Sequence[dict[str, Any]],
+    config: TrainConfig,
+    step: int,
+) -> None:
+    """Give the groups of ``optimizer`` (just restored from a saved state) the
+    hyper-parameters ``hyper`` (one dict per group, e.g. ``lr_scale``, ``weight_decay``
+    and ``betas`` of :func:`build_param_groups` with ``config``), the base lr
+    ``config.lr * lr_scale`` (also ``scheduler``'s) and the lr of optimizer step
+    ``step``, ``base * lr_factor(config, step)``."""
+    from samkit.train.config import lr_factor
+
+    factor = lr_factor(config, step)
+    for group, values in zip(optimizer.param_groups, hyper, strict=True):
+        group.update(values)
+        group["initial_lr"] = config.lr * group["lr_scale"]
+        group["lr"] = group["initial_lr"] * factor
+    scheduler.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
+    scheduler.last_epoch = step
+    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]  # type: ignore[attr-defined]

@@ -50,15 +50,20 @@ from samkit.modeling import SamModel
 from samkit.modeling.sam2 import Sam2
 from samkit.train.checkpoints import (
     atomic_torch_save,
+    check_run_folder,
     load_initial_model,
     load_trainer_state,
+    make_run_folder,
+    metrics_record,
     save_weights,
+    start_run_folder,
 )
 from samkit.train.config import TrainConfig, lr_factor
 from samkit.train.embedding_cache import EmbeddingCache, preprocess_image
 from samkit.train.losses import mask_iou, resize_targets, sam_loss
-from samkit.train.params import build_param_groups, freeze_by_prefix
+from samkit.train.params import build_param_groups, freeze_by_prefix, set_hyperparameters
 from samkit.train.prompts import InteractiveSimulator, Prompt
+from samkit.train.sampling import training_indices
 
 __all__ = [
     "Trainer",
@@ -70,6 +75,7 @@ __all__ = [
 
 _STATE_FORMAT = "samkit.train.TrainerState/1"
 _METRICS = ("loss", "focal", "dice", "iou_loss", "score_loss", "iou")
+_HYPER = ("lr_scale", "weight_decay", "betas")  # what resume() takes from the config
 
 
 def _pad_points(prompts: list[Prompt]) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -99,6 +105,16 @@ class Trainer:
     :mod:`samkit.train.embedding_cache`; images are used without augmentation).
     Construction calls ``torch.manual_seed(config.seed)`` (so a model built by
     :func:`load_initial_model` with random weights is reproducible).
+
+    Only images with a mask are drawn: their dataset indices are ``sample_indices``, how
+    many others were skipped ``skipped_images`` (see
+    :func:`~samkit.train.sampling.training_indices`, which warns about them once).
+
+    Raises:
+        InvalidDataset: ``train_data`` is empty or holds no mask at all.
+        OutputError: ``config.out_dir`` cannot be a writable folder (checked before the
+            model is loaded, see :func:`~samkit.train.checkpoints.check_run_folder`; a
+            refusal only creating it shows comes from the embedding cache or :meth:`fit`).
     """
 
     def __init__(
@@ -107,8 +123,9 @@ class Trainer:
         model: SamModel | None = None,
         train_data: Sequence[Sample] = (),
     ) -> None:
-        if len(train_data) == 0:
-            raise ValueError("train_data is empty")
+        check_run_folder(config.out_dir)
+        self.sample_indices = training_indices(train_data)
+        self.skipped_images = len(train_data) - len(self.sample_indices)
         self.config = config
         self.device = torch.device(config.device)
         torch.manual_seed(config.seed)
@@ -116,6 +133,7 @@ class Trainer:
         self.train_data = train_data
         self.out_dir = Path(config.out_dir)
         self.step = 0
+        self._continuing = False  # resumed, or fit() already wrote to out_dir
         if config.freeze_image_encoder:
             # everything the embedding depends on (SAM 2: also the decoder's conv_s0 /
             # conv_s1 and no_mem_embed), so that cached embeddings stay valid
@@ -139,13 +157,14 @@ class Trainer:
 
     # ------------------------------------------------------------------- data
     def _image_index(self, position: int) -> int:
-        """Dataset index of the ``position``-th image drawn (reshuffled every epoch)."""
-        n = len(self.train_data)
+        """Dataset index of the ``position``-th image drawn (the images with masks,
+        reshuffled every epoch)."""
+        n = len(self.sample_indices)
         epoch, offset = divmod(position, n)
         if self._perm_cache is None or self._perm_cache[0] != epoch:
             perm = np.random.default_rng([self.config.seed, epoch, 0x5A]).permutation(n)
             self._perm_cache = (epoch, perm)
-        return int(self._perm_cache[1][offset])
+        return self.sample_indices[int(self._perm_cache[1][offset])]
 
     def _autocast(self) -> Any:
         if not self.config.bf16:
@@ -314,9 +333,12 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimizer step; returns its metrics (``step`` is the 1-based step count).
 
-        ``loss`` is the mean over images of the round-summed loss, ``focal``/``dice``/
-        ``iou_loss``/``score_loss`` per-round means, ``iou`` the mean true IoU at the last round,
-        ``grad_norm`` the global gradient norm before clipping.
+        ``lr`` is the lr of the step (``config.lr`` times the schedule's factor: what
+        the optimizer uses for parameters of layer-decay scale 1), ``loss`` the mean over
+        images of the round-summed loss, ``focal``/``dice``/``iou_loss``/``score_loss``
+        per-round means, ``iou`` the mean true IoU at the last round, ``grad_norm`` the
+        global gradient norm before clipping, ``images`` how many images gave a loss (0:
+        an empty step, every drawn image's masks were empty; its metrics are 0).
         """
         cfg = self.config
         self._set_train_mode()
@@ -347,21 +369,41 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         metrics = {name: acc[name] / max(count, 1) for name in _METRICS}
-        return {"step": self.step, "lr": lr, **metrics, "grad_norm": grad_norm}
+        return {"step": self.step, "lr": lr, **metrics, "grad_norm": grad_norm, "images": count}
 
     # -------------------------------------------------------------------- fit
-    def fit(self) -> list[dict[str, float]]:
+    def fit(self, overwrite: bool = False) -> list[dict[str, float]]:
         """Train until ``max_steps``; returns the logged records.
 
-        Appends averaged metrics to ``out_dir/metrics.jsonl`` every ``log_every`` steps,
-        saves ``out_dir/checkpoints/step_XXXXXXX.pt`` (model) and
-        ``out_dir/trainer_state.pt`` every ``save_every`` steps, and
-        ``out_dir/model_final.pt`` plus the state at the end.
+        Appends averaged metrics to ``out_dir/metrics.jsonl`` every ``log_every`` steps
+        (means over the steps of the window that had a loss; a record counts the others
+        in ``empty_steps`` and is left out when there was none), saves
+        ``out_dir/checkpoints/step_XXXXXXX.pt`` (model) and ``out_dir/trainer_state.pt``
+        every ``save_every`` steps, and ``out_dir/model_final.pt`` plus the state at the
+        end.
+
+        A new run (no :meth:`resume`, no earlier :meth:`fit`) refuses an ``out_dir``
+        that holds another run (``metrics.jsonl``, ``model_final.pt``,
+        ``trainer_state.pt`` or ``checkpoints/step_*.pt``: :func:`previous_run_files
+        <samkit.train.checkpoints.previous_run_files>`) unless ``overwrite``: those files
+        are then deleted first, so the metrics log starts afresh and no step checkpoint
+        of the old run remains (the embedding cache is kept: its files are keyed by the
+        encoder weights). A resumed run appends to the folder's log.
+
+        Raises:
+            OutputError: ``out_dir`` holds another run and not ``overwrite``, or cannot
+                be created or written.
+            ValueError: ``overwrite`` for a trainer that continues a run.
         """
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self._continuing and overwrite:
+            raise ValueError("fit(overwrite=True) starts a new run; this trainer continues one")
+        start_run_folder(
+            self.out_dir, new=not self._continuing, overwrite=overwrite, keep=cfg.init_checkpoint
+        )
+        self._continuing = True
         records: list[dict[str, float]] = []
         window: list[dict[str, float]] = []
         progress = Progress(
@@ -385,11 +427,10 @@ class Trainer:
                     info=f"loss {metrics['loss']:.4f} iou {metrics['iou']:.3f}",
                 )
                 if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
-                    record = {"step": self.step, "lr": window[-1]["lr"]}
-                    for name in (*_METRICS, "grad_norm", "time_s"):
-                        record[name] = float(np.mean([w[name] for w in window]))
-                    self._log(record)
-                    records.append(record)
+                    record = metrics_record(self.step, window, (*_METRICS, "grad_norm"))
+                    if record is not None:
+                        self._log(record)
+                        records.append(record)
                     window = []
                 if cfg.save_every and self.step % cfg.save_every == 0:
                     self.save_checkpoint(self.out_dir / "checkpoints" / f"step_{self.step:07d}.pt")
@@ -399,7 +440,7 @@ class Trainer:
         return records
 
     def _log(self, record: dict[str, float]) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        make_run_folder(self.out_dir)
         with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -429,9 +470,41 @@ class Trainer:
         return atomic_torch_save(state, path)
 
     def resume(self, path: str | Path) -> None:
-        """Restore a :meth:`save_state` file; training then continues identically."""
-        state = load_trainer_state(path, _STATE_FORMAT, "trainer", self.model, self.optimizer)
+        """Restore a :meth:`save_state` file: the weights, the optimizer's moments, the
+        step and the RNG states; with the saved run's config, training then continues
+        exactly as it would have.
+
+        The optimizer's hyper-parameters are this trainer's config's, not the state's:
+        each parameter group gets ``config.lr`` times its layer-decay scale as its base lr
+        (also the scheduler's), times ``lr_factor(config, step)`` as its current lr, and
+        ``config.weight_decay`` (0 for the no-decay groups) and ``config.betas``. So a
+        run resumed with another lr or schedule (``scripts/demo_train_phase2.json``)
+        trains from the resumed step on with the lr it logs.
+
+        With a frozen encoder the embedding cache is re-keyed to the loaded encoder
+        weights: files computed with the same weights are reused, others recomputed.
+
+        Raises:
+            CheckpointError: ``path`` is unreadable, not a trainer state, the state of
+                another model (``config.model``) or of a run with other trainable
+                parameters (another ``freeze``), or its keys or shapes differ; the
+                model, optimizer and step are then unchanged.
+        """
+        fresh = [{k: g[k] for k in _HYPER} for g in self.optimizer.param_groups]
+        state = load_trainer_state(
+            path,
+            _STATE_FORMAT,
+            "trainer",
+            self.model,
+            self.optimizer,
+            model_name=self.config.model,
+            required={"step": int, "scheduler": dict},
+        )
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
+        set_hyperparameters(self.optimizer, self.scheduler, fresh, self.config, self.step)
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if self.embedding_cache is not None:
+            self.embedding_cache.refresh()
+        self._continuing = True

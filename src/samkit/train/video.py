@@ -411,6 +411,14 @@ class VideoTrainer:
         return atomic_torch_save(state, path)
 
     def resume(self, path: str | Path) -> None:
-        """Restore a :meth:`save_state` file."""
-        state = load_trainer_state(path, _STATE_FORMAT, "video trainer", self.model, self.optimizer)
+        """Restore a :meth:`save_state` file (:class:`~samkit.errors.CheckpointError`,
+        with nothing changed, for a file that is not one or does not match this model)."""
+        state = load_trainer_state(
+            path,
+            _STATE_FORMAT,
+            "video trainer",
+            self.model,
+            self.optimizer,
+            required={"step": int},
+        )
         self.step = int(state["step"])
