@@ -752,3 +752,18 @@ def test_cached_file_of_wrong_size_is_refused(cache, monkeypatch) -> None:
     msg = str(info.value)
     assert str(cache / spec.filename) in msg and spec.url in msg, msg
     assert server.urls == []
+
+
+class _NotATensor:
+    """A picklable object that weights-only loading refuses."""
+
+
+def test_pickled_objects_are_refused_without_unsafe_advice(tmp_path: Path) -> None:
+    """A checkpoint holding Python objects is refused with samkit's own reason; torch's
+    message goes on to suggest weights_only=False, which must never reach the user."""
+    path = tmp_path / "objects.pt"
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": _NotATensor()}, path)
+    with pytest.raises(CheckpointError, match="holds Python objects besides tensors") as info:
+        samkit.weights.read_state_dict(path)
+    assert "weights_only=False" not in str(info.value)
+    assert "can still be loaded" not in str(info.value)

@@ -83,5 +83,6 @@ class SessionClosed(SamkitError, RuntimeError):
 
 
 class InvalidDataset(SamkitError, ValueError):
-    """A dataset's annotations are malformed: not an SA-1B / COCO document, an annotation
-    without a usable segmentation, a corrupt RLE, or masks that do not fit the image."""
+    """A dataset cannot be used: annotations that are malformed (not an SA-1B / COCO
+    document, an annotation without a usable segmentation, a corrupt RLE, masks that do
+    not fit the image), or no mask at all to train on."""

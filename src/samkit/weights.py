@@ -181,6 +181,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch/pickle/zip/safetensors all raise differently
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights only load failed" in first.lower():
+            # torch goes on to suggest weights_only=False: never pass that on
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: it holds Python objects besides tensors, "
+                "and samkit only loads weights (torch.load(weights_only=True))"
+            ) from None
         raise CheckpointError(
             f"cannot read checkpoint {path} (truncated, corrupt or not a PyTorch/safetensors "
             f"file): {first[:200]}"
