@@ -5,6 +5,7 @@ and a resumed run replays the same steps."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import helpers_sam2 as h
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 import samkit
 from samkit.data.synthetic_video import SyntheticVideoConfig
-from samkit.errors import CheckpointError
+from samkit.errors import CheckpointError, OutputError
 from samkit.train import video as train_video
 from samkit.train.video import BestActualCandidate, VideoTrainConfig, VideoTrainer
 from samkit.video import Points, encode_frame, model_frame, track_step
@@ -220,6 +221,20 @@ def test_fit_writes_metrics_and_an_official_format_checkpoint(tmp_path):
     fresh = _model(seed=3)
     fresh.load_state_dict(state["model"], strict=True)
     assert (tmp_path / "checkpoints" / "step_0000002.pt").exists()
+
+    # a new run into the same folder is refused; overwrite starts a fresh log
+    again = VideoTrainer(_model(), _config(max_steps=2, log_every=2, save_every=0), tmp_path)
+    with pytest.raises(OutputError, match="already holds a run"):
+        again.fit(progress=False)
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2
+    again.fit(progress=False, overwrite=True)
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").open()] == [2]
+    assert not (tmp_path / "checkpoints" / "step_0000002.pt").exists()
+    # a resumed trainer continues the folder's log
+    resumed = VideoTrainer(_model(), _config(max_steps=4, log_every=2, save_every=0), tmp_path)
+    resumed.resume(tmp_path / "trainer_state.pt")
+    resumed.fit(progress=False)
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").open()] == [2, 4]
 
 
 def _one_frame_output(iou_logits: torch.Tensor, s: int = 16):

@@ -47,7 +47,12 @@ import torch.nn.functional as F
 
 from samkit.data.synthetic_video import SyntheticClip, SyntheticVideoConfig, generate_clip
 from samkit.modeling.sam2 import Sam2
-from samkit.train.checkpoints import atomic_torch_save, load_trainer_state, save_weights
+from samkit.train.checkpoints import (
+    atomic_torch_save,
+    load_trainer_state,
+    save_weights,
+    start_run_folder,
+)
 from samkit.train.losses import dice_loss, mask_iou, sigmoid_focal_loss
 from samkit.video.frames import model_frame
 from samkit.video.state import Memory, Points, TrackOutput
@@ -255,6 +260,7 @@ class VideoTrainer:
         self.model = model
         self.config = config
         self.out_dir = Path(out_dir)
+        self._continuing = False  # resumed, or fit() already wrote to out_dir
         s = model.image_size
         self.clip_config = SyntheticVideoConfig(
             **{**asdict(config.clip), "size": (s, s), "num_frames": config.num_frames}
@@ -357,12 +363,25 @@ class VideoTrainer:
         metrics = {k: float(out[k].detach()) if out else 0.0 for k in _METRICS}
         return {"step": self.step, "lr": lr, **metrics, "grad_norm": grad_norm}
 
-    def fit(self, progress: bool = True) -> list[dict[str, float]]:
+    def fit(self, progress: bool = True, overwrite: bool = False) -> list[dict[str, float]]:
         """Train to ``max_steps``: averaged metrics to ``metrics.jsonl`` every
         ``log_every`` steps, checkpoint and state every ``save_every``, and
-        ``model_final.pt`` at the end. Returns the logged records."""
+        ``model_final.pt`` at the end. Returns the logged records.
+
+        As :meth:`samkit.train.Trainer.fit`: a new run (no :meth:`resume`, no earlier
+        ``fit``) refuses an ``out_dir`` holding another run unless ``overwrite``, which
+        deletes that run's files first.
+
+        Raises:
+            OutputError: ``out_dir`` holds another run and not ``overwrite``, or cannot
+                be written.
+            ValueError: ``overwrite`` for a trainer that continues a run.
+        """
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self._continuing and overwrite:
+            raise ValueError("fit(overwrite=True) starts a new run; this trainer continues one")
+        start_run_folder(self.out_dir, new=not self._continuing, overwrite=overwrite)
+        self._continuing = True
         records: list[dict[str, float]] = []
         window: list[dict[str, float]] = []
         t_start = time.perf_counter()
@@ -422,3 +441,4 @@ class VideoTrainer:
             required={"step": int},
         )
         self.step = int(state["step"])
+        self._continuing = True
