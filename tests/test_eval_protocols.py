@@ -436,3 +436,12 @@ def test_nested_coverage_counts_levels() -> None:
     assert partial.to_dict()["per_object"]["matched"] == [[True, True, False]]
     with pytest.raises(ValueError, match="nested"):
         nested_coverage(pred, [Sample(image=data[0].image, masks=data[0].masks, image_id="x")])
+
+
+def test_nothing_to_evaluate_is_invalid_dataset() -> None:
+    """A dataset without objects is a typed error (InvalidDataset, a ValueError)."""
+    from samkit.errors import InvalidDataset
+
+    empty = [Sample(image=np.zeros((8, 8, 3), np.uint8), masks=np.zeros((0, 8, 8), bool))]
+    with pytest.raises(InvalidDataset, match="no object to evaluate"):
+        single_point(None, empty)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from samkit.errors import InvalidDataset
 from samkit.fileio import atomic_write_json
 from samkit.masks import masks_to_coco_rle, rle_to_coco
 
@@ -160,34 +161,38 @@ def read_amg_json(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[di
         with ``counts`` a str, plus ``id`` and any extra fields), in file order.
 
     Raises:
-        ValueError: not JSON, or not an SA-1B document (no ``image``/``annotations``, an
-            annotation without ``segmentation``, ``area`` or ``bbox``).
+        InvalidDataset: (a ``ValueError``) not JSON, or not an SA-1B document (no
+            ``image``/``annotations``, an annotation without ``segmentation``, ``area`` or
+            ``bbox``, or a malformed RLE).
         OSError: the file cannot be read.
     """
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not a JSON file: {exc}") from None
+        raise InvalidDataset(f"{path} is not a JSON file: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("image"), dict):
-        raise ValueError(f"{path} is not an SA-1B JSON (no 'image' object)")
+        raise InvalidDataset(f"{path} is not an SA-1B JSON (no 'image' object)")
     annotations = doc.get("annotations")
     if not isinstance(annotations, list):
-        raise ValueError(f"{path} is not an SA-1B JSON (no 'annotations' list)")
+        raise InvalidDataset(f"{path} is not an SA-1B JSON (no 'annotations' list)")
     info = dict(doc["image"])
     for key in ("width", "height"):
         if not isinstance(info.get(key), int):
-            raise ValueError(f"{path}: image.{key} is missing or not an integer")
+            raise InvalidDataset(f"{path}: image.{key} is missing or not an integer")
     info.setdefault("image_id", path.stem)
     info.setdefault("file_name", "")
     records = []
     for i, ann in enumerate(annotations):
         if not isinstance(ann, dict) or any(k not in ann for k in ("segmentation", "area", "bbox")):
-            raise ValueError(f"{path}: annotation {i} lacks segmentation, area or bbox")
+            raise InvalidDataset(f"{path}: annotation {i} lacks segmentation, area or bbox")
         record = dict(ann)
         seg = record["segmentation"]
         if isinstance(seg, dict) and isinstance(seg.get("counts"), str | bytes):
-            record["segmentation"] = rle_to_coco(seg)
+            try:
+                record["segmentation"] = rle_to_coco(seg)
+            except ValueError as exc:
+                raise InvalidDataset(f"{path}: annotation {i}: {exc}") from None
         records.append(record)
     return info, records
 
@@ -216,7 +221,8 @@ def export_coco(
         The COCO document written.
 
     Raises:
-        ValueError: an input is not an SA-1B JSON, or ``out_path`` is an input.
+        InvalidDataset: an input is not an SA-1B JSON (a ``ValueError``).
+        ValueError: ``out_path`` is an input.
         FileNotFoundError: the folder or a listed file does not exist.
     """
     out_path = Path(out_path)

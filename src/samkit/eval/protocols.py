@@ -45,6 +45,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from samkit.data.types import Sample
+from samkit.errors import InvalidDataset
 from samkit.eval.metrics import click_point_farthest_from_boundary, iou, mean_noc, next_click
 
 # The result dataclasses live in :mod:`samkit.eval.results`; re-exported here so
@@ -141,7 +142,7 @@ def _gt(sample: Sample, j: int) -> NDArray[np.bool_]:
 
 def _empty_check(count: int) -> None:
     if count == 0:
-        raise ValueError("no object to evaluate (empty dataset or every mask below min_area)")
+        raise InvalidDataset("no object to evaluate (empty dataset or every mask below min_area)")
 
 
 # ---------------------------------------------------------------------- protocols
@@ -156,7 +157,7 @@ def single_point(
     """Single-click mIoU, top-scored candidate and best-of-3 oracle (see module doc).
 
     Raises:
-        ValueError: if there is no object to evaluate.
+        InvalidDataset: (a ``ValueError``) if there is no object to evaluate.
     """
     all_ious: list[list[float]] = []
     all_scores: list[list[float]] = []
@@ -344,7 +345,7 @@ def nested_coverage(
             rows.append([any(iou(m, gt) >= threshold for m in pred.masks) for gt in gts])
             ids.append(sample.image_id)
     if not rows:
-        raise ValueError("no fully nested object (whole, part and subpart) to evaluate")
+        raise InvalidDataset("no fully nested object (whole, part and subpart) to evaluate")
     matched = np.asarray(rows, dtype=bool)
     return NestedCoverageResult(
         threshold=float(threshold),
