@@ -442,6 +442,6 @@ def test_nothing_to_evaluate_is_invalid_dataset() -> None:
     """A dataset without objects is a typed error (InvalidDataset, a ValueError)."""
     from samkit.errors import InvalidDataset
 
-    empty = [Sample(image=np.zeros((8, 8, 3), np.uint8), masks=np.zeros((0, 8, 8), bool))]
+    empty = [Sample(np.zeros((8, 8, 3), np.uint8), np.zeros((0, 8, 8), bool), "e", None)]
     with pytest.raises(InvalidDataset, match="no object to evaluate"):
         single_point(None, empty)
