@@ -377,3 +377,28 @@ def test_never_writes_into_the_input_folder(frames, checkpoint, tmp_path):
     file_out = tmp_path / "file"
     file_out.write_text("x")
     assert_cli_error(track(frames, checkpoint, file_out, "--point", "0:1,1"), "is a file")
+
+
+def test_never_replaces_an_input_video_inside_out(frames, checkpoint, tmp_path):
+    """An input video inside --out is refused, even with --overwrite: the overlay
+    (--out/overlay.mp4) replaced an input of that name."""
+    folder = tmp_path / "vd"
+    folder.mkdir()
+    mp4 = folder / "overlay.mp4"
+    with VideoFileWriter(mp4, fps=5) as writer:
+        for path in sorted(frames.iterdir())[:2]:
+            with Image.open(path) as im:
+                writer.write(np.asarray(im.convert("RGB")))
+    before = mp4.read_bytes()
+    result = track(
+        mp4, checkpoint, folder, "--point", "0:18,20", "--overwrite", "-f", "overlay-mp4"
+    )
+    assert_cli_error(result, "holds the input video")
+    assert mp4.read_bytes() == before
+
+
+def test_help_names_the_video_extra():
+    """Rich read '[video]' in the help as markup and printed pip install 'samkit'."""
+    result = run("track", "--help")
+    assert result.exit_code == 0
+    assert "samkit[video]" in " ".join(result.output.split()).replace(" ", "")

@@ -386,6 +386,43 @@ def test_streaming_gives_the_same_masks():
         assert all(np.array_equal(m0[i], m1[i]) for i in (1, 2))
 
 
+def _frame_folder(folder, n: int):
+    folder.mkdir()
+    for t, img in enumerate(_stream(n, [0])):
+        Image.fromarray(img).save(folder / f"{t:05d}.png")
+    return folder
+
+
+def test_streaming_both_directions_and_corrections(tmp_path):
+    """Streaming sessions over a random-access source: a pass against an earlier pass's
+    direction and corrections on tracked frames run (they failed with IndexError /
+    ValueError on the memories and logits streaming had dropped). The forward pass and a
+    lone backward pass equal the non-streaming ones; a pass after one in the other
+    direction attends only to the memories streaming kept."""
+    model = _tiny_model()
+    folder = _frame_folder(tmp_path / "frames", 30)
+
+    def run(keep: bool, direction: str):
+        session = VideoPredictor(model).start(folder, keep_results=keep)
+        session.add_prompt(10, 1, points=[[18, 20]], labels=[1])
+        results = {r.frame_index: r.masks[1] for r in session.propagate(direction=direction)}
+        return session, results
+
+    streamed, both = run(False, "both")
+    assert sorted(both) == list(range(30))
+    _, forward = run(True, "forward")
+    assert all(np.array_equal(both[t], forward[t]) for t in range(10, 30))
+    _, back_kept = run(True, "backward")
+    _, back_streamed = run(False, "backward")
+    assert all(np.array_equal(back_kept[t], back_streamed[t]) for t in range(11))
+    # corrections after the passes: the latest frame, a recent one, an old one
+    for frame in (0, 5, 20, 28):
+        result = streamed.add_prompt(frame, 1, points=[[30, 30]], labels=[0])
+        assert result.frame_index == frame and result.masks[1].shape == (48, 64)
+    assert len(list(streamed.propagate(start=20))) == 10
+    streamed.close()
+
+
 def test_prompt_values_are_checked():
     """Labels that are not 0/1 (0.5 was truncated to 0), prompts without any point, and
     masks holding NaN or non-numbers (made all-True by ``astype(bool)``) raise
@@ -490,3 +527,44 @@ def test_objects_with_the_same_memory_frames_are_batched(pair, forward, monkeypa
             assert abs(results[f].scores[obj] - ref.scores[obj]) < 1e-3
             disagree = np.mean(results[f].masks[obj] != ref.masks[obj])
             assert disagree < 1e-3, (f, obj, disagree)
+
+
+def test_in_memory_sources_have_random_access():
+    """A (T, H, W, 3) array or a list of frames is in memory already: backward and
+    both-way propagation work (they were streams that had dropped the early frames)."""
+    model = _tiny_model()
+    frames = np.stack(list(_stream(24, [0])))
+    runs = []
+    for source in (frames, list(frames)):
+        with VideoPredictor(model).start(source) as session:
+            assert session.num_frames == 24
+            session.add_prompt(20, 1, points=[[18, 20]], labels=[1])
+            runs.append({r.frame_index: r.masks[1] for r in session.propagate("backward")})
+            assert np.array_equal(session.frame(3), frames[3])
+    assert sorted(runs[0]) == list(range(21))
+    assert all(np.array_equal(runs[0][t], runs[1][t]) for t in runs[0])
+
+
+def test_close_during_propagation_and_argument_checks():
+    model = _tiny_model()
+    session = VideoPredictor(model).start(_stream(6, [0]))
+    session.add_prompt(0, 1, points=[[18, 20]], labels=[1])
+    results = session.propagate()
+    next(results)
+    session.close()
+    with pytest.raises(SessionClosed):
+        next(results)  # was a bare AssertionError
+    predictor = VideoPredictor(model)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="num_frames"):
+            predictor.start(_stream(4, [0]), num_frames=bad)
+    # a stream longer than num_frames ends there, as the session says
+    with predictor.start(_stream(10, [0]), num_frames=3) as session:
+        session.add_prompt(0, 1, points=[[18, 20]], labels=[1])
+        assert [r.frame_index for r in session.propagate()] == [0, 1, 2]
+        assert session.num_frames == 3
+        for bad in (1.0, True, "1"):
+            with pytest.raises(FrameOutOfRange):
+                session.frame(bad)
+        with pytest.raises(ValueError, match="max_frames"):
+            list(session.propagate(max_frames="2"))

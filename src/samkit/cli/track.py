@@ -114,6 +114,9 @@ def _check_out(out: Path, video: Path, overwrite: bool) -> None:
             raise OutputError(f"--out {out} holds the input folder {video}; choose another")
     elif out.exists() and out.resolve() == video.resolve():
         raise OutputError(f"--out {out} is the input video; refusing to overwrite it")
+    elif _inside(video, out):
+        # with --overwrite an output (e.g. overlay.mp4) could replace the input
+        raise OutputError(f"--out {out} holds the input video {video}; choose another")
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -228,7 +231,7 @@ def track_command(
         typer.Argument(
             metavar="VIDEO_OR_FOLDER",
             help="A folder of JPEG (else PNG) frames named by their index, or a video file "
-            "(needs PyAV: pip install 'samkit[video]').",
+            "(needs PyAV: pip install 'samkit\\[video]').",  # \\[: not Rich markup
             show_default=False,
         ),
     ],

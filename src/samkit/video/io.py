@@ -70,11 +70,19 @@ class VideoFileReader:
         self._index_of: dict[int, int] = {}
         self._sequential_only = False
         self._open()
+        try:
+            self._index_frames()
+        except BaseException:
+            self.close()  # nothing left open when the file turns out unreadable
+            raise
+
+    def _index_frames(self) -> None:
+        """Timestamps, rate and size of the opened file's video stream; decoding then
+        starts from the first frame."""
         stream = self._stream
         try:
             pts = [p.pts for p in self._container.demux(stream) if p.size > 0]
         except self._av.error.FFmpegError as exc:
-            self.close()
             raise InvalidVideo(f"cannot read {self.path}: {exc}") from None
         if any(p is None for p in pts):
             # no timestamps (raw streams): count frames by decoding once; random access
@@ -85,7 +93,6 @@ class VideoFileReader:
             self._pts = sorted(pts)
         self._index_of = {p: i for i, p in enumerate(self._pts)}
         if not self._pts:
-            self.close()
             raise InvalidVideo(f"{self.path}: the video has no frames")
         stream = self._stream  # the counting fallback reopened the file
         rate = stream.average_rate or stream.guessed_rate

@@ -79,7 +79,9 @@ def select_memories(
         else:
             t = -(-(frame_index + 2) // stride) * stride + (back - 2) * stride
         mem = non_cond.get(t, unselected.get(t))
-        if mem is not None:
+        # a pointer-only memory (streaming mode, pruned by a pass in the other
+        # direction) has nothing to attend to: that slot stays empty
+        if mem is not None and mem.has_spatial:
             result.spatial.append((slot, mem))
 
     limit = min(num_frames, max_obj_ptrs)
@@ -113,9 +115,7 @@ def stored_memories(outputs: dict[int, FrameOutput]) -> dict[int, Memory]:
 def memory_frames(outputs: dict[int, FrameOutput]) -> tuple[tuple[int, bool], ...]:
     """``(frame, has spatial memory)`` of the outputs that hold a memory, by frame."""
     return tuple(
-        (t, o.memory.maskmem_features.numel() > 0)
-        for t, o in sorted(outputs.items())
-        if o.memory is not None
+        (t, o.memory.has_spatial) for t, o in sorted(outputs.items()) if o.memory is not None
     )
 
 

@@ -59,8 +59,9 @@ class VideoPredictor:
                 a video file (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``,
                 ``.m4v``; needs PyAV, ``samkit[video]``), decoded lazily with random
                 access; an open :class:`~samkit.video.io.VideoFileReader` (used as is and
-                left open: the caller closes it); or an iterable of ``(H, W, 3)`` uint8 RGB
-                frames (pulled lazily).
+                left open: the caller closes it); a ``(T, H, W, 3)`` uint8 array or a list
+                / tuple of frames (already in memory: random access); or any other
+                iterable of ``(H, W, 3)`` uint8 RGB frames (a stream, pulled lazily).
             keep_results: keep every frame's output and memory (needed to correct or
                 re-propagate old frames). False (streaming): keep only the conditioning
                 memories, the memories of the last ``num_maskmem`` frames (times the
@@ -73,6 +74,12 @@ class VideoPredictor:
         """
         if max_cached_frames < 1:
             raise ValueError("max_cached_frames must be >= 1")
+        if num_frames is not None and (
+            not isinstance(num_frames, int | np.integer)
+            or isinstance(num_frames, bool)
+            or num_frames < 1
+        ):
+            raise ValueError(f"num_frames must be an int >= 1, got {num_frames!r}")
         return VideoSession(self, source, keep_results, max_cached_frames, num_frames)
 
 

@@ -182,7 +182,9 @@ class VideoSession(VideoSessionBase):
         prev = None
         if prompt.points is not None:
             earlier = track.output(frame, is_cond)
-            if earlier is not None:
+            # streaming mode keeps the logits of the latest frame only: without them the
+            # clicks go in alone
+            if earlier is not None and earlier.low_res_logits.numel() > 0:
                 prev = earlier.low_res_logits.clamp(-32.0, 32.0)
         feats = self._frame_features(frame)
         out = track_step(
@@ -236,8 +238,12 @@ class VideoSession(VideoSessionBase):
             raise ValueError(f"direction must be forward, backward or both, not {direction!r}")
         if start is not None:
             start = self._check_frame(start)
-        if max_frames is not None and max_frames < 0:
-            raise ValueError("max_frames must be >= 0")
+        if max_frames is not None and (
+            not isinstance(max_frames, int | np.integer)
+            or isinstance(max_frames, bool)
+            or max_frames < 0
+        ):
+            raise ValueError(f"max_frames must be an int >= 0, got {max_frames!r}")
         if not self._objects:
             raise NoPrompts("no objects: add a prompt before propagating")
         for track in self._objects.values():
@@ -301,10 +307,12 @@ class VideoSession(VideoSessionBase):
         stride = self._options.memory_temporal_stride
         frame = start
         count = 0
-        while frame >= 0 and self._frames.has(frame):
+        while True:
+            self._check_open()  # closed while the caller held this generator
+            if frame < 0 or not self._frames.has(frame):
+                break
             if max_frames is not None and count > max_frames:
                 break
-            self._check_open()
             todo: list[ObjectTrack] = []
             for track in list(self._objects.values()):
                 if not track.cond:  # added while this propagation runs: next time

@@ -100,7 +100,7 @@ class VideoSessionBase:
         self._check_open()
         return sum(
             sum(
-                o.memory is not None and o.memory.maskmem_features.numel() > 0
+                o.memory is not None and o.memory.has_spatial
                 for o in (*t.cond.values(), *t.non_cond.values())
             )
             for t in self._objects.values()
@@ -187,7 +187,7 @@ class VideoSessionBase:
         (re-read from disk for folders; a live stream keeps only its recent frames and
         raises :class:`~samkit.errors.FrameOutOfRange` for older ones)."""
         self._check_open()
-        return self._frames.rgb(index)
+        return self._frames.rgb(self._check_frame(index))
 
     def logits(self, frame: int, obj_id: int) -> torch.Tensor | None:
         """The latest ``(1, 1, H, W)`` mask logits of an object on ``frame`` at the

@@ -40,6 +40,7 @@ class FrameSource:
         self.video_size: tuple[int, int] | None = None
         self.length: int | None = num_frames
         self.owns_reader = True
+        self.in_memory: np.ndarray | list[object] | tuple[object, ...] | None = None
         if isinstance(source, VideoFileReader):
             # an open reader (e.g. the CLI's, which already demuxed the file to check it)
             self.reader = source
@@ -58,9 +59,13 @@ class FrameSource:
                 self.exhausted = True
             else:
                 raise InvalidVideo(f"{source}: not a folder of frames or a video file")
-        elif isinstance(source, np.ndarray) and source.ndim == 4:
-            self.iterator = iter(source)
-            self.length = source.shape[0]
+        elif (isinstance(source, np.ndarray) and source.ndim == 4) or isinstance(
+            source, list | tuple
+        ):
+            # already in memory: random access, like a folder (nothing to buffer)
+            self.in_memory = source
+            self.length = len(source)
+            self.exhausted = True
         elif isinstance(source, Iterable):
             if self.length is None and hasattr(source, "__len__"):
                 self.length = len(source)  # type: ignore[arg-type]
@@ -68,9 +73,13 @@ class FrameSource:
         else:
             raise InvalidVideo(f"unsupported video source {type(source).__name__}")
         # the first frame gives the video's size
-        if not self.has(0):
-            raise InvalidVideo("the video has no frames")
-        self.rgb(0)
+        try:
+            if not self.has(0):
+                raise InvalidVideo("the video has no frames")
+            self.rgb(0)
+        except BaseException:
+            self.close()  # a reader opened here is not left open
+            raise
 
     @property
     def num_frames(self) -> int | None:
@@ -81,6 +90,9 @@ class FrameSource:
     def _pull_until(self, index: int) -> None:
         assert self.iterator is not None
         while self.pulled <= index and not self.exhausted:
+            if self.length is not None and self.pulled >= self.length:
+                self.exhausted = True  # num_frames given: the stream ends there
+                break
             try:
                 frame = next(self.iterator)
             except StopIteration:
@@ -109,6 +121,10 @@ class FrameSource:
             return index < len(self.paths)
         if self.reader is not None:
             return index < len(self.reader)
+        if self.in_memory is not None:
+            return index < len(self.in_memory)
+        if self.iterator is None:  # closed
+            return False
         self._pull_until(index)
         return index < self.pulled
 
@@ -134,6 +150,10 @@ class FrameSource:
             arr = self.reader.read(index)
             self._check_size(arr.shape[:2], index)
             return arr
+        if self.in_memory is not None:
+            arr = _check_rgb(self.in_memory[index], index)
+            self._check_size(arr.shape[:2], index)
+            return arr
         arr = self.recent.get(index)
         if arr is None:
             raise InvalidVideo(
@@ -149,6 +169,7 @@ class FrameSource:
             close()
         self.iterator = None
         self.paths = None
+        self.in_memory = None
         if self.reader is not None and self.owns_reader:
             self.reader.close()
         self.reader = None

@@ -143,6 +143,12 @@ class Memory:
     def num_objects(self) -> int:
         return self.obj_ptr.shape[0]
 
+    @property
+    def has_spatial(self) -> bool:
+        """Whether the encoded memory is kept (streaming mode keeps only the pointers of
+        frames far behind, :func:`~samkit.video.memory_bank.pointer_only`)."""
+        return self.maskmem_features.numel() > 0
+
     @staticmethod
     def cat(memories: Sequence[Memory]) -> Memory:
         """Objects of several memories of the same frame, concatenated in order."""
