@@ -767,3 +767,20 @@ def test_pickled_objects_are_refused_without_unsafe_advice(tmp_path: Path) -> No
         samkit.weights.read_state_dict(path)
     assert "weights_only=False" not in str(info.value)
     assert "can still be loaded" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content", [os.urandom(3000), b'{"model": {}}', b"hello, not a checkpoint"]
+)
+def test_unreadable_files_are_not_called_python_objects(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="corrupt or not a PyTorch") as info:
+        samkit.weights.read_state_dict(path)
+    assert "Python objects" not in str(info.value) and "weights_only=False" not in str(info.value)
+
+
+def test_safetensors_suffix_in_any_case(tmp_path: Path) -> None:
+    path = tmp_path / "w.SAFETENSORS"
+    save_file({"w": torch.ones(2)}, str(path))
+    assert torch.equal(samkit.weights.read_state_dict(path)["w"], torch.ones(2))

@@ -15,6 +15,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -173,24 +174,16 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        with warnings.catch_warnings():  # torch's warnings would reach a CLI user
+            warnings.simplefilter("ignore")
+            if path.suffix.lower() == ".safetensors":
+                from safetensors.torch import load_file
 
-            obj: object = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+                obj: object = load_file(str(path), device="cpu")
+            else:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch/pickle/zip/safetensors all raise differently
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights only load failed" in first.lower():
-            # torch goes on to suggest weights_only=False: never pass that on
-            raise CheckpointError(
-                f"cannot read checkpoint {path}: it holds Python objects besides tensors, "
-                "and samkit only loads weights (torch.load(weights_only=True))"
-            ) from None
-        raise CheckpointError(
-            f"cannot read checkpoint {path} (truncated, corrupt or not a PyTorch/safetensors "
-            f"file): {first[:200]}"
-        ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(exc)}") from None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(
@@ -198,6 +191,27 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     ):
         raise CheckpointError(f"{path} does not contain a state dict of tensors")
     return dict(obj)
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why a checkpoint could not be read, in one line. torch's weights-only errors
+    suggest ``weights_only=False`` (never passed on); their ``WeightsUnpickler error``
+    line says what was found."""
+    text = str(exc).strip()
+    if "weights only load failed" in text.lower():
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+        detail = [line.strip() for line in detail if line.strip()]
+        if detail and detail[0].startswith("Unsupported global"):
+            return (
+                "it holds Python objects besides tensors, and samkit only loads weights "
+                "(torch.load(weights_only=True))"
+            )
+        reason = detail[0] if detail else "not a pickle of tensors"
+        return f"truncated, corrupt or not a PyTorch/safetensors file ({reason[:120]})"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if first.isdigit():  # the bare byte value pickle stumbled on: says nothing
+        return "truncated, corrupt or not a PyTorch/safetensors file"
+    return f"truncated, corrupt or not a PyTorch/safetensors file ({first[:200]})"
 
 
 def _head(keys: list[str]) -> str:
