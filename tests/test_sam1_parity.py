@@ -583,3 +583,26 @@ def test_compat_reset_and_errors_like_official(sa, pair) -> None:
     assert q.is_image_set is False
     with pytest.raises(RuntimeError):
         q.predict(**kw)
+
+
+def test_point_labels_beyond_one_follow_each_family(pair) -> None:
+    """SAM 1's prompt encoder embeds labels -1, 0 and 1 only (2 / 3 and others keep
+    the bare positional encoding); the shared encoder added the box-corner embeddings
+    to points labelled 2 / 3, as SAM 2 does, and gave other masks than the official."""
+    official, ours = pair
+    coords = torch.tensor([[[20.0, 30.0], [100.0, 150.0], [60.0, 60.0], [5.0, 9.0]]])
+    labels = torch.tensor([[2, 3, 1, 5]])
+    for pad_boxes in (None, torch.tensor([[10.0, 10.0, 90.0, 120.0]])):
+        with torch.no_grad():
+            ref = official.prompt_encoder(points=(coords, labels), boxes=pad_boxes, masks=None)
+            got = ours.prompt_encoder(points=(coords, labels), boxes=pad_boxes, masks=None)
+        H.assert_close(got[0], ref[0], "sparse embeddings, labels 2/3/5")
+        H.assert_close(got[1], ref[1], "dense embeddings")
+    assert not ours.prompt_encoder.box_corner_labels
+    assert samkit.build_model(h2_tiny_config()).prompt_encoder.box_corner_labels
+
+
+def h2_tiny_config():
+    import helpers_sam2
+
+    return helpers_sam2.tiny_video_config()

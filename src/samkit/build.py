@@ -59,12 +59,13 @@ def _build_encoder(cfg: ViTConfig | TinyViTConfig) -> nn.Module:
     raise TypeError(f"unsupported encoder config {type(cfg).__name__}")
 
 
-def _prompt_encoder(pe: PromptEncoderConfig) -> PromptEncoder:
+def _prompt_encoder(pe: PromptEncoderConfig, box_corner_labels: bool) -> PromptEncoder:
     return PromptEncoder(
         embed_dim=pe.embed_dim,
         image_embedding_size=(pe.image_embedding_size, pe.image_embedding_size),
         input_image_size=(pe.input_image_size, pe.input_image_size),
         mask_in_chans=pe.mask_in_chans,
+        box_corner_labels=box_corner_labels,
     )
 
 
@@ -83,7 +84,7 @@ def build_sam(cfg: SamConfig) -> Sam:
     md = cfg.mask_decoder
     return Sam(
         image_encoder=_build_encoder(cfg.encoder),
-        prompt_encoder=_prompt_encoder(cfg.prompt_encoder),
+        prompt_encoder=_prompt_encoder(cfg.prompt_encoder, box_corner_labels=False),
         mask_decoder=MaskDecoder(
             transformer_dim=md.transformer_dim,
             transformer=_transformer(md, sam2_mlp=False),
@@ -109,7 +110,7 @@ def build_sam2(cfg: Sam2Config) -> SamModel:
         image_encoder=Sam2ImageEncoder(cfg.encoder, cfg.neck),
         memory_attention=build_memory_attention(cfg.memory),
         memory_encoder=build_memory_encoder(cfg.memory),
-        prompt_encoder=_prompt_encoder(cfg.prompt_encoder),
+        prompt_encoder=_prompt_encoder(cfg.prompt_encoder, box_corner_labels=True),
         mask_decoder=MaskDecoder(
             transformer_dim=md.transformer_dim,
             transformer=_transformer(md, sam2_mlp=True),

@@ -24,7 +24,13 @@ LABEL_BOX_BOTTOM_RIGHT = 3
 
 
 class PromptEncoder(nn.Module):
-    """Encode prompts for the mask decoder."""
+    """Encode prompts for the mask decoder.
+
+    ``box_corner_labels`` (SAM 2): points labelled 2 / 3 get the box-corner embeddings,
+    so a box can also be given as two labelled points. SAM 1's encoder embeds only
+    labels -1, 0 and 1 (other labels keep the bare positional encoding), and so does
+    this one without the flag.
+    """
 
     def __init__(
         self,
@@ -33,8 +39,10 @@ class PromptEncoder(nn.Module):
         image_embedding_size: tuple[int, int],
         input_image_size: tuple[int, int],
         mask_in_chans: int,
+        box_corner_labels: bool = True,
     ) -> None:
         super().__init__()
+        self.box_corner_labels = box_corner_labels
         self.embed_dim = embed_dim
         self.image_embedding_size = image_embedding_size
         self.input_image_size = input_image_size
@@ -86,7 +94,8 @@ class PromptEncoder(nn.Module):
         emb = self.pe_layer.forward_with_coords(points, self.input_image_size)
         labels = labels[..., None]
         emb = torch.where(labels == LABEL_PAD, self.not_a_point_embed.weight, emb)
-        for value, table in enumerate(self.point_embeddings):
+        tables = self.point_embeddings if self.box_corner_labels else self.point_embeddings[:2]
+        for value, table in enumerate(tables):
             emb = torch.where(labels == value, emb + table.weight, emb)
         return emb
 
