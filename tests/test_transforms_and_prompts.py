@@ -636,3 +636,29 @@ def test_not_an_embedding(data: bytes) -> None:
     with pytest.raises(InvalidImage):
         ImageEmbedding.from_bytes(data)
     assert _UNPICKLED == [], "from_bytes executed pickled code"
+
+
+def test_embedding_sizes_eq_and_geometry(encoded, model, tmp_path) -> None:
+    """numpy integer sizes are stored as ints (a saved file could not be loaded back);
+    embeddings compare by identity (== compared tensors and raised); an input size that
+    is not this model's resize of the original size is refused (it gave masks from a
+    wrong frame)."""
+    p, emb = encoded
+    numpy_sizes = ImageEmbedding(
+        emb.features,
+        tuple(np.array(emb.original_size)),
+        tuple(np.array(emb.input_size)),
+        emb.model_name,
+    )
+    assert type(numpy_sizes.original_size[0]) is int
+    numpy_sizes.save(tmp_path / "np.emb")
+    assert ImageEmbedding.load(tmp_path / "np.emb").input_size == emb.input_size
+    assert emb == emb and emb != numpy_sizes and emb in [numpy_sizes, emb]
+    with pytest.raises(InvalidImage, match="two integers"):
+        ImageEmbedding(emb.features, (1.5, 2), emb.input_size)
+    wrong = ImageEmbedding(emb.features, emb.original_size, (500, 500), emb.model_name)
+    with pytest.raises(InvalidImage, match="this model resizes it to"):
+        p.predict(**PROMPT, embedding=wrong)
+    with pytest.raises(InvalidImage) as info:
+        ImageEmbedding.from_bytes(b"\x80\x02garbage")
+    assert "weights_only" not in str(info.value).replace("weights-only", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import operator
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from samkit.errors import InvalidImage
 _EMBEDDING_FORMAT = "samkit.ImageEmbedding/1"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: comparing tensors is ambiguous
 class ImageEmbedding:
     """The image encoder's output for one image, plus the geometry to map prompts.
 
@@ -39,6 +40,18 @@ class ImageEmbedding:
     input_size: tuple[int, int]
     model_name: str | None = None
     high_res_features: tuple[torch.Tensor, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        # sizes as plain ints (numpy integers would not survive a weights-only load)
+        for name in ("original_size", "input_size"):
+            value = getattr(self, name)
+            try:
+                size = tuple(operator.index(v) for v in value)
+            except TypeError:
+                raise InvalidImage(f"{name} must be two integers, got {value!r}") from None
+            if len(size) != 2:
+                raise InvalidImage(f"{name} must be two integers, got {value!r}")
+            object.__setattr__(self, name, size)
 
     def to(self, device: str | torch.device) -> ImageEmbedding:
         """A copy with tensors on ``device``."""
@@ -69,8 +82,10 @@ class ImageEmbedding:
     def from_bytes(cls, data: bytes) -> ImageEmbedding:
         try:
             obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InvalidImage(f"not a samkit image embedding: {exc}") from None
+        except Exception:  # torch's message suggests weights_only=False: not passed on
+            raise InvalidImage(
+                "not a samkit image embedding (not a weights-only torch.save file)"
+            ) from None
         if not isinstance(obj, dict) or obj.get("format") != _EMBEDDING_FORMAT:
             raise InvalidImage("not a samkit image embedding (unknown format)")
         try:

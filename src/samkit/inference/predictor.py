@@ -156,6 +156,12 @@ class ImagePredictor:
                 f"embedding has original size {embedding.original_size} and input size "
                 f"{embedding.input_size}: both must be positive (H, W)"
             )
+        expected_input = tuple(self.model.input_size_for(embedding.original_size))
+        if tuple(embedding.input_size) != expected_input:
+            raise InvalidImage(
+                f"embedding has input size {embedding.input_size} for an image of "
+                f"{embedding.original_size}; this model resizes it to {expected_input}"
+            )
         high_res = embedding.high_res_features
         if self.model.mask_decoder.use_high_res_features:
             h, w = expected
