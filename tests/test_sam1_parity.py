@@ -606,3 +606,46 @@ def h2_tiny_config():
     import helpers_sam2
 
     return helpers_sam2.tiny_video_config()
+
+
+def test_batched_forward_matches_official(sa, pair) -> None:
+    """``sam(batched_input, multimask_output)``, the official end-to-end call (used by
+    its notebooks): same masks, IoU and low-res logits for two images of other sizes
+    with points, boxes and a mask input."""
+    official, ours = pair
+    transform = sa.utils.transforms.ResizeLongestSide(official.image_encoder.img_size)
+    rng = np.random.default_rng(5)
+    batch = []
+    for h, w in ((300, 200), (120, 410)):
+        rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        image = torch.as_tensor(transform.apply_image(rgb)).permute(2, 0, 1).float()
+        pts = torch.as_tensor(
+            transform.apply_coords(np.array([[[50.0, 60.0], [80.0, 20.0]]]), (h, w))
+        )
+        batch.append(
+            {
+                "image": image,
+                "original_size": (h, w),
+                "point_coords": pts.float(),
+                "point_labels": torch.tensor([[1, 0]]),
+            }
+        )
+    box = transform.apply_boxes_torch(torch.tensor([[10.0, 20.0, 150.0, 100.0]]), (120, 410))
+    batch[1]["boxes"] = box
+    batch[1]["mask_inputs"] = torch.randn(
+        1, 1, 256, 256, generator=torch.Generator().manual_seed(0)
+    )
+    for multimask in (True, False):
+        with torch.no_grad():
+            expected = official(batch, multimask_output=multimask)
+        actual = ours(batch, multimask_output=multimask)
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert set(a) == set(e) == {"masks", "iou_predictions", "low_res_logits"}
+            for key in e:
+                assert a[key].shape == e[key].shape and a[key].dtype == e[key].dtype, key
+            what = f"forward image {i} multimask={multimask}"
+            H.assert_close(a["low_res_logits"], e["low_res_logits"], f"{what} low-res")
+            H.assert_close(a["iou_predictions"], e["iou_predictions"], f"{what} iou")
+            H.assert_masks_match(a["masks"], e["masks"], f"{what} masks")
+    with pytest.raises(samkit.InvalidImage):
+        ours([{"image": torch.zeros(3, 2000, 10), "original_size": (10, 10)}], True)

@@ -7,11 +7,13 @@ not in official checkpoints); prediction state lives in :mod:`samkit.inference`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from samkit.errors import InvalidImage
 from samkit.inference.transforms import (
     image_to_tensor,
     postprocess_masks,
@@ -85,6 +87,62 @@ class Sam(PromptableModel):
     ) -> torch.Tensor:
         """``(B, K, h, w)`` low-res logits -> ``(B, K, H, W)`` original-image logits."""
         return postprocess_masks(low_res, input_size, original_size, self.image_size)
+
+    @torch.no_grad()
+    def forward(
+        self, batched_input: list[dict[str, Any]], multimask_output: bool
+    ) -> list[dict[str, torch.Tensor]]:
+        """The official ``Sam.forward``: prompts on already-resized images, end to end.
+
+        Args:
+            batched_input: one dict per image: ``image`` ``(3, H', W')`` 0-255 tensor
+                already resized so that its longest side is ``image_size``
+                (``ResizeLongestSide``), ``original_size`` ``(H, W)``, and optionally
+                ``point_coords`` ``(B, N, 2)`` with ``point_labels`` ``(B, N)``,
+                ``boxes`` ``(B, 4)`` and ``mask_inputs`` ``(B, 1, 4h, 4w)``, all in the
+                resized image's frame.
+            multimask_output: three candidates per prompt set instead of one.
+
+        Returns:
+            One dict per image: ``masks`` ``(B, K, H, W)`` bool, ``iou_predictions``
+            ``(B, K)``, ``low_res_logits`` ``(B, K, 4h, 4w)``. Images are encoded one at
+            a time (the official stacks them: same values, less memory).
+        """
+        outputs = []
+        for record in batched_input:
+            image = record["image"]
+            if (
+                not isinstance(image, torch.Tensor)
+                or image.dim() != 3
+                or image.shape[0] != 3
+                or max(image.shape[-2:]) > self.image_size
+            ):
+                raise InvalidImage(
+                    f"'image' must be a (3, H, W) tensor with H, W <= {self.image_size}"
+                )
+            x = self.preprocess(image[None].to(self.device, torch.float32))
+            features = self.encode_image(x)
+            points = None
+            if "point_coords" in record:
+                points = (record["point_coords"], record["point_labels"])
+            low_res, iou = self.decode(
+                features,
+                points=points,
+                boxes=record.get("boxes"),
+                mask_input=record.get("mask_inputs"),
+                multimask_output=multimask_output,
+            )
+            masks = self.postprocess_masks(
+                low_res, tuple(image.shape[-2:]), tuple(record["original_size"])
+            )
+            outputs.append(
+                {
+                    "masks": masks > self.mask_threshold,
+                    "iou_predictions": iou,
+                    "low_res_logits": low_res,
+                }
+            )
+        return outputs
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         """Run the image encoder on a preprocessed image in the encoder's dtype.
