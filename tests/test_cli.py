@@ -727,3 +727,15 @@ def test_synth_video_jpeg_frames(tmp_path: Path) -> None:
     with Image.open(frames[0]) as im:
         assert im.format == "JPEG" and im.size == (48, 32)
     assert not list((out / "clip_000000").glob("*.png"))
+
+
+@pytest.mark.parametrize(("option", "name"), [("-o", "m.jpg"), ("--overlay", "o.JPEG")])
+def test_segment_refuses_non_png_names(
+    image: Path, tiny_checkpoint: Path, tmp_path: Path, option: str, name: str
+) -> None:
+    """The mask and overlay are PNG data: a .jpg name held PNG bytes."""
+    args = ["-p", "10,10", option, tmp_path / name]
+    if option != "-o":
+        args += ["-o", tmp_path / "m.png"]
+    assert_cli_error(segment(image, tiny_checkpoint, *args), "samkit writes PNG files")
+    assert not (tmp_path / name).exists() and not (tmp_path / "m.png").exists()

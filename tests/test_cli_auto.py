@@ -527,12 +527,14 @@ def test_unknown_model(folder: Path, tmp_path: Path) -> None:
                 "--points-per-side",
                 "8",
                 "--crop-layers",
-                "1000000000",
+                "4",
                 "--crop-points-downscale",
                 "2",
             ],
             "crop layer 4 would get no points",
         ),
+        (["in", "--crop-layers", "1000000000"], "--crop-layers must be at most 5 (1,364 crops"),
+        (["in", "--crop-layers", "14", "--points-per-side", "1"], "--crop-layers must be at most"),
     ],
 )
 def test_bad_input_and_options(

@@ -105,6 +105,17 @@ def _check_options(values: Mapping[str, float | int | None]) -> None:
             raise CliError(f"{option} must be in [0, 1), got {value}")
         if option in ("--crop-layers", "--min-region-area") and value < 0:
             raise CliError(f"{option} must be 0 or more, got {value}")
+        if option == "--crop-layers" and value > MAX_CROP_LAYERS:
+            crops = sum(4**i for i in range(1, MAX_CROP_LAYERS + 1))
+            raise CliError(
+                f"--crop-layers must be at most {MAX_CROP_LAYERS} ({crops:,} crops, each "
+                f"encoded like a whole image; layer i adds 4^i), got {value}"
+            )
+
+
+#: Most crop layers ``samkit auto`` takes (the official scripts use 0 or 1): each layer i
+#: adds 4**i crops, so a typo such as 14 would run for days.
+MAX_CROP_LAYERS = 5
 
 
 def _check_crop_points(points_per_side: int, crop_layers: int, downscale: int) -> None:

@@ -108,6 +108,10 @@ def parse_device(device: str) -> torch.device:
     return dev
 
 
+#: Image suffixes that would misname the PNG files ``segment`` writes.
+_OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
 def segment_command(
     image: Annotated[
         Path, typer.Argument(help="Input image (any format Pillow reads; EXIF rotation applied).")
@@ -176,6 +180,12 @@ def segment_command(
         samkit segment photo.jpg --point 500,375 --out mask.png
     """
     coords, labels, parsed_box = parse_prompt(point or [], negative or [], box)
+    for option, path in (("--out", out), ("--overlay", overlay)):
+        if path is not None and path.suffix.lower() in _OTHER_IMAGE_SUFFIXES:
+            raise CliError(
+                f"{option} {path}: samkit writes PNG files; name it {path.stem}.png "
+                f"(a {path.suffix} name would hold PNG data)"
+            )
     check_outputs(
         {"IMAGE": image, "--checkpoint": checkpoint},
         {"--out": out, "--overlay": overlay, "--json": json_path},
