@@ -784,3 +784,14 @@ def test_safetensors_suffix_in_any_case(tmp_path: Path) -> None:
     path = tmp_path / "w.SAFETENSORS"
     save_file({"w": torch.ones(2)}, str(path))
     assert torch.equal(samkit.weights.read_state_dict(path)["w"], torch.ones(2))
+
+
+def test_dtype_is_checked_before_loading() -> None:
+    """Names are accepted; integer/complex dtypes and unknown names are a ValueError up
+    front (they failed after loading, or at predict time)."""
+    assert samkit.load_model("samkit-demo", dtype="bfloat16").encoder_dtype == torch.bfloat16
+    for bad in (torch.int32, torch.complex64, "half-ish"):
+        with pytest.raises(ValueError, match="dtype must be one of"):
+            samkit.load_model("samkit-demo", dtype=bad)
+        with pytest.raises(ValueError, match="dtype must be one of"):
+            samkit.build_model("samkit-demo", dtype=bad)

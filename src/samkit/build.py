@@ -157,6 +157,22 @@ def set_inference_dtype(model: SamModel, dtype: torch.dtype) -> SamModel:
     return model
 
 
+#: Dtypes the heavy parts can run in (:func:`set_inference_dtype`), by name too.
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def check_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``dtype`` as a floating torch dtype samkit runs in (float32, bfloat16, float16;
+    their names are accepted too), ``None`` as is; ``ValueError`` otherwise (checked
+    before any weights are read)."""
+    if dtype is None:
+        return None
+    resolved = _DTYPES.get(dtype) if isinstance(dtype, str) else dtype
+    if resolved not in _DTYPES.values():
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)} (or None), got {dtype!r}")
+    return resolved
+
+
 def _place(model: SamModel, device: str | torch.device, dtype: torch.dtype | None) -> SamModel:
     model = model.to(device)
     if dtype is not None and dtype != torch.float32:
@@ -167,13 +183,14 @@ def _place(model: SamModel, device: str | torch.device, dtype: torch.dtype | Non
 def build_model(
     name: str | ModelPreset | SamConfig | Sam2Config,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> SamModel:
     """Build a registered architecture with random weights (for tests and training).
 
     ``name`` is a registry name or alias, a :class:`ModelPreset`, or a :class:`SamConfig`
     / :class:`Sam2Config`. The model is returned in eval mode.
     """
+    dtype = check_dtype(dtype)
     preset_name, cfg = _preset(name)
     model = _build(cfg)
     model.name = preset_name
@@ -215,7 +232,7 @@ def load_model(
     name: str | ModelPreset | SamConfig | Sam2Config,
     checkpoint: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     progress: bool = True,
 ) -> SamModel:
     """Build ``name`` and load its weights.
@@ -226,13 +243,15 @@ def load_model(
             checkpoint, or an HF ``model.safetensors``. ``None`` uses the bundled weights,
             the cache (``$SAMKIT_CACHE``, default ``~/.cache/samkit``) or downloads them.
         device: where the model runs.
-        dtype: e.g. ``torch.bfloat16`` to run the image encoder (and SAM 2's memory
-            attention) in bf16; the other parts stay in float32.
+        dtype: e.g. ``torch.bfloat16`` (or ``"bfloat16"``) to run the image encoder (and
+            SAM 2's memory attention) in bf16; the other parts stay in float32. Other
+            than float32 / bfloat16 / float16: ``ValueError``, before anything is read.
         progress: show a download progress bar.
 
     Raises:
         UnknownModel, CheckpointError, DownloadError.
     """
+    dtype = check_dtype(dtype)
     preset_name, cfg = _preset(name)
     if checkpoint is None:
         if isinstance(name, (SamConfig, Sam2Config)):
