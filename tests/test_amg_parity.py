@@ -23,6 +23,7 @@ masks at IoU >= 0.99, with the matched records' fields equal.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import numpy as np
 import pytest
@@ -222,3 +223,29 @@ def test_decode_selected_equals_decode_for_kept_outputs() -> None:
     torch.testing.assert_close(iou2, iou, rtol=0, atol=1e-6)
     torch.testing.assert_close(kept, logits[keep], rtol=0, atol=1e-5)
     assert none.shape == (0, 64, 64)
+
+
+def test_compat_generator_is_the_official_interface() -> None:
+    """samkit.compat.SamAutomaticMaskGenerator: the official signature and defaults,
+    the official records, and the model's mode left alone; build_sam* exist."""
+    sa = reference_shims.import_segment_anything()
+    official_sig = inspect.signature(sa.SamAutomaticMaskGenerator.__init__)
+    ours_sig = inspect.signature(samkit.compat.SamAutomaticMaskGenerator.__init__)
+    assert list(ours_sig.parameters) == list(official_sig.parameters)
+    for name, param in official_sig.parameters.items():
+        assert ours_sig.parameters[name].default == param.default, name
+    for name in ("build_sam", "build_sam_vit_h", "build_sam_vit_l", "build_sam_vit_b"):
+        assert list(inspect.signature(getattr(samkit.compat, name)).parameters) == ["checkpoint"]
+    official, ours = tiny_pair()
+    image = make_image(96, 128, seed=3)
+    kwargs = dict(points_per_side=8, points_per_batch=20, **RANDOM_THRESHOLDS)
+    ours.train()
+    generator = samkit.compat.SamAutomaticMaskGenerator(ours, **kwargs)
+    assert ours.training
+    ours.eval()
+    ref = official_generator(official, **kwargs).generate(image)
+    got = generator.generate(image)
+    assert all(isinstance(r, dict) for r in got)
+    assert_same_records(got, ref, min_masks=5)
+    generator.pred_iou_thresh = 0.5
+    assert generator.generator.pred_iou_thresh == 0.5

@@ -12,7 +12,9 @@ Migrate by changing one import::
                                               multimask_output=True)
 
 Method and argument names, return types (numpy from ``predict``, torch from
-``predict_torch``) and output order are the official ones. Loading uses
+``predict_torch``) and output order are the official ones. ``build_sam`` /
+``build_sam_vit_{h,l,b}``, ``SamAutomaticMaskGenerator`` (:mod:`samkit.compat.sam_amg`)
+and the model's own batched call ``sam(batched_input, multimask_output)`` are there too. Loading uses
 ``torch.load(weights_only=True)`` and strict key checks.
 
 The official SAM 2 / 2.1 names (package ``sam2``) are here too, from
@@ -43,6 +45,7 @@ from samkit.build import build_model, load_model
 from samkit.compat.sam2_amg import SAM2AutomaticMaskGenerator
 from samkit.compat.sam2_build import build_sam2, build_sam2_hf
 from samkit.compat.sam2_predictor import SAM2ImagePredictor
+from samkit.compat.sam_amg import SamAutomaticMaskGenerator
 from samkit.errors import InvalidImage
 from samkit.inference.predictor import ImagePredictor
 from samkit.inference.transforms import coords_to_input, preprocess_shape
@@ -53,9 +56,14 @@ __all__ = [
     "ResizeLongestSide",
     "SAM2AutomaticMaskGenerator",
     "SAM2ImagePredictor",
+    "SamAutomaticMaskGenerator",
     "SamPredictor",
+    "build_sam",
     "build_sam2",
     "build_sam2_hf",
+    "build_sam_vit_b",
+    "build_sam_vit_h",
+    "build_sam_vit_l",
     "sam_model_registry",
 ]
 
@@ -78,6 +86,11 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
     "vit_b": _builder("sam-vit-b"),
     "vit_t": _builder("mobile-sam"),
 }
+# the official module-level builders (build_sam is ViT-H, as officially)
+build_sam_vit_h = sam_model_registry["vit_h"]
+build_sam_vit_l = sam_model_registry["vit_l"]
+build_sam_vit_b = sam_model_registry["vit_b"]
+build_sam = build_sam_vit_h
 
 
 class ResizeLongestSide:

@@ -108,16 +108,21 @@ class SAM2AutomaticMaskGenerator:
         return [dict(r) for r in self.generator.generate(image)]
 
 
-def _forward(name: str) -> property:
-    def get(self: SAM2AutomaticMaskGenerator) -> Any:
-        return getattr(self.generator, name)
+def forward_settings(cls: type, names: tuple[str, ...]) -> None:
+    """Give ``cls`` a property per name that reads and writes ``self.generator.<name>``
+    (the compat generators' settings live on the samkit generator they wrap)."""
 
-    def set_(self: SAM2AutomaticMaskGenerator, value: Any) -> None:
-        setattr(self.generator, name, value)
+    def forward(name: str) -> property:
+        def get(self: Any) -> Any:
+            return getattr(self.generator, name)
 
-    return property(get, set_, doc=f"``{name}`` of the underlying samkit generator.")
+        def set_(self: Any, value: Any) -> None:
+            setattr(self.generator, name, value)
+
+        return property(get, set_, doc=f"``{name}`` of the underlying samkit generator.")
+
+    for name in names:
+        setattr(cls, name, forward(name))
 
 
-for _name in _GENERATOR_FIELDS:
-    setattr(SAM2AutomaticMaskGenerator, _name, _forward(_name))
-del _name
+forward_settings(SAM2AutomaticMaskGenerator, _GENERATOR_FIELDS)

@@ -1,0 +1,88 @@
+"""The official ``segment_anything.SamAutomaticMaskGenerator`` interface on
+:class:`samkit.MaskGenerator` (see :mod:`samkit.compat`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from samkit.compat.sam2_amg import forward_settings
+from samkit.modeling.sam import Sam
+
+__all__ = ["SamAutomaticMaskGenerator"]
+
+
+class SamAutomaticMaskGenerator:
+    """The official SAM 1 ``SamAutomaticMaskGenerator`` on :class:`samkit.MaskGenerator`.
+
+    Arguments and defaults are the official ones (``pred_iou_thresh`` 0.88); records
+    are the official dicts (``segmentation``, ``area``, ``bbox``, ``predicted_iou``,
+    ``point_coords``, ``stability_score``, ``crop_box``). Settings are read and written
+    through to the underlying generator (``self.generator``); the model's train / eval
+    mode is left as it was, as officially.
+    """
+
+    def __init__(
+        self,
+        model: Sam,
+        points_per_side: int | None = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        point_grids: list[np.ndarray] | None = None,
+        min_mask_region_area: int = 0,
+        output_mode: str = "binary_mask",
+    ) -> None:
+        from samkit.amg import MaskGenerator
+
+        training = model.training  # samkit's generator puts the model in eval mode
+        self.generator = MaskGenerator(
+            model,
+            points_per_side=points_per_side,
+            points_per_batch=points_per_batch,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset,
+            box_nms_thresh=box_nms_thresh,
+            crop_n_layers=crop_n_layers,
+            crop_nms_thresh=crop_nms_thresh,
+            crop_overlap_ratio=crop_overlap_ratio,
+            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
+            point_grids=point_grids,
+            min_mask_region_area=min_mask_region_area,
+            output_mode=output_mode,  # type: ignore[arg-type]
+        )
+        model.train(training)
+        self.predictor = self.generator.predictor
+        self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
+
+    @torch.no_grad()
+    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
+        """All masks of an ``HxWx3`` uint8 RGB image, as a list of record dicts."""
+        return [dict(r) for r in self.generator.generate(image)]
+
+
+forward_settings(
+    SamAutomaticMaskGenerator,
+    (
+        "point_grids",
+        "points_per_batch",
+        "pred_iou_thresh",
+        "stability_score_thresh",
+        "stability_score_offset",
+        "box_nms_thresh",
+        "crop_n_layers",
+        "crop_nms_thresh",
+        "crop_overlap_ratio",
+        "min_mask_region_area",
+        "output_mode",
+    ),
+)
