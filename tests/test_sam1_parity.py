@@ -649,3 +649,15 @@ def test_batched_forward_matches_official(sa, pair) -> None:
             H.assert_masks_match(a["masks"], e["masks"], f"{what} masks")
     with pytest.raises(samkit.InvalidImage):
         ours([{"image": torch.zeros(3, 2000, 10), "original_size": (10, 10)}], True)
+
+
+def test_compat_predictor_leaves_the_model_mode_alone(pair) -> None:
+    """The official SamPredictor does not switch the model to eval mode (a predictor
+    made inside a training loop changed the training)."""
+    _, ours = pair
+    ours.train()
+    try:
+        samkit.compat.SamPredictor(ours)
+        assert ours.training
+    finally:
+        ours.eval()

@@ -139,7 +139,9 @@ class SamPredictor:
 
     def __init__(self, sam_model: Sam) -> None:
         self.model = sam_model
+        training = sam_model.training  # ImagePredictor switches to eval mode
         self._predictor = ImagePredictor(sam_model, check_bounds=False)
+        sam_model.train(training)  # the official predictor leaves the mode alone
         self.transform = ResizeLongestSide(sam_model.image_size)
 
     # Official attributes -------------------------------------------------------
