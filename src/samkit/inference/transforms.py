@@ -61,8 +61,9 @@ def to_rgb_uint8(image: ImageLike) -> np.ndarray:
     """Normalise any supported image to a C-contiguous ``(H, W, 3)`` uint8 RGB array.
 
     Accepts a path, a PIL image, or a numpy array: ``(H, W)`` grayscale, ``(H, W, 1)``,
-    ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA (alpha is dropped), as uint8 or as floats in
-    [0, 1] (scaled by 255 and rounded).
+    ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA (alpha is dropped), as uint8, as uint16
+    (divided by 257 and rounded, as 16-bit image files are read) or as floats in [0, 1]
+    (scaled by 255 and rounded).
     """
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
@@ -90,8 +91,12 @@ def to_rgb_uint8(image: ImageLike) -> np.ndarray:
         arr = np.round(arr.astype(np.float64) * 255.0).astype(np.uint8)
     elif arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
+    elif arr.dtype == np.uint16:  # as 16-bit image files are read (v / 257)
+        arr = np.rint(arr / 257.0).astype(np.uint8)
     else:
-        raise InvalidImage(f"unsupported image dtype {arr.dtype}; use uint8 or float in [0, 1]")
+        raise InvalidImage(
+            f"unsupported image dtype {arr.dtype}; use uint8, uint16 or float in [0, 1]"
+        )
     return np.ascontiguousarray(arr)
 
 
