@@ -32,6 +32,7 @@ import torch
 from helpers_sam import load_both, make_image, official_sam_from_config, random_state_dict
 
 import samkit
+import samkit.compat
 from samkit.amg import MaskGenerator
 from samkit.configs import MaskDecoderConfig, PromptEncoderConfig, SamConfig, ViTConfig
 from samkit.masks import rle_decode
@@ -202,6 +203,16 @@ def test_rejects_bad_arguments() -> None:
         MaskGenerator(ours, points_per_side=None, point_grids=[np.zeros((4, 2))], crop_n_layers=1)
     with pytest.raises(TypeError):
         MaskGenerator(object())  # type: ignore[arg-type]
+    # values that used to run: NaN switched the IoU filter off, the others did nothing
+    for kwargs, message in (
+        ({"pred_iou_thresh": float("nan")}, "pred_iou_thresh must be a finite number"),
+        ({"min_mask_region_area": -5}, "min_mask_region_area must be >= 0"),
+        ({"points_per_side": 4.5}, "points_per_side must be an int"),
+        ({"points_per_side": None, "point_grids": [np.full((2, 2), np.nan)]}, r"in \[0, 1\]"),
+        ({"points_per_side": None, "point_grids": [np.full((2, 2), 1.5)]}, r"in \[0, 1\]"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            MaskGenerator(ours, **kwargs)
 
 
 def test_decode_selected_equals_decode_for_kept_outputs() -> None:

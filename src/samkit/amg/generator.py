@@ -3,6 +3,7 @@ order of the work: see the :mod:`samkit.amg` docstring)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -118,10 +119,31 @@ class MaskGenerator:
             raise ValueError("give exactly one of points_per_side and point_grids")
         if output_mode not in _OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {', '.join(_OUTPUT_MODES)}")
+        for name, value in (
+            ("points_per_batch", points_per_batch),
+            ("crop_n_layers", crop_n_layers),
+            ("crop_n_points_downscale_factor", crop_n_points_downscale_factor),
+            ("min_mask_region_area", min_mask_region_area),
+            ("points_per_side", 1 if points_per_side is None else points_per_side),
+        ):
+            if not isinstance(value, int | np.integer) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an int, got {value!r}")
         if points_per_batch < 1:
             raise ValueError("points_per_batch must be >= 1")
         if crop_n_layers < 0:
             raise ValueError("crop_n_layers must be >= 0")
+        if min_mask_region_area < 0:
+            raise ValueError("min_mask_region_area must be >= 0")
+        for name, value in (
+            ("pred_iou_thresh", pred_iou_thresh),
+            ("stability_score_thresh", stability_score_thresh),
+            ("stability_score_offset", stability_score_offset),
+            ("box_nms_thresh", box_nms_thresh),
+            ("crop_nms_thresh", crop_nms_thresh),
+            ("crop_overlap_ratio", crop_overlap_ratio),
+        ):
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if points_per_side is not None:
             if points_per_side < 1:
                 raise ValueError("points_per_side must be >= 1")
@@ -135,6 +157,8 @@ class MaskGenerator:
             if any(g.ndim != 2 or g.shape[1] != 2 for g in self.point_grids):
                 shapes = [g.shape for g in self.point_grids]
                 raise ValueError(f"point_grids must be (n, 2) arrays of (x, y), got {shapes}")
+            if any(not np.all((g >= 0.0) & (g <= 1.0)) for g in self.point_grids):
+                raise ValueError("point_grids hold normalised (x, y) in [0, 1] (no NaN)")
         defaults = generator_defaults(self.predictor.model)
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = (
