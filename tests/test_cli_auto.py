@@ -622,3 +622,41 @@ def test_default_model_keeps_masks_on_the_sample(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     _, records = read_amg_json(out / "sample.json")
     assert len(records) >= 3
+
+
+def test_overlays_next_to_their_image_are_not_inputs(tmp_path: Path) -> None:
+    """A glob that lists X.overlay.png but not X.jpg (e.g. 'in/*.png') left the overlay
+    in as an input; an overlay without its image stays an input."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_image(folder / "sample.jpg")
+    make_image(folder / "sample.overlay.png")
+    make_image(folder / "other.png")
+    make_image(folder / "lonely.overlay.png")
+    assert collect_inputs(str(folder / "*.png")) == [
+        folder / "lonely.overlay.png",
+        folder / "other.png",
+    ]
+    assert collect_inputs(str(folder)) == [
+        folder / "lonely.overlay.png",
+        folder / "other.png",
+        folder / "sample.jpg",
+    ]
+
+
+def test_resume_makes_the_overlays_an_earlier_run_did_not(
+    checkpoint: Path, folder: Path, tmp_path: Path
+) -> None:
+    """A run with --overlay after one without it makes the overlays (it skipped the
+    images as done and wrote none)."""
+    out = tmp_path / "out"
+    assert auto(checkpoint, folder, "--out", out).exit_code == 0
+    again = auto(checkpoint, folder, "--out", out, "--overlay")
+    assert again.exit_code == 0, again.output
+    assert "2 done, 0 skipped" in again.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.json",
+        "a.overlay.png",
+        "b.json",
+        "b.overlay.png",
+    ]

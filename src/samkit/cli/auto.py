@@ -320,7 +320,14 @@ def auto_command(
     _check_plan(jobs, coco, out, overwrite)
     _prepare_out(out)
 
-    todo = [job for job in jobs if overwrite or not job.main.is_file()]
+    # done: its outputs exist (a run without --overlay left the overlays to make)
+    todo = [
+        job
+        for job in jobs
+        if overwrite
+        or not job.main.is_file()
+        or (job.overlay is not None and not job.overlay.is_file())
+    ]
     skipped = len(jobs) - len(todo)
     if skipped:
         typer.echo(

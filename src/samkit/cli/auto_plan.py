@@ -50,16 +50,24 @@ def _is_image_name(path: Path) -> bool:
 
 
 def _drop_overlays(paths: list[Path]) -> list[Path]:
-    """Leave out ``X.overlay.png`` when ``X.*`` is listed too: it is that image's overlay
-    (from an earlier run writing into the input folder), not an input."""
+    """Leave out ``X.overlay.png`` when an image ``X.*`` is listed too or lies next to
+    it: it is that image's overlay (from an earlier run writing into the input folder),
+    not an input (a glob such as ``'in/*.png'`` lists it without ``X.jpg``)."""
     stems = {(p.parent, p.stem) for p in paths}
-    return [
-        p
-        for p in paths
-        if not (
-            p.name.endswith(OVERLAY_SUFFIX) and (p.parent, p.name[: -len(OVERLAY_SUFFIX)]) in stems
+
+    def is_overlay(p: Path) -> bool:
+        if not p.name.endswith(OVERLAY_SUFFIX):
+            return False
+        stem = p.name[: -len(OVERLAY_SUFFIX)]
+        if (p.parent, stem) in stems:
+            return True
+        return any(
+            _is_image_name(q) and q.is_file()
+            for q in p.parent.glob(glob.escape(stem) + ".*")
+            if q.stem == stem
         )
-    ]
+
+    return [p for p in paths if not is_overlay(p)]
 
 
 def collect_inputs(text: str) -> list[Path]:
@@ -68,7 +76,7 @@ def collect_inputs(text: str) -> list[Path]:
     A file is taken as is (whatever its suffix); a folder gives its files with an image
     suffix (:data:`IMAGE_SUFFIXES`, any case; not recursive); otherwise ``text`` is a glob
     pattern (``**`` recurses) and gives the matching files with an image suffix. Files
-    named ``X.overlay.png`` next to an input ``X.*`` are overlays and are left out.
+    named ``X.overlay.png`` next to an image ``X.*`` are overlays and are left out.
 
     Raises:
         CliError: nothing exists at ``text``, or the folder/pattern holds no image.
