@@ -661,3 +661,23 @@ def test_compat_predictor_leaves_the_model_mode_alone(pair) -> None:
         assert ours.training
     finally:
         ours.eval()
+
+
+def test_compat_attributes_without_an_image_and_labels_without_points(sa, pair, compat_rgb) -> None:
+    """As officially: features/orig_h/... are None after reset_image (orig_h & co.
+    always: nothing official sets them), and point_labels given without point_coords
+    are ignored (samkit raised)."""
+    official_predictor, ours_set = compat_rgb
+    for name in ("orig_h", "orig_w", "input_h", "input_w"):
+        assert getattr(ours_set, name) == getattr(official_predictor, name), name
+    box = np.array([40.0, 50.0, 300.0, 400.0])
+    expected = official_predictor.predict(point_labels=np.array([1]), box=box)
+    actual = ours_set.predict(point_labels=np.array([1]), box=box)
+    H.assert_close(actual[2], expected[2], "labels without points: low-res logits")
+    fresh = samkit.compat.SamPredictor(pair[1])
+    official = sa.SamPredictor(pair[0])
+    for predictor in (fresh, official):
+        predictor.reset_image()
+        assert predictor.features is None and predictor.is_image_set is False
+        for name in ("orig_h", "orig_w", "input_h", "input_w"):
+            assert getattr(predictor, name) is None, name

@@ -153,17 +153,28 @@ class SamPredictor:
     def is_image_set(self) -> bool:
         return self._predictor.embedding is not None
 
+    # ``None`` without an image (as after the official ``reset_image``)
     @property
-    def features(self) -> torch.Tensor:
-        return self._require().features
+    def features(self) -> torch.Tensor | None:
+        emb = self._predictor.embedding
+        return None if emb is None else emb.features
 
     @property
-    def original_size(self) -> tuple[int, int]:
-        return self._require().original_size
+    def original_size(self) -> tuple[int, int] | None:
+        emb = self._predictor.embedding
+        return None if emb is None else emb.original_size
 
     @property
-    def input_size(self) -> tuple[int, int]:
-        return self._require().input_size
+    def input_size(self) -> tuple[int, int] | None:
+        emb = self._predictor.embedding
+        return None if emb is None else emb.input_size
+
+    # Vestigial official attributes: ``reset_image`` sets them to None and nothing
+    # else sets them, so they are always None there too (use ``original_size``).
+    orig_h: None = None
+    orig_w: None = None
+    input_h: None = None
+    input_w: None = None
 
     def _require(self) -> ImageEmbedding:
         emb = self._predictor.embedding
@@ -221,11 +232,12 @@ class SamPredictor:
         multimask_output: bool = True,
         return_logits: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Returns ``(masks CxHxW, iou_predictions C, low_res_masks Cx256x256)``."""
+        """Returns ``(masks CxHxW, iou_predictions C, low_res_masks Cx256x256)``.
+        ``point_labels`` without ``point_coords`` are ignored, as officially."""
         self._require()
         res = self._predictor.predict(
             points=point_coords,
-            labels=point_labels,
+            labels=None if point_coords is None else point_labels,
             box=box,
             mask_input=mask_input,
             multimask=multimask_output,
