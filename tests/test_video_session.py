@@ -568,3 +568,26 @@ def test_close_during_propagation_and_argument_checks():
                 session.frame(bad)
         with pytest.raises(ValueError, match="max_frames"):
             list(session.propagate(max_frames="2"))
+
+
+def test_stream_refuses_to_read_past_frames_still_to_track():
+    """Prompting (or clearing, or starting) a frame more than the buffer ahead of the
+    frames still to track read the stream up to it and dropped the frames in between
+    (propagate then failed on frame 1, "no longer available"); it is refused, nothing is
+    read, and the session goes on. Without objects a stream may skip ahead."""
+    model = _tiny_model()
+    pulled = [0]
+    session = VideoPredictor(model).start(_stream(40, pulled), max_cached_frames=4)
+    session.add_prompt(2, 1, points=[[18, 20]], labels=[1])  # skipping 0-1 is fine
+    assert pulled[0] == 3
+    with pytest.raises(FrameOutOfRange, match="frame 9 is too far ahead.*3-5 would be lost"):
+        session.add_prompt(9, 2, points=[[18, 20]], labels=[1])
+    with pytest.raises(FrameOutOfRange, match="too far ahead"):
+        session.clear_frame(20)
+    assert pulled[0] == 3  # nothing was read
+    session.add_prompt(6, 2, points=[[18, 20]], labels=[1])  # within the buffer
+    frames = [r.frame_index for r in session.propagate(max_frames=10)]
+    assert frames == list(range(2, 13))
+    session.reset()
+    session.add_prompt(30, 1, points=[[18, 20]], labels=[1])  # no objects: skip ahead
+    session.close()

@@ -105,12 +105,15 @@ class VideoSession(VideoSessionBase):
         features are kept)."""
         self._check_open()
         self._objects.clear()
+        self._frames.floor = None  # nothing left to track: a stream may skip ahead
 
     def remove_object(self, obj_id: int) -> None:
         """Remove an object with its prompts, memories and results (the others are
         tracked alone, so they are unaffected)."""
         self._track(obj_id)
         del self._objects[obj_id]
+        if not self._objects:
+            self._frames.floor = None
 
     def clear_frame(self, frame: int, obj_id: int | None = None) -> FrameResult:
         """Remove the prompts of one object (all objects if None) on ``frame``.
@@ -208,7 +211,14 @@ class VideoSession(VideoSessionBase):
         track.prompts[frame] = prompt
         track.pending[frame] = (result, is_cond)
         track.last = (frame, result)
+        self._advance_floor(frame)
         return self._result(frame, is_cond)
+
+    def _advance_floor(self, frame: int) -> None:
+        """A stream may read ahead only ``max_cached_frames`` past the frames still to
+        track (the first frame after the latest one prompted or tracked)."""
+        floor = self._frames.floor
+        self._frames.floor = frame + 1 if floor is None else max(floor, frame + 1)
 
     # ------------------------------------------------------------------ propagation
     def propagate(
@@ -342,6 +352,7 @@ class VideoSession(VideoSessionBase):
                     spatial_back=(self._model.num_maskmem + 1) * stride,
                     ptr_back=self._model.config.max_obj_ptrs_in_encoder,
                 )
+            self._advance_floor(frame)
             yield self._result(frame, None)
             frame += step
             count += 1

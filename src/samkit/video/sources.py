@@ -40,6 +40,10 @@ class FrameSource:
         self.video_size: tuple[int, int] | None = None
         self.length: int | None = num_frames
         self.owns_reader = True
+        #: the first frame a stream's session has not tracked yet (``None``: no object
+        #: to track): reading ``keep`` or more frames past it would drop frames that
+        #: still have to be tracked, so it is refused (see :meth:`_pull_until`)
+        self.floor: int | None = None
         self.in_memory: np.ndarray | list[object] | tuple[object, ...] | None = None
         if isinstance(source, VideoFileReader):
             # an open reader (e.g. the CLI's, which already demuxed the file to check it)
@@ -89,6 +93,18 @@ class FrameSource:
 
     def _pull_until(self, index: int) -> None:
         assert self.iterator is not None
+        if index >= self.pulled and self.floor is not None and index - self.floor >= self.keep:
+            lost = (
+                f"{self.floor}"
+                if index - self.keep == self.floor
+                else (f"{self.floor}-{index - self.keep}")
+            )
+            raise FrameOutOfRange(
+                f"frame {index} is too far ahead of the stream: frames from {self.floor} "
+                f"on are not tracked yet and only the latest {self.keep} frames are kept, "
+                f"so frame(s) {lost} would be lost; propagate first, or start the session "
+                f"with max_cached_frames >= {index - self.floor + 1}"
+            )
         while self.pulled <= index and not self.exhausted:
             if self.length is not None and self.pulled >= self.length:
                 self.exhausted = True  # num_frames given: the stream ends there
