@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from samkit.errors import InvalidImage
 from samkit.viz import (
     PROMPT_MASK_COLOUR,
     MaskOverlay,
@@ -63,8 +64,8 @@ def test_mask_overlay_without_outline_and_alpha() -> None:
 
 
 def test_mask_overlay_rejects_bad_shapes() -> None:
-    with pytest.raises(ValueError, match="RGB"):
-        MaskOverlay(np.zeros((4, 4), dtype=np.uint8))
+    with pytest.raises(InvalidImage, match="image"):
+        MaskOverlay(np.zeros((4, 4, 2), dtype=np.uint8))
     with pytest.raises(ValueError, match="alpha"):
         MaskOverlay(np.zeros((4, 4, 3), dtype=np.uint8), alpha=1.5)
     canvas = MaskOverlay(np.zeros((4, 4, 3), dtype=np.uint8))
@@ -99,3 +100,23 @@ def test_prompt_overlay_draws_mask_and_prompt() -> None:
     assert tuple(picture[5, 30]) == (255, 200, 0)  # the box, in yellow
     negative = np.asarray(prompt_overlay(rgb, mask, [[20, 20]], [0]))
     assert negative[20, 20, 0] > 150 and negative[20, 20, 1] < 50  # red negative click
+
+
+def test_overlays_take_what_set_image_takes_and_logit_masks() -> None:
+    """Float images in [0, 1], gray and RGBA arrays are read like set_image reads them
+    (a float image came out black, gray / RGBA raised); float masks are logits,
+    thresholded at 0 (return_logits=True masks tinted every pixel)."""
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    mask = np.zeros((6, 8), bool)
+    mask[1:4, 2:6] = True
+    logits = np.where(mask, 3.0, -2.0)
+    expected = np.asarray(overlay_masks(rgb, [mask]))
+    assert np.array_equal(np.asarray(overlay_masks(rgb / 255.0, [mask])), expected)
+    assert np.array_equal(np.asarray(overlay_masks(rgb, [logits])), expected)
+    gray = rgb[..., 0]
+    assert np.asarray(overlay_masks(gray, [mask])).shape == (6, 8, 3)
+    rgba = np.concatenate([rgb, np.full((6, 8, 1), 255, np.uint8)], axis=2)
+    assert np.array_equal(np.asarray(overlay_masks(rgba, [mask])), expected)
+    assert np.array_equal(
+        np.asarray(prompt_overlay(rgb, logits)), np.asarray(prompt_overlay(rgb, mask))
+    )

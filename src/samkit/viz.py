@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from samkit.inference.transforms import ImageLike, to_rgb_uint8
+
 #: Fill opacity of :class:`MaskOverlay` and :func:`overlay_masks`.
 OVERLAY_ALPHA = 0.5
 #: Colour and opacity of the mask in :func:`prompt_overlay`.
@@ -38,6 +40,7 @@ Colour = tuple[int, int, int]
 __all__ = [
     "OVERLAY_ALPHA",
     "MaskOverlay",
+    "as_mask",
     "draw_prompts",
     "erode",
     "mask_colour",
@@ -80,11 +83,11 @@ class MaskOverlay:
     masks.
     """
 
-    def __init__(self, image: np.ndarray, alpha: float = OVERLAY_ALPHA, outline: int = 1) -> None:
-        """``image``: ``(H, W, 3)`` uint8 RGB (not modified)."""
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be (H, W, 3) RGB, got shape {image.shape}")
+    def __init__(self, image: ImageLike, alpha: float = OVERLAY_ALPHA, outline: int = 1) -> None:
+        """``image``: anything :meth:`samkit.ImagePredictor.set_image` takes (``(H, W, 3)``
+        uint8 RGB, gray, RGBA, floats in [0, 1], PIL, a path; not modified), read by
+        :func:`~samkit.inference.transforms.to_rgb_uint8` (``InvalidImage`` otherwise)."""
+        image = to_rgb_uint8(image)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         h, w = image.shape[:2]
@@ -97,8 +100,9 @@ class MaskOverlay:
         self._edged = np.zeros((h, w), dtype=bool)
 
     def add(self, mask: np.ndarray, colour: Sequence[int]) -> None:
-        """Paint the ``(H, W)`` bool ``mask`` in ``colour`` over what is there."""
-        mask = np.asarray(mask, dtype=bool)
+        """Paint the ``(H, W)`` ``mask`` in ``colour`` over what is there (see
+        :func:`as_mask`: bool, or logits whose positive pixels are the mask)."""
+        mask = as_mask(mask)
         if mask.shape != self._filled.shape:
             raise ValueError(f"mask shape {mask.shape} != image size {self._filled.shape}")
         self._fill[mask] = colour
@@ -121,6 +125,15 @@ class MaskOverlay:
         return Image.fromarray(self.render_array())
 
 
+def as_mask(mask: np.ndarray) -> np.ndarray:
+    """A mask as bool: bool (or 0/1 integer) masks as they are, float masks as logits
+    thresholded at 0 (what ``return_logits=True`` gives; the predictors' threshold)."""
+    mask = np.asarray(mask)
+    if np.issubdtype(mask.dtype, np.floating):
+        return mask > 0.0
+    return mask.astype(bool)
+
+
 def overlay_masks(
     image: np.ndarray,
     masks: np.ndarray | Sequence[np.ndarray],
@@ -131,7 +144,7 @@ def overlay_masks(
     """``image`` with every mask of ``masks`` (``(N, H, W)`` bool, or a list of ``(H, W)``)
     painted on it: mask ``i`` in ``colours[i]`` (default :func:`mask_colour` ``(i)``),
     larger masks first so that smaller ones stay visible on top."""
-    items = [np.asarray(m, dtype=bool) for m in masks]
+    items = [as_mask(m) for m in masks]
     if colours is not None and len(colours) != len(items):
         raise ValueError(f"{len(colours)} colours for {len(items)} masks")
     canvas = MaskOverlay(image, alpha=alpha, outline=outline)
@@ -174,7 +187,7 @@ def prompt_overlay(
 ) -> Image.Image:
     """``image`` with one ``(H, W)`` ``mask`` tinted and outlined (outline width scaled to
     the image) and the prompt that produced it drawn on top (:func:`draw_prompts`)."""
-    mask = np.asarray(mask, dtype=bool)
+    mask = as_mask(mask)
     line = max(1, round(max(mask.shape) / 500))
     canvas = MaskOverlay(image, alpha=PROMPT_MASK_ALPHA, outline=line)
     canvas.add(mask, PROMPT_MASK_COLOUR)
