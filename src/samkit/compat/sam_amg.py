@@ -41,25 +41,12 @@ class SamAutomaticMaskGenerator:
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
     ) -> None:
+        # the official arguments are MaskGenerator's, by the same names
+        settings = {k: v for k, v in locals().items() if k not in ("self", "model")}
         from samkit.amg import MaskGenerator
 
         training = model.training  # samkit's generator puts the model in eval mode
-        self.generator = MaskGenerator(
-            model,
-            points_per_side=points_per_side,
-            points_per_batch=points_per_batch,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            stability_score_offset=stability_score_offset,
-            box_nms_thresh=box_nms_thresh,
-            crop_n_layers=crop_n_layers,
-            crop_nms_thresh=crop_nms_thresh,
-            crop_overlap_ratio=crop_overlap_ratio,
-            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
-            point_grids=point_grids,
-            min_mask_region_area=min_mask_region_area,
-            output_mode=output_mode,  # type: ignore[arg-type]
-        )
+        self.generator = MaskGenerator(model, **settings)
         model.train(training)
         self.predictor = self.generator.predictor
         self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
