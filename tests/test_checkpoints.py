@@ -795,3 +795,48 @@ def test_dtype_is_checked_before_loading() -> None:
             samkit.load_model("samkit-demo", dtype=bad)
         with pytest.raises(ValueError, match="dtype must be one of"):
             samkit.build_model("samkit-demo", dtype=bad)
+
+
+def test_cache_verification_and_messages(tmp_path: Path, monkeypatch) -> None:
+    """A cached file of the right size but wrong bytes: `samkit download` hashes it and
+    says to delete it (it printed the path as verified); loading it names the cached
+    download and how to fix it, without torch's weights_only advice; `models` shows a
+    wrong-size file as such. A folder given as a checkpoint is named a folder; a
+    download larger than expected is not called incomplete."""
+    from typer.testing import CliRunner
+
+    from samkit.cli.main import app
+    from samkit.cli.models import weights_status
+
+    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
+    preset = samkit.get_preset("mobile-sam")
+    spec = preset.weights
+    cached = samkit.weights.cached_path(spec)
+    cached.parent.mkdir(parents=True)
+    with open(cached, "wb") as f:
+        f.truncate(spec.size)  # zeros of the right size
+    result = CliRunner().invoke(app, ["download", "mobile-sam", "--no-progress"])
+    assert result.exit_code == 2 and "sha256" in result.output and "delete it" in result.output
+    with pytest.raises(CheckpointError, match="cached download of mobile-sam") as info:
+        samkit.load_model("mobile-sam")
+    assert "weights_only=False" not in str(info.value) and "Re-runn" not in str(info.value)
+    assert weights_status(preset) == "yes"
+    cached.write_bytes(b"short")
+    assert weights_status(preset) == "bad size"
+    with pytest.raises(CheckpointError, match="is a folder, not a file"):
+        samkit.weights.read_state_dict(tmp_path)
+    source = tmp_path / "w.bin"
+    source.write_bytes(b"x" * 3000)
+    bigger = WeightSpec(url=source.as_uri(), filename="w.bin", sha256=None, size=2999)
+    with pytest.raises(DownloadError, match="larger than expected"):
+        samkit.weights.download(bigger, tmp_path / "dest.bin", progress=False)
+
+
+def test_load_model_uses_the_preset_it_is_given(tmp_path: Path) -> None:
+    """A preset object that is not registered (or whose weights differ) is loaded with
+    its own weights spec, not looked up by name."""
+    import dataclasses
+
+    preset = dataclasses.replace(samkit.get_preset("samkit-demo"), name="my-demo", aliases=())
+    model = samkit.load_model(preset)
+    assert model.name == "my-demo"

@@ -25,7 +25,7 @@ from samkit.modeling.encoders.vit import ImageEncoderViT
 from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 from samkit.modeling.sam import Sam
-from samkit.weights import check_state_dict, read_state_dict, resolve_weights
+from samkit.weights import bundled_path, check_state_dict, read_state_dict, resolve_weights
 
 
 def _build_encoder(cfg: ViTConfig | TinyViTConfig) -> nn.Module:
@@ -256,11 +256,22 @@ def load_model(
     if checkpoint is None:
         if isinstance(name, (SamConfig, Sam2Config)):
             raise CheckpointError("a custom config needs an explicit checkpoint path")
-        spec = get_preset(preset_name).weights
+        preset = get_preset(name) if isinstance(name, str) else name  # a preset: its own
+        spec = preset.weights
         if spec is None:
             raise CheckpointError(f"model {preset_name!r} has no published weights")
         checkpoint = resolve_weights(spec, progress=progress)
-    state_dict = read_state_dict(checkpoint)
+        try:
+            state_dict = read_state_dict(checkpoint)
+        except CheckpointError as exc:
+            if bundled_path(spec) is not None:
+                raise
+            raise CheckpointError(
+                f"{exc}; it is the cached download of {preset_name}: delete it and run "
+                f"`samkit download {preset_name}` (or download {spec.url} yourself)"
+            ) from None
+    else:
+        state_dict = read_state_dict(checkpoint)
     with torch.device("meta"):
         model = _build(cfg)
     model = model.to_empty(device="cpu")

@@ -98,8 +98,9 @@ def download(spec: WeightSpec, dest: Path | None = None, progress: bool = True) 
                 bar(len(chunk))
         size = tmp.stat().st_size
         if spec.size is not None and size != spec.size:
+            what = "is incomplete" if size < spec.size else "is larger than expected"
             raise DownloadError(
-                f"download of {spec.url} is incomplete ({size} of {spec.size} bytes); {hint}"
+                f"download of {spec.url} {what} ({size} bytes, expected {spec.size}); {hint}"
             )
         if spec.sha256 is not None and digest.hexdigest() != spec.sha256:
             raise DownloadError(
@@ -145,8 +146,33 @@ class _progress:
             self._bar.stop()
 
 
+def verify_file(path: Path, spec: WeightSpec) -> None:
+    """Check a weights file's size and sha256 against ``spec`` (reads it whole).
+
+    Raises:
+        CheckpointError: a mismatch, with how to fix it.
+    """
+    size = path.stat().st_size
+    if spec.size is not None and size != spec.size:
+        raise CheckpointError(
+            f"{path} has {size} bytes, expected {spec.size}: delete it and download again "
+            f"from {spec.url}"
+        )
+    if spec.sha256 is not None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+        if digest.hexdigest() != spec.sha256:
+            raise CheckpointError(
+                f"{path} has sha256 {digest.hexdigest()}, expected {spec.sha256}: delete it "
+                f"and download again from {spec.url}"
+            )
+
+
 def resolve_weights(spec: WeightSpec, progress: bool = True) -> Path:
-    """Bundled file, else cached file, else download into the cache."""
+    """Bundled file, else cached file (its size checked; :func:`verify_file` hashes it),
+    else download into the cache."""
     bundled = bundled_path(spec)
     if bundled is not None:
         if not bundled.is_file():
@@ -171,6 +197,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     :class:`CheckpointError` for anything unreadable or not a state dict.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -194,10 +222,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 
 def _load_failure(exc: Exception) -> str:
-    """Why a checkpoint could not be read, in one line. torch's weights-only errors
-    suggest ``weights_only=False`` (never passed on); their ``WeightsUnpickler error``
-    line says what was found."""
+    """Why a checkpoint could not be read, in one line. torch's errors go on to suggest
+    ``weights_only=False``: that advice is never passed on, only what was found."""
     text = str(exc).strip()
+    generic = "truncated, corrupt or not a PyTorch/safetensors file"
     if "weights only load failed" in text.lower():
         detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
         detail = [line.strip() for line in detail if line.strip()]
@@ -206,12 +234,23 @@ def _load_failure(exc: Exception) -> str:
                 "it holds Python objects besides tensors, and samkit only loads weights "
                 "(torch.load(weights_only=True))"
             )
-        reason = detail[0] if detail else "not a pickle of tensors"
-        return f"truncated, corrupt or not a PyTorch/safetensors file ({reason[:120]})"
+        return f"{generic} ({_words(detail[0] if detail else 'not a pickle of tensors')})"
+    if "legacy .tar format" in text:
+        return (
+            "not a zip-format PyTorch file (corrupt, or PyTorch's legacy .tar format, "
+            "which cannot be loaded weights-only)"
+        )
     first = text.splitlines()[0] if text else type(exc).__name__
-    if first.isdigit():  # the bare byte value pickle stumbled on: says nothing
-        return "truncated, corrupt or not a PyTorch/safetensors file"
-    return f"truncated, corrupt or not a PyTorch/safetensors file ({first[:200]})"
+    if first.isdigit() or "weights_only" in first:  # a bare byte value, or torch's advice
+        return generic
+    return f"{generic} ({_words(first)})"
+
+
+def _words(text: str, limit: int = 160) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _head(keys: list[str]) -> str:

@@ -14,7 +14,14 @@ from rich.table import Table
 import samkit
 from samkit.build import build_model
 from samkit.configs import ModelPreset
-from samkit.weights import bundled_path, cache_dir, cached_path, download, resolve_weights
+from samkit.weights import (
+    bundled_path,
+    cache_dir,
+    cached_path,
+    download,
+    resolve_weights,
+    verify_file,
+)
 
 
 def parameter_count(preset: ModelPreset) -> int | None:
@@ -42,14 +49,20 @@ def human_count(n: int | None) -> str:
 
 
 def weights_status(preset: ModelPreset) -> str:
-    """``"bundled"``, ``"yes"`` (in the cache), ``"no"``, or ``"-"`` (no published weights)."""
+    """``"bundled"``, ``"yes"`` (in the cache), ``"bad size"`` (a cached file of the
+    wrong size), ``"no"``, or ``"-"`` (no published weights)."""
     spec = preset.weights
     if spec is None:
         return "-"
     bundled = bundled_path(spec)
     if bundled is not None:
         return "bundled" if bundled.is_file() else "missing"
-    return "yes" if cached_path(spec).is_file() else "no"
+    path = cached_path(spec)
+    if not path.is_file():
+        return "no"
+    if spec.size is not None and path.stat().st_size != spec.size:
+        return "bad size"  # a partial or foreign file: samkit download says what to do
+    return "yes"
 
 
 def list_models_command() -> None:
@@ -111,4 +124,6 @@ def download_command(
         path = download(spec, cached_path(spec), progress=progress)
     else:
         path = resolve_weights(spec, progress=progress)
+        if bundled_path(spec) is None:
+            verify_file(path, spec)  # a file already in the cache is hashed too
     typer.echo(str(path))
