@@ -64,7 +64,9 @@ class ImagePredictor:
         """``check_bounds``: reject points/boxes outside the image (``InvalidPrompt``).
 
         The official predictor accepts them silently; :mod:`samkit.compat` turns the
-        check off to behave the same.
+        check off to behave the same. The model is switched to eval mode (a predictor
+        is for inference; :class:`samkit.amg.MaskGenerator` makes one, so it does too);
+        the official predictors, and :mod:`samkit.compat`'s, leave the mode alone.
         """
         self.model = model.eval()
         self.check_bounds = check_bounds
