@@ -43,3 +43,45 @@ def test_import_has_no_side_effects() -> None:
         "assert not any(m.startswith(('samkit.train', 'samkit.eval')) for m in sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _imported_top_level_modules() -> set[str]:
+    """Top-level names of every module imported anywhere under src/samkit (module level
+    or inside functions)."""
+    import ast
+
+    names: set[str] = set()
+    for path in (ROOT / "src" / "samkit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_imported_package_is_a_declared_dependency() -> None:
+    """The quick start installs samkit alone (no test extras): every third-party module
+    samkit imports must come from a declared runtime dependency (or the video extra).
+    `import click` in the CLI broke the quick start when typer stopped depending on
+    click, and the test extras hid it."""
+    import importlib.metadata as md
+
+    text = (ROOT / "pyproject.toml").read_text()  # (tomllib is Python 3.11+)
+    blocks = [
+        re.search(r"^dependencies = \[(.*?)\]", text, flags=re.S | re.M),
+        re.search(r"^video = \[(.*?)\]", text, flags=re.S | re.M),
+    ]
+    assert all(blocks), "pyproject.toml: dependencies / video extra not found"
+    declared = [d for b in blocks for d in re.findall(r'"([^"]+)"', b.group(1))]
+    declared_names = {re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].lower() for d in declared}
+    distributions = md.packages_distributions()
+    stdlib = sys.stdlib_module_names
+    missing = {}
+    for name in sorted(_imported_top_level_modules() - {"samkit", "__future__"}):
+        if name in stdlib:
+            continue
+        dists = {d.lower() for d in distributions.get(name, [name])}
+        if not dists & declared_names:
+            missing[name] = sorted(dists)
+    assert not missing, f"imported but not declared in pyproject dependencies: {missing}"

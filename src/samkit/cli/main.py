@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -26,13 +25,13 @@ from samkit.errors import SamkitError
 class SamkitGroup(TyperGroup):
     """Top-level command group that turns samkit errors into one-line messages."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SamkitError as exc:
             if debug_enabled():
                 raise
-            click.echo(f"samkit: error: {one_line(exc)}", err=True)
+            typer.echo(f"samkit: error: {one_line(exc)}", err=True)
             raise typer.Exit(EXIT_ERROR) from None
 
     def main(
@@ -51,7 +50,7 @@ class SamkitGroup(TyperGroup):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.Abort:
-            click.echo("samkit: aborted", err=True)
+            typer.echo("samkit: aborted", err=True)
             sys.exit(1)
         except typer.TyperException as exc:  # Typer's (vendored) click exceptions
             if type(exc).__name__ == "NoArgsIsHelpError":  # `samkit` alone: the help screen
@@ -61,7 +60,7 @@ class SamkitGroup(TyperGroup):
             message = " ".join(part.strip() for part in text.splitlines() if part.strip())
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
-            click.echo(f"samkit: error: {message}{hint}", err=True)
+            typer.echo(f"samkit: error: {message}{hint}", err=True)
             sys.exit(getattr(exc, "exit_code", EXIT_ERROR))
         sys.exit(rv if isinstance(rv, int) else 0)
 
