@@ -1,4 +1,5 @@
-"""Atomic file output: write to a temporary file in the same folder, then rename."""
+"""File helpers: atomic output (write to a temporary file in the same folder, then
+rename), where a folder would be created, and cheap reads of a file's head."""
 
 from __future__ import annotations
 
@@ -23,6 +24,26 @@ def chmod_as_created(path: str | os.PathLike[str]) -> None:
     the mode a plain ``open`` / ``mkdir`` would have given it under the umask."""
     full = 0o777 if os.path.isdir(path) else 0o666
     os.chmod(path, full & ~current_umask())
+
+
+def nearest_existing(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself if it exists, else its nearest existing ancestor: where creating
+    ``path`` as a folder would start (or what is in its way, when that is a file)."""
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return probe
+
+
+def read_head(path: str | os.PathLike[str], size: int = 1 << 16) -> str:
+    """The first ``size`` bytes of a text file, decoded as UTF-8 (undecodable bytes
+    replaced), or ``""`` if it cannot be read: enough to see how a large JSON begins
+    without reading it whole."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

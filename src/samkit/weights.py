@@ -24,7 +24,7 @@ from torch import nn
 
 from samkit.configs.base import WeightSpec
 from samkit.errors import CheckpointError, DownloadError
-from samkit.fileio import chmod_as_created
+from samkit.fileio import chmod_as_created, nearest_existing
 
 _CHUNK = 1 << 20
 _SHOW = 5
@@ -68,8 +68,8 @@ def download(spec: WeightSpec, dest: Path | None = None, progress: bool = True) 
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as exc:
-        blocker = next((p for p in (dest.parent, *dest.parent.parents) if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():  # a file is in the way
+        blocker = nearest_existing(dest.parent)
+        if not blocker.is_dir():  # a file is in the way
             named = dest.parent == cache_dir() and os.environ.get("SAMKIT_CACHE")
             where = f"SAMKIT_CACHE {dest.parent}" if named else f"the cache folder {dest.parent}"
             if blocker == dest.parent:

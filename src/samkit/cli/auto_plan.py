@@ -15,6 +15,7 @@ from pathlib import Path
 from samkit.cli.common import CliError
 from samkit.data.amg_json import AMG_IMAGE_KEYS, COCO_DESCRIPTION
 from samkit.data.sa1b import IMAGE_EXTENSIONS
+from samkit.fileio import nearest_existing, read_head
 
 __all__ = [
     "COCO_FILE",
@@ -223,11 +224,7 @@ _COCO_HEAD = json.dumps({"info": {"description": COCO_DESCRIPTION}})[:-1]
 def _head(path: Path) -> str:
     """The first 8 KiB of ``path`` (samkit's JSONs are ASCII), or ``""`` if unreadable:
     enough for the ``image`` record, cheap for a resume over many files."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(1 << 13).decode("ascii", errors="replace")
-    except OSError:
-        return ""
+    return read_head(path, 1 << 13)
 
 
 def _is_amg_json(job: _Job) -> bool:
@@ -265,9 +262,7 @@ def _prepare_out(out: Path) -> None:
     folder is made by :func:`_create_out` once the model has loaded)."""
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} is a file; it must be a folder")
-    folder = out  # the nearest folder that exists: out itself or the one to create it in
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    folder = nearest_existing(out)  # out itself or the one to create it in
     if folder != out and not folder.is_dir():
         raise CliError(f"cannot create --out folder {out}: {folder} is a file")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -38,7 +38,7 @@ from samkit.data.amg_json import (  # generated-mask JSONs, COCO export: importa
 )
 from samkit.data.types import Sample
 from samkit.errors import InvalidDataset
-from samkit.fileio import atomic_write_json
+from samkit.fileio import atomic_write_json, read_head
 from samkit.inference.transforms import pil_to_rgb
 from samkit.masks import masks_to_coco_rle, rle_area, rle_decode
 from samkit.masks.rle import decode_rle_objects
@@ -265,12 +265,11 @@ def _linked_image(json_path: Path) -> Path | None:
     """The existing file that ``image.file_name`` of an SA-1B JSON names (relative to the
     JSON's folder), read from the file's head only (``image`` comes first in samkit's
     and the official files); ``None`` when there is none."""
+    head = read_head(json_path)
     try:
-        with open(json_path, "rb") as f:
-            head = f.read(1 << 16).decode("utf-8", errors="replace")
         start = head.index("{", head.index('"image"'))
         info, _ = json.JSONDecoder().raw_decode(head, start)
-    except (OSError, ValueError):
+    except ValueError:
         return None
     name = info.get("file_name") if isinstance(info, dict) else None
     if not isinstance(name, str) or not name:

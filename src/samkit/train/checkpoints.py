@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from samkit.errors import CheckpointError, OutputError
-from samkit.fileio import atomic_write_bytes
+from samkit.fileio import atomic_write_bytes, nearest_existing
 from samkit.modeling import SamModel
 from samkit.modeling.sam2 import Sam2
 from samkit.train.config import TrainConfig
@@ -72,9 +72,7 @@ def check_run_folder(out_dir: str | Path) -> None:
             :func:`make_run_folder` when it is created.
     """
     out = Path(out_dir)
-    probe = out
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
+    probe = nearest_existing(out)
     if not probe.is_dir():
         where = "" if probe == out else f": {probe} is a file"
         what = "is a file, not a folder" if probe == out else "cannot be created"

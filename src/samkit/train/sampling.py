@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,18 +12,32 @@ import numpy as np
 
 from samkit.data.types import Sample
 from samkit.errors import InvalidDataset
+from samkit.fileio import read_head
 
 __all__ = ["images_with_masks", "training_indices"]
 
 
-def _annotation_count(json_path: Path) -> int | None:
-    """Length of an SA-1B JSON's ``annotations`` list (``None`` if it cannot be read)."""
+#: ``"annotations": [`` and, when the list is empty, its closing bracket.
+_ANNOTATIONS_START = re.compile(r'"annotations"\s*:\s*\[\s*(\])?')
+
+
+def _usable(json_path: Path) -> bool:
+    """Whether an SA-1B JSON may hold a mask: its ``annotations`` list is not empty, or
+    the file cannot be read (it then fails with its own message when it is drawn).
+
+    The head of the file usually settles it (``annotations`` follows the small ``image``
+    record); only otherwise is the whole file, which can be megabytes of RLE, parsed.
+    """
+    head = read_head(json_path)
+    match = _ANNOTATIONS_START.search(head)
+    if match is not None and match.group(1) is None and match.end() < len(head):
+        return True  # a list that does not close at once
     try:
         doc = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return True
     annotations = doc.get("annotations") if isinstance(doc, dict) else None
-    return len(annotations) if isinstance(annotations, list) else None
+    return not isinstance(annotations, list) or len(annotations) > 0
 
 
 def _has_mask(sample: Sample) -> bool:
@@ -46,8 +61,7 @@ def images_with_masks(data: Sequence[Sample]) -> list[int]:
     if isinstance(data, CocoInstancesDataset):
         return list(range(len(data)))
     if isinstance(data, SA1BDataset):
-        counts = [_annotation_count(p) for p in data.json_paths]
-        return [i for i, count in enumerate(counts) if count is None or count > 0]
+        return [i for i, path in enumerate(data.json_paths) if _usable(path)]
     return [i for i in range(len(data)) if _has_mask(data[i])]
 
 
