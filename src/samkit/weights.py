@@ -253,7 +253,8 @@ def _words(text: str, limit: int = 160) -> str:
     return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
-def _head(keys: list[str]) -> str:
+def first_few(keys: list[str]) -> str:
+    """The first few of ``keys`` for a message, with how many more there are."""
     shown = ", ".join(keys[:_SHOW])
     return shown + (f" (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
 
@@ -271,11 +272,11 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
     if missing or unexpected or mismatched:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing keys: {_head(missing)}")
+            parts.append(f"{len(missing)} missing keys: {first_few(missing)}")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys: {_head(unexpected)}")
+            parts.append(f"{len(unexpected)} unexpected keys: {first_few(unexpected)}")
         if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatches: {_head(mismatched)}")
+            parts.append(f"{len(mismatched)} shape mismatches: {first_few(mismatched)}")
         raise CheckpointError(
             f"{source} does not match this architecture (is it a checkpoint of another "
             f"model?): " + "; ".join(parts)

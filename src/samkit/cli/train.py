@@ -45,7 +45,7 @@ def _check_run_folder(
     checkpoints would overwrite the ``--init-checkpoint`` the run starts from
     (``OUT/model_final.pt``, ``OUT/trainer_state.pt`` or a file in ``OUT/checkpoints/``),
     or that holds another run while neither ``--resume`` nor ``--overwrite`` is given."""
-    from samkit.train.checkpoints import check_run_folder, previous_run_files
+    from samkit.train.checkpoints import check_run_folder, previous_run_names
 
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"run folder (--out) {out_dir} is a file, not a folder")
@@ -56,9 +56,8 @@ def _check_run_folder(
         )
     if init_checkpoint:
         _check_init_checkpoint(out_dir, init_checkpoint)
-    previous = previous_run_files(out_dir)
-    if previous and resume is None and not overwrite:
-        names = sorted({p.relative_to(out_dir).parts[0] for p in previous})
+    names = previous_run_names(out_dir)
+    if names and resume is None and not overwrite:
         state = out_dir / "trainer_state.pt"
         resume_hint = f"--resume {state}" if state.is_file() else "--resume STATE"
         raise OutputError(

@@ -21,6 +21,7 @@ from samkit.fileio import atomic_write_bytes, nearest_existing
 from samkit.modeling import SamModel
 from samkit.modeling.sam2 import Sam2
 from samkit.train.config import TrainConfig
+from samkit.weights import check_state_dict, first_few
 
 __all__ = [
     "RUN_FILES",
@@ -32,6 +33,7 @@ __all__ = [
     "make_run_folder",
     "metrics_record",
     "previous_run_files",
+    "previous_run_names",
     "save_weights",
     "start_run_folder",
 ]
@@ -39,7 +41,6 @@ __all__ = [
 #: What a run writes at the top of its folder (besides ``checkpoints/step_*.pt`` and the
 #: ``embeddings/`` cache).
 RUN_FILES = ("metrics.jsonl", "model_final.pt", "trainer_state.pt")
-_SHOW = 5  # names shown in a mismatch message
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -106,6 +107,13 @@ def previous_run_files(out_dir: str | Path) -> list[Path]:
     return found
 
 
+def previous_run_names(out_dir: str | Path) -> list[str]:
+    """The top-level names (``metrics.jsonl``, ``checkpoints``, ...) of
+    :func:`previous_run_files`, sorted: empty when ``out_dir`` holds no run."""
+    out = Path(out_dir)
+    return sorted({p.relative_to(out).parts[0] for p in previous_run_files(out)})
+
+
 def clear_run_files(out_dir: str | Path, keep: str | Path | None = None) -> list[Path]:
     """Delete :func:`previous_run_files` of ``out_dir`` (to start a new run there) and
     return them. Other files, ``checkpoints/`` itself and the embedding cache stay.
@@ -141,17 +149,19 @@ def start_run_folder(
     Raises:
         OutputError: the folder holds another run (and not ``overwrite``), or cannot be
             created, or a file cannot be deleted.
+        ValueError: ``overwrite`` for a run that is not ``new``.
     """
     out = Path(out_dir)
+    if overwrite and not new:
+        raise ValueError("fit(overwrite=True) starts a new run; this trainer continues one")
     if new:
-        previous = previous_run_files(out)
-        if previous and not overwrite:
-            names = sorted({p.relative_to(out).parts[0] for p in previous})
+        names = previous_run_names(out)
+        if names and not overwrite:
             raise OutputError(
                 f"run folder {out} already holds a run ({', '.join(names)}): resume it, "
                 "choose another folder, or overwrite it"
             )
-        if previous:
+        if names:
             clear_run_files(out, keep=keep)
     make_run_folder(out)
 
@@ -214,11 +224,6 @@ def _read_state(path: Path, fmt: str, what: str, required: Mapping[str, type]) -
     return state
 
 
-def _head(items: list[str]) -> str:
-    shown = ", ".join(items[:_SHOW])
-    return shown + (f" (+{len(items) - _SHOW} more)" if len(items) > _SHOW else "")
-
-
 def _canonical(name: str) -> str:
     from samkit.configs import get_preset
     from samkit.errors import UnknownModel
@@ -254,11 +259,11 @@ def _check_optimizer(
             if only_there:
                 parts.append(
                     f"it trains {len(only_there)} parameters this run keeps fixed: "
-                    f"{_head(only_there)}"
+                    f"{first_few(only_there)}"
                 )
             if only_here:
                 parts.append(
-                    f"this run trains {len(only_here)} parameters it kept fixed: {_head(only_here)}"
+                    f"this run trains {len(only_here)} parameters it kept fixed: {first_few(only_here)}"
                 )
             if not parts:
                 parts.append("the same parameters in other groups")
@@ -314,8 +319,6 @@ def load_trainer_state(
             does not match (the message names the model or the first mismatching keys).
             The model and optimizer are then unchanged.
     """
-    from samkit.weights import check_state_dict
-
     path = Path(path)
     state = _read_state(path, fmt, what, required or {})
     config = state.get("config")

@@ -398,8 +398,6 @@ class Trainer:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         cfg = self.config
-        if self._continuing and overwrite:
-            raise ValueError("fit(overwrite=True) starts a new run; this trainer continues one")
         start_run_folder(
             self.out_dir, new=not self._continuing, overwrite=overwrite, keep=cfg.init_checkpoint
         )

@@ -50,6 +50,7 @@ from samkit.modeling.sam2 import Sam2
 from samkit.train.checkpoints import (
     atomic_torch_save,
     load_trainer_state,
+    metrics_record,
     save_weights,
     start_run_folder,
 )
@@ -378,8 +379,6 @@ class VideoTrainer:
             ValueError: ``overwrite`` for a trainer that continues a run.
         """
         cfg = self.config
-        if self._continuing and overwrite:
-            raise ValueError("fit(overwrite=True) starts a new run; this trainer continues one")
         start_run_folder(self.out_dir, new=not self._continuing, overwrite=overwrite)
         self._continuing = True
         records: list[dict[str, float]] = []
@@ -391,9 +390,8 @@ class VideoTrainer:
             m["time_s"] = time.perf_counter() - t0
             window.append(m)
             if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
-                rec = {"step": self.step, "lr": window[-1]["lr"]}
-                for k in (*_METRICS, "grad_norm", "time_s"):
-                    rec[k] = float(np.mean([w[k] for w in window]))
+                rec = metrics_record(self.step, window, (*_METRICS, "grad_norm"))
+                assert rec is not None  # every video step has a loss
                 with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                     f.write(json.dumps(rec) + "\n")
                 records.append(rec)
