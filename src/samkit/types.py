@@ -16,6 +16,12 @@ from samkit.errors import InvalidImage
 _EMBEDDING_FORMAT = "samkit.ImageEmbedding/1"
 
 
+def is_int(value: object) -> bool:
+    """Whether ``value`` is an integer argument: a Python or numpy integer, not a bool
+    (``True`` would pass as 1) and not a float that happens to be whole."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True, eq=False)  # identity equality: comparing tensors is ambiguous
 class ImageEmbedding:
     """The image encoder's output for one image, plus the geometry to map prompts.

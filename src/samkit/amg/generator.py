@@ -39,6 +39,7 @@ from samkit.masks import (
 from samkit.modeling import SamModel
 from samkit.modeling.mask_decoder import PreparedImage
 from samkit.modeling.sam import Sam
+from samkit.types import is_int
 
 __all__ = ["MaskGenerator"]
 
@@ -126,7 +127,7 @@ class MaskGenerator:
             ("min_mask_region_area", min_mask_region_area),
             ("points_per_side", 1 if points_per_side is None else points_per_side),
         ):
-            if not isinstance(value, int | np.integer) or isinstance(value, bool):
+            if not is_int(value):
                 raise ValueError(f"{name} must be an int, got {value!r}")
         if points_per_batch < 1:
             raise ValueError("points_per_batch must be >= 1")

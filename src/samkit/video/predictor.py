@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from samkit.modeling.sam2 import Sam2
+from samkit.types import is_int
 from samkit.video.io import VideoFileReader
 from samkit.video.session import VideoSession
 from samkit.video.state import TrackerOptions, options_for
@@ -74,11 +75,7 @@ class VideoPredictor:
         """
         if max_cached_frames < 1:
             raise ValueError("max_cached_frames must be >= 1")
-        if num_frames is not None and (
-            not isinstance(num_frames, int | np.integer)
-            or isinstance(num_frames, bool)
-            or num_frames < 1
-        ):
+        if num_frames is not None and (not is_int(num_frames) or num_frames < 1):
             raise ValueError(f"num_frames must be an int >= 1, got {num_frames!r}")
         return VideoSession(self, source, keep_results, max_cached_frames, num_frames)
 

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from samkit.errors import InvalidPrompt, NoPrompts
+from samkit.types import is_int
 from samkit.video.frames import fill_holes, upsample_to_input
 from samkit.video.memory_bank import (
     BatchedMemories,
@@ -169,7 +170,7 @@ class VideoSession(VideoSessionBase):
         """
         self._check_open()
         frame = self._check_frame(frame)
-        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool):
+        if not is_int(obj_id):
             raise InvalidPrompt(f"object ids are ints, got {obj_id!r}")
         obj_id = int(obj_id)
         prompt = make_prompt(
@@ -248,11 +249,7 @@ class VideoSession(VideoSessionBase):
             raise ValueError(f"direction must be forward, backward or both, not {direction!r}")
         if start is not None:
             start = self._check_frame(start)
-        if max_frames is not None and (
-            not isinstance(max_frames, int | np.integer)
-            or isinstance(max_frames, bool)
-            or max_frames < 0
-        ):
+        if max_frames is not None and (not is_int(max_frames) or max_frames < 0):
             raise ValueError(f"max_frames must be an int >= 0, got {max_frames!r}")
         if not self._objects:
             raise NoPrompts("no objects: add a prompt before propagating")

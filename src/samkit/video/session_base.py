@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from samkit.errors import FrameOutOfRange, SessionClosed, UnknownObject
+from samkit.types import is_int
 from samkit.video.frames import prepare_frame, to_video_resolution
 from samkit.video.results import FrameResult, ObjectTrack, frame_result
 from samkit.video.sources import FrameSource
@@ -137,7 +138,7 @@ class VideoSessionBase:
         """``frame`` as a Python int (numpy integers are accepted), checked to be in the
         video; raises :class:`~samkit.errors.FrameOutOfRange`. ``read=False``: a stream
         of unknown length is not read up to ``frame`` (only negative indices fail)."""
-        if not isinstance(frame, (int, np.integer)) or isinstance(frame, bool):
+        if not is_int(frame):
             raise FrameOutOfRange(f"frame index must be an int, got {frame!r}")
         frame = int(frame)
         if read:
