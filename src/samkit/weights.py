@@ -146,8 +146,9 @@ class _progress:
             self._bar.stop()
 
 
-def verify_file(path: Path, spec: WeightSpec) -> None:
-    """Check a weights file's size and sha256 against ``spec`` (reads it whole).
+def verify_file(path: Path, spec: WeightSpec, sha256: bool = True) -> None:
+    """Check a cached weights file's size and (``sha256``: reading it whole) its sha256
+    against ``spec``.
 
     Raises:
         CheckpointError: a mismatch, with how to fix it.
@@ -155,10 +156,10 @@ def verify_file(path: Path, spec: WeightSpec) -> None:
     size = path.stat().st_size
     if spec.size is not None and size != spec.size:
         raise CheckpointError(
-            f"{path} has {size} bytes, expected {spec.size}: delete it and download again "
-            f"from {spec.url}"
+            f"cached file {path} has {size} bytes, expected {spec.size}: delete it and "
+            f"download again from {spec.url}"
         )
-    if spec.sha256 is not None:
+    if sha256 and spec.sha256 is not None:
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             while chunk := f.read(_CHUNK):
@@ -171,8 +172,8 @@ def verify_file(path: Path, spec: WeightSpec) -> None:
 
 
 def resolve_weights(spec: WeightSpec, progress: bool = True) -> Path:
-    """Bundled file, else cached file (its size checked; :func:`verify_file` hashes it),
-    else download into the cache."""
+    """Bundled file, else cached file (its size checked; ``samkit download`` also hashes
+    it, :func:`verify_file`), else download into the cache."""
     bundled = bundled_path(spec)
     if bundled is not None:
         if not bundled.is_file():
@@ -180,11 +181,7 @@ def resolve_weights(spec: WeightSpec, progress: bool = True) -> Path:
         return bundled
     path = cached_path(spec)
     if path.is_file():
-        if spec.size is not None and path.stat().st_size != spec.size:
-            raise CheckpointError(
-                f"cached file {path} has {path.stat().st_size} bytes, expected {spec.size}: "
-                f"delete it and download again from {spec.url}"
-            )
+        verify_file(path, spec, sha256=False)  # hashing every load would be slow
         return path
     return download(spec, path, progress=progress)
 

@@ -69,6 +69,12 @@ def check_coco_rle(rle: Mapping[str, Any]) -> tuple[int, int]:
     Raises:
         ValueError: what is wrong, in words.
     """
+    h, w, _ = _checked_runs(rle)
+    return h, w
+
+
+def _checked_runs(rle: Mapping[str, Any]) -> tuple[int, int, np.ndarray]:
+    """:func:`check_coco_rle`, also returning the run lengths (``int64``)."""
     try:
         h, w = _size(rle)
         counts = rle["counts"]
@@ -85,7 +91,7 @@ def check_coco_rle(rle: Mapping[str, Any]) -> tuple[int, int]:
             raise ValueError("RLE counts must be integers or a COCO string") from None
     if (runs < 0).any() or int(runs.sum()) != h * w:
         raise ValueError(f"RLE counts must be >= 0 and sum to H * W = {h * w}")
-    return h, w
+    return h, w, runs
 
 
 def decode_rle_objects(rles: Any) -> np.ndarray:
@@ -166,12 +172,11 @@ def rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
         ValueError: ``counts`` that are negative, do not sum to ``H * W`` or (compressed)
             are not a well-formed COCO string (:func:`check_coco_rle`).
     """
-    h, w = check_coco_rle(rle)
+    h, w, runs = _checked_runs(rle)
     counts = rle["counts"]
     if _is_compressed(counts):
         decoded = decode_rle_objects({"size": [h, w], "counts": counts})
         return np.ascontiguousarray(decoded, dtype=bool)
-    runs = np.asarray(counts, dtype=np.int64).reshape(-1)
     values = np.arange(runs.size) % 2 == 1  # runs alternate 0, 1, 0, ...
     column_major = np.repeat(values, runs)
     return np.ascontiguousarray(column_major.reshape(w, h).T)
@@ -184,13 +189,12 @@ def rle_to_coco(rle: Mapping[str, Any]) -> dict[str, Any]:
     (the official ``coco_encode_rle``). A compressed input is returned normalised
     (``counts`` as str).
     """
-    h, w = check_coco_rle(rle)
+    h, w, runs = _checked_runs(rle)
     counts = rle["counts"]
     if _is_compressed(counts):
         text = counts.decode("ascii") if isinstance(counts, bytes) else counts
         return {"size": [h, w], "counts": text}
-    runs = [int(c) for c in counts]
-    coco = _coco_mask.frPyObjects({"size": [h, w], "counts": runs}, h, w)
+    coco = _coco_mask.frPyObjects({"size": [h, w], "counts": runs.tolist()}, h, w)
     return {"size": [h, w], "counts": coco["counts"].decode("ascii")}
 
 
