@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from samkit.build import build_model, load_model
+from samkit.compat._generator import mode_kept
 from samkit.compat.sam2_amg import SAM2AutomaticMaskGenerator
 from samkit.compat.sam2_build import build_sam2, build_sam2_hf
 from samkit.compat.sam2_predictor import SAM2ImagePredictor
@@ -139,9 +140,8 @@ class SamPredictor:
 
     def __init__(self, sam_model: Sam) -> None:
         self.model = sam_model
-        training = sam_model.training  # ImagePredictor switches to eval mode
-        self._predictor = ImagePredictor(sam_model, check_bounds=False)
-        sam_model.train(training)  # the official predictor leaves the mode alone
+        with mode_kept(sam_model):  # as officially (ImagePredictor switches to eval)
+            self._predictor = ImagePredictor(sam_model, check_bounds=False)
         self.transform = ResizeLongestSide(sam_model.image_size)
 
     # Official attributes -------------------------------------------------------

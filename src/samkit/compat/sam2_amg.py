@@ -7,32 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
+from samkit.compat._generator import GENERATOR_FIELDS, CompatGenerator
 from samkit.compat.sam2_build import build_sam2_hf
 from samkit.compat.sam2_predictor import SAM2ImagePredictor
 from samkit.modeling.sam2 import Sam2
 
 __all__ = ["SAM2AutomaticMaskGenerator"]
 
-_GENERATOR_FIELDS = (
-    "point_grids",
-    "points_per_batch",
-    "pred_iou_thresh",
-    "stability_score_thresh",
-    "stability_score_offset",
-    "box_nms_thresh",
-    "crop_n_layers",
-    "crop_nms_thresh",
-    "crop_overlap_ratio",
-    "min_mask_region_area",
-    "output_mode",
-    "multimask_output",
-    "use_m2m",
-)
 
-
-class SAM2AutomaticMaskGenerator:
+class SAM2AutomaticMaskGenerator(CompatGenerator):
     """The official ``SAM2AutomaticMaskGenerator`` interface on :class:`samkit.MaskGenerator`.
 
     Arguments and defaults are the official ones; records are the official dicts
@@ -41,6 +25,8 @@ class SAM2AutomaticMaskGenerator:
     binarises at the model's threshold). Settings are read and written through to the
     underlying generator (``self.generator``).
     """
+
+    forwarded = (*GENERATOR_FIELDS, "multimask_output", "use_m2m")
 
     def __init__(
         self,
@@ -63,8 +49,13 @@ class SAM2AutomaticMaskGenerator:
         multimask_output: bool = True,
         **kwargs: Any,
     ) -> None:
-        from samkit.amg import MaskGenerator
-
+        # the official arguments are MaskGenerator's, by the same names (but the model,
+        # a threshold samkit fixes, and options meant for the model builder)
+        settings = {
+            k: v
+            for k, v in locals().items()
+            if k not in ("self", "model", "mask_threshold", "kwargs")
+        }
         if mask_threshold != 0.0:
             raise ValueError(
                 f"mask_threshold={mask_threshold!r} is not supported: samkit's generator "
@@ -75,54 +66,10 @@ class SAM2AutomaticMaskGenerator:
         )
         self.mask_threshold = mask_threshold
         self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
-        training = model.training  # samkit's generator puts the model in eval mode
-        self.generator = MaskGenerator(
-            model,
-            points_per_side=points_per_side,
-            points_per_batch=points_per_batch,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            stability_score_offset=stability_score_offset,
-            box_nms_thresh=box_nms_thresh,
-            crop_n_layers=crop_n_layers,
-            crop_nms_thresh=crop_nms_thresh,
-            crop_overlap_ratio=crop_overlap_ratio,
-            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
-            point_grids=point_grids,
-            min_mask_region_area=min_mask_region_area,
-            output_mode=output_mode,  # type: ignore[arg-type]
-            multimask_output=multimask_output,
-            use_m2m=use_m2m,
-        )
-        model.train(training)  # the official generator leaves the mode alone
+        self._wrap(model, settings)
 
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs: Any) -> SAM2AutomaticMaskGenerator:
         """A generator for a published model id (see :func:`build_sam2_hf`); ``kwargs``
         go to both the builder and the constructor, as officially."""
         return cls(build_sam2_hf(model_id, **kwargs), **kwargs)
-
-    @torch.no_grad()
-    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
-        """All masks of an ``HxWx3`` uint8 RGB image, as a list of record dicts."""
-        return [dict(r) for r in self.generator.generate(image)]
-
-
-def forward_settings(cls: type, names: tuple[str, ...]) -> None:
-    """Give ``cls`` a property per name that reads and writes ``self.generator.<name>``
-    (the compat generators' settings live on the samkit generator they wrap)."""
-
-    def forward(name: str) -> property:
-        def get(self: Any) -> Any:
-            return getattr(self.generator, name)
-
-        def set_(self: Any, value: Any) -> None:
-            setattr(self.generator, name, value)
-
-        return property(get, set_, doc=f"``{name}`` of the underlying samkit generator.")
-
-    for name in names:
-        setattr(cls, name, forward(name))
-
-
-forward_settings(SAM2AutomaticMaskGenerator, _GENERATOR_FIELDS)

@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import torch
 
-from samkit.compat.sam2_amg import forward_settings
+from samkit.compat._generator import CompatGenerator
 from samkit.modeling.sam import Sam
 
 __all__ = ["SamAutomaticMaskGenerator"]
 
 
-class SamAutomaticMaskGenerator:
+class SamAutomaticMaskGenerator(CompatGenerator):
     """The official SAM 1 ``SamAutomaticMaskGenerator`` on :class:`samkit.MaskGenerator`.
 
     Arguments and defaults are the official ones (``pred_iou_thresh`` 0.88); records
@@ -43,33 +40,6 @@ class SamAutomaticMaskGenerator:
     ) -> None:
         # the official arguments are MaskGenerator's, by the same names
         settings = {k: v for k, v in locals().items() if k not in ("self", "model")}
-        from samkit.amg import MaskGenerator
-
-        training = model.training  # samkit's generator puts the model in eval mode
-        self.generator = MaskGenerator(model, **settings)
-        model.train(training)
+        self._wrap(model, settings)
         self.predictor = self.generator.predictor
         self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
-
-    @torch.no_grad()
-    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
-        """All masks of an ``HxWx3`` uint8 RGB image, as a list of record dicts."""
-        return [dict(r) for r in self.generator.generate(image)]
-
-
-forward_settings(
-    SamAutomaticMaskGenerator,
-    (
-        "point_grids",
-        "points_per_batch",
-        "pred_iou_thresh",
-        "stability_score_thresh",
-        "stability_score_offset",
-        "box_nms_thresh",
-        "crop_n_layers",
-        "crop_nms_thresh",
-        "crop_overlap_ratio",
-        "min_mask_region_area",
-        "output_mode",
-    ),
-)
