@@ -14,6 +14,9 @@ medians and the official/samkit ratio (>1 means samkit is faster). Run on demand
 (the official ``image_encoder`` / SAM 2 ``forward_image``, samkit's ``embed_image``) on
 batches of B preprocessed images, in fp32 and in bf16 (samkit's bf16 weights against the
 official code under ``torch.autocast``, the way its own demos run bf16 on a GPU).
+``--compile`` adds rows for samkit with :func:`samkit.compile_model` (image encoder under
+``torch.compile``; compilation happens in untimed warm-up calls) against the same eager
+official runs.
 
 Needs the test extras (``pip install -c constraints.txt -e ".[test]"``); the official
 packages are imported through the test suite's torchvision/timm shims.
@@ -124,6 +127,26 @@ def _throughput_rows(ref, ours, bf, sam2: bool, args, device: torch.device) -> l
     return [(name, a, b, b / a) for name, a, b in rows]
 
 
+def _compiled_rows(args, state, device, image, official, with_bf16: bool) -> list:
+    """``set_image`` (and with ``--throughput`` encoder images/s) of samkit compiled
+    (:func:`samkit.compile_model`), fp32 and bf16, against the eager official fp32."""
+    t_ref, ref, sam2 = official
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16) if with_bf16 else (torch.float32,):
+        model = samkit.build_model(args.model)
+        model.load_state_dict(state)
+        set_inference_dtype(model.to(device), dtype)
+        samkit.compile_model(model)
+        pred = samkit.ImagePredictor(model)
+        tag = "fp32" if dtype == torch.float32 else "bf16"
+        t = _median_ms(lambda p=pred: p.set_image(image), args.repeats, 2, device)
+        rows.append((f"set_image compiled {tag} vs official fp32 (ms)", t_ref, t, t_ref / t))
+        if args.throughput:
+            thr = _throughput_rows(ref, model, None, sam2, args, device)[0]
+            rows.append((thr[0].replace("fp32", f"compiled {tag}"), *thr[1:]))
+    return rows
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
@@ -139,6 +162,7 @@ def main() -> None:
     parser.add_argument(
         "--throughput", type=int, default=0, metavar="B", help="encoder images/s, batch B"
     )
+    parser.add_argument("--compile", action="store_true", help="also samkit compiled")
     args = parser.parse_args()
     device = torch.device(args.device)
 
@@ -191,6 +215,8 @@ def main() -> None:
             ious = [_iou(a, b) for a, b in zip(fp32.masks, low.masks, strict=True)]
         if args.throughput:
             rows += _throughput_rows(ref, ours, bf, sam2, args, device)
+        if args.compile:
+            rows += _compiled_rows(args, state, device, image, (t_ref, ref, sam2), bf is not None)
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(

@@ -15,7 +15,9 @@ ratio (>1 means samkit is faster). Run on demand:
     python benchmarks/bench_video.py --device cuda --frames 200 --objects 3
 
 ``--bf16`` adds a row with samkit's image encoder and memory attention in bf16
-(``load_model(dtype=torch.bfloat16)``) against the same official fp32 run. ``--device cuda`` runs both sides
+(``load_model(dtype=torch.bfloat16)``) against the same official fp32 run. ``--compile``
+compiles samkit's models (:func:`samkit.compile_model`: image encoder, memory attention,
+memory encoder) and runs each once over the clip, untimed, before the timed runs. ``--device cuda`` runs both sides
 on the GPU (the official predictor with its default settings there).
 
 ``--peak-memory`` runs each side in a fresh subprocess and prints the resident set size
@@ -200,6 +202,7 @@ def main() -> None:
     parser.add_argument("--peak-memory", action="store_true")
     parser.add_argument("--official-memory", action="store_true", help="with --peak-memory")
     parser.add_argument("--bf16", action="store_true", help="also samkit in bf16")
+    parser.add_argument("--compile", action="store_true", help="samkit compiled (warm-up run)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (both sides)")
     parser.add_argument("--side", choices=("samkit", "official"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -238,6 +241,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _write_clip(folder, args.frames, size, args.objects)
+        if args.compile:
+            for model in (ours, ours_bf16):
+                if model is not None:
+                    samkit.compile_model(model)
+                    _time_samkit(model, folder, clicks)  # compiles; every shape seen once
         # Alternate the sides and keep the median of each: single runs on a shared
         # host vary by +-20%.
         ref_fps, our_fps, bf16_fps = [], [], []
@@ -258,12 +266,13 @@ def main() -> None:
         f"{where}, {torch.get_num_threads()} threads, median of {args.repeat} run(s) per side"
     )
     print(f"{'measure':40s} {'official':>10s} {'samkit':>10s} {'ratio':>7s}")
+    compiled = ", samkit compiled" if args.compile else ""
     print(
-        f"{'propagation (frames/s)':40s} {fps_ref:10.2f} {fps_our:10.2f} {fps_our / fps_ref:6.2f}x"
+        f"{'propagation (frames/s)' + compiled:40s} {fps_ref:10.2f} {fps_our:10.2f} {fps_our / fps_ref:6.2f}x"
     )
     if bf16_fps:
         fps_bf = float(np.median(bf16_fps))
-        name = "propagation, samkit bf16"
+        name = "propagation, samkit bf16" + (" compiled" if args.compile else "")
         print(f"{name:40s} {fps_ref:10.2f} {fps_bf:10.2f} {fps_bf / fps_ref:6.2f}x")
 
 

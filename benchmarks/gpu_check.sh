@@ -2,7 +2,8 @@
 # One prepared GPU measurement: image encoder latency and images/s (fp32, bf16) for the
 # models the issues name, prompt-to-mask latency, and video frames/s, each against the
 # official implementation on the same random weights, all on the GPU. About 6-8 minutes on
-# an H100 (each step has its own time limit, so one slow step cannot eat the others).
+# an H100, plus up to 8 for the two compiled steps at the end (each step has its own time
+# limit, so one slow step cannot eat the others).
 #
 # Prepare here with `bash scripts/gpu_bundle.sh`, then run on the GPU machine from the
 # repository root, carrying .gpu:
@@ -43,3 +44,10 @@ for model in sam2.1-hiera-tiny sam2.1-hiera-base-plus sam-vit-b; do
 done
 step video-1-object 120 $PY benchmarks/bench_video.py --device cuda --frames 60 --objects 1
 step video-3-objects 120 $PY benchmarks/bench_video.py --device cuda --frames 60 --objects 3
+# compiled (samkit.compile_model; the published 91 FPS of tiny on an A100 is compiled):
+# compilation happens in an untimed warm-up pass over the clip
+step video-1-object-compiled 240 $PY benchmarks/bench_video.py --device cuda --frames 60 \
+    --objects 1 --compile
+step image-sam2.1-hiera-tiny-compiled 240 $PY benchmarks/bench_image.py \
+    --model sam2.1-hiera-tiny --device cuda --repeats 10 --prompt-repeats 5 --throughput 8 \
+    --compile

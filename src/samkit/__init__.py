@@ -15,6 +15,7 @@ Importing samkit does no I/O and changes no global torch setting.
 """
 
 from samkit.build import build_model, load_model
+from samkit.compile import compile_model
 from samkit.configs import ModelPreset, WeightSpec, get_preset, list_models
 from samkit.errors import (
     CheckpointError,
@@ -78,6 +79,7 @@ __all__ = [
     "WeightSpec",
     "__version__",
     "build_model",
+    "compile_model",
     "get_preset",
     "list_models",
     "load_model",

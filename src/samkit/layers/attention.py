@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samkit.layers.common import bounded_inference
 from samkit.layers.rope import AxialRope, apply_rope_qk, axial_rope
 from samkit.layers.sdpa import blockwise_bf16, scaled_dot_product_attention, score_block_rows
 
@@ -314,7 +315,7 @@ class RoPEAttention(Attention):
         )
         if (
             self.kv_in_dim < self.head_dim
-            and not torch.is_grad_enabled()
+            and bounded_inference()
             and not (self.training and self.dropout_p > 0)
             and (q.dtype in (torch.float32, torch.float64) or blockwise_bf16(q))
         ):

@@ -22,6 +22,14 @@ def rows_per_chunk(width: int, element_size: int) -> int:
     return max(1, TRANSIENT_BYTES // max(1, width * element_size))
 
 
+def bounded_inference() -> bool:
+    """Whether the memory-bounded inference forms apply (chunked rows, windows, query
+    blocks): outside autograd, and eager. A graph traced by ``torch.compile``
+    (:func:`samkit.compile_model`) takes the plain forms instead, whose memory the
+    compiler plans, rather than unrolled Python loops over shape-dependent chunks."""
+    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+
+
 def residual_rowwise(
     x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], width: int
 ) -> torch.Tensor:
@@ -35,7 +43,7 @@ def residual_rowwise(
     rows = rows_per_chunk(width, x.element_size())
     c = x.shape[-1]
     n = x.numel() // max(1, c)
-    if torch.is_grad_enabled() or n <= rows:
+    if not bounded_inference() or n <= rows:
         return x + fn(x)
     flat = x.reshape(n, c)
     out = torch.empty_like(flat)

@@ -66,7 +66,8 @@ def rel_pos_attention(
     rw = get_rel_pos(w, w, rel_pos_w).to(q.dtype)  # (W, W, C): [q_col, k_col]
     # Split along query rows of the grid so the (rows*W, H*W) bias stays within budget.
     bytes_per_row = b * nh * w * n * q.element_size()
-    rows = min(h, rows_per_chunk(bytes_per_row, 1))
+    # (traced by torch.compile: one block, the compiler plans the memory)
+    rows = h if torch.compiler.is_compiling() else min(h, rows_per_chunk(bytes_per_row, 1))
     blockwise = blockwise_bf16(q)
     if blockwise:
         q, kt, v = blockwise_operands(q, k, v)

@@ -51,8 +51,9 @@ class AxialRope:
 
     def rotate(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Rotate ``(..., r * N, D)`` (``r`` stacked grids) -> same shape and dtype
-        (written into ``out`` when given)."""
-        if self.cis is not None:
+        (written into ``out`` when given). Traced by ``torch.compile``: the real form,
+        which the compiler fuses (it generates no code for complex products)."""
+        if self.cis is not None and not torch.compiler.is_compiling():
             return rotate_complex(x, self.cis, out)
         rotated = rotate_real(x, self.cos, self.sin)
         return rotated if out is None else out.copy_(rotated)
@@ -83,7 +84,10 @@ def axial_rope(
     device = torch.device(device) if device is not None else torch.device("cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    return _axial_rope(int(dim), int(end_x), int(end_y), float(theta), device)
+    args = (int(dim), int(end_x), int(end_y), float(theta), device)
+    if torch.compiler.is_compiling():  # part of the traced graph, not a Python-side cache
+        return _axial_rope.__wrapped__(*args)
+    return _axial_rope(*args)
 
 
 def axial_rope_cos_sin(
@@ -164,7 +168,7 @@ def rotate_complex(
     lead, r = _grids(x, m)
     per_grid = m * d * 4 * 2  # the float32 copy and the complex product
     whole = x.numel() // (m * d) * per_grid <= common.TRANSIENT_BYTES
-    if whole or torch.is_grad_enabled() or x.device.type != "cpu":
+    if whole or not common.bounded_inference() or x.device.type != "cpu":
         xc = torch.view_as_complex(x.float().reshape(*lead, r, m, d // 2, 2).contiguous())
         rotated = torch.view_as_real(xc * cis).reshape(x.shape).to(x.dtype)
         return rotated if out is None else out.copy_(rotated)
@@ -216,7 +220,7 @@ def apply_rope_qk(
         return q, k
     if num_k_exclude == 0:
         return q, rope.rotate(k)
-    if torch.is_grad_enabled() or k.device.type != "cpu":
+    if not common.bounded_inference() or k.device.type != "cpu":
         return q, torch.cat((rope.rotate(k[..., :n_rope, :]), k[..., n_rope:, :]), dim=-2)
     # CPU inference: rotate straight into the result (no concatenated copy of the keys)
     out = torch.empty(k.shape, dtype=k.dtype, device=k.device)

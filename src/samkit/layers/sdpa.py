@@ -55,8 +55,10 @@ def score_block_rows(n_k: int, lead: int, kv_bytes: int, element_size: int) -> i
 
 
 def blockwise_bf16(q: torch.Tensor) -> bool:
-    """Whether attention on ``q`` takes the blockwise bf16 path (bf16 CPU inference)."""
-    return q.dtype == torch.bfloat16 and q.device.type == "cpu" and not torch.is_grad_enabled()
+    """Whether attention on ``q`` takes the blockwise bf16 path (bf16 CPU inference,
+    eager: a compiled graph gets torch's fused attention, whose memory the compiler
+    plans)."""
+    return q.dtype == torch.bfloat16 and q.device.type == "cpu" and common.bounded_inference()
 
 
 def blockwise_operands(

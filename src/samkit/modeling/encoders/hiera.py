@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samkit.configs.base import FpnConfig, HieraConfig
-from samkit.layers.common import MLP, residual_rowwise, rows_per_chunk
+from samkit.layers.common import MLP, bounded_inference, residual_rowwise, rows_per_chunk
 from samkit.layers.position import PositionEmbeddingSine
 from samkit.layers.sdpa import scaled_dot_product_attention
 
@@ -174,7 +174,7 @@ class MultiScaleBlock(nn.Module):
         result is the same; the first stage's qkv alone is 75-150 MiB at 1024)."""
         n, ws1, ws2, _ = windows.shape
         rows = rows_per_chunk(ws1 * ws2 * 3 * self.dim_out, windows.element_size())
-        if torch.is_grad_enabled() or n <= rows:
+        if not bounded_inference() or n <= rows:
             return self.attn(windows)
         return torch.cat([self.attn(windows[i : i + rows]) for i in range(0, n, rows)])
 
@@ -228,8 +228,9 @@ class Hiera(nn.Module):
 
         It depends only on the parameters and the grid size, so outside autograd it is
         cached and recomputed when either parameter changes (new weights, device, dtype).
+        Under ``torch.compile`` it is part of the traced graph instead.
         """
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return self._compute_pos_embed(h, w)
         params = (self.pos_embed, self.pos_embed_window)
         key = (h, w) + tuple(

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samkit.layers.common import LayerNorm2d, residual_rowwise, rows_per_chunk
+from samkit.layers.common import LayerNorm2d, bounded_inference, residual_rowwise, rows_per_chunk
 from samkit.layers.sdpa import scaled_dot_product_attention
 
 
@@ -83,7 +83,7 @@ class MBConv(nn.Module):
         h = x.shape[-2]
         hidden = self.conv1.c.out_channels
         rows = rows_per_chunk(hidden * x.shape[0] * x.shape[-1], x.element_size())
-        if self.training or torch.is_grad_enabled() or h <= rows:
+        if self.training or not bounded_inference() or h <= rows:
             return self._rows(x, 0, h)
         # At inference, bands of rows: the expanded hidden activation of the first stage
         # (4x the channels at 1/4 resolution, 64 MiB for a 1024 image) never exists

@@ -12,7 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samkit.layers.common import LayerNorm2d, MLPBlock, residual_rowwise, rows_per_chunk
+from samkit.layers.common import (
+    LayerNorm2d,
+    MLPBlock,
+    bounded_inference,
+    residual_rowwise,
+    rows_per_chunk,
+)
 from samkit.layers.rel_pos import rel_pos_attention
 from samkit.layers.sdpa import scaled_dot_product_attention
 
@@ -143,7 +149,7 @@ class ViTBlock(nn.Module):
         b, h, w, c = x.shape
         ws = self.window_size
         band = ws * rows_per_chunk(ws * (w + ws) * 3 * c, x.element_size())
-        if torch.is_grad_enabled() or h <= band:
+        if not bounded_inference() or h <= band:
             return self._window_rows(x)
         # At inference, one band of window rows at a time: windows never straddle bands
         # (bands start at multiples of the window) and only the last band is padded at
