@@ -98,18 +98,27 @@ def _track(model, frames: int = 12) -> list:
     return out
 
 
-def test_sam2_video_compiled_equals_eager_without_per_frame_recompiles():
-    """Image encoder, memory attention and memory encoder compiled. The memory grows
-    from 1 to 7 frames and the pointers from 1 to 11 over the clip and the object count
-    changes from 2 to 3: with ``fullgraph=True`` a recompile per distinct shape would hit
-    torch's recompile limit (8) and raise, so finishing means the dynamic shapes hold."""
-    model = tvs._tiny_model()
-    eager = _track(model)
-    compile_model(model)
+@pytest.fixture(scope="module")
+def sam2_pair():
+    """The tiny SAM 2.1 of the video-session tests, eager and compiled (same weights)."""
+    eager = tvs._tiny_model()
+    compiled = compile_model(tvs._tiny_model())
+    return eager, compiled
+
+
+def test_sam2_video_compiled_equals_eager_without_per_frame_recompiles(sam2_pair):
+    """Image encoder, memory attention, memory encoder and the decoder's tracking entry
+    point compiled. The memory grows from 1 to 7 frames and the pointers from 1 to 11
+    over the clip and the object count changes from 2 to 3: with ``fullgraph=True`` a
+    recompile per distinct shape would hit torch's recompile limit (8) and raise, so
+    finishing means the dynamic shapes hold."""
+    model = sam2_pair[1]
     assert all(
         is_compiled(m)
         for m in (model.image_encoder.trunk, model.memory_attention, model.memory_encoder)
     )
+    assert is_compiled(model.sam_mask_decoder, "forward_full")
+    eager = _track(sam2_pair[0])
     compiled = _track(model)
     assert [r[0] for r in compiled] == [r[0] for r in eager]
     for (_, masks_a, scores_a), (_, masks_b, scores_b) in zip(eager, compiled, strict=True):
@@ -119,9 +128,24 @@ def test_sam2_video_compiled_equals_eager_without_per_frame_recompiles():
             assert abs(scores_a[obj] - scores_b[obj]) <= 1e-4
 
 
+def test_sam2_image_predictions_compiled_equal_eager(sam2_pair):
+    """SAM 2 on still images through the compiled encoder and decoder (the predictor's
+    prepared decoder work steps aside under tracing)."""
+    eager, compiled = (_predict(m) for m in sam2_pair)
+    for a, b in zip(eager, compiled, strict=True):
+        np.testing.assert_allclose(b.low_res_logits, a.low_res_logits, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(b.scores, a.scores, atol=1e-5, rtol=0)
+        assert (a.masks != b.masks).mean() <= 1e-4
+
+
 def test_parts_and_errors():
     assert COMPILABLE_PARTS["sam"] == ("image_encoder",)
-    assert set(COMPILABLE_PARTS["sam2"]) == {"image_encoder", "memory_attention", "memory_encoder"}
+    assert set(COMPILABLE_PARTS["sam2"]) == {
+        "image_encoder",
+        "memory_attention",
+        "memory_encoder",
+        "mask_decoder",
+    }
     model = tiny_models.family_model("sam1")
     with pytest.raises(ValueError, match="memory_attention.*not a compilable part"):
         compile_model(model, ["memory_attention"])
@@ -132,3 +156,8 @@ def test_parts_and_errors():
     compile_model(video, ["memory_encoder"])
     assert is_compiled(video.memory_encoder)
     assert not is_compiled(video.memory_attention) and not is_compiled(video.image_encoder.trunk)
+    assert not is_compiled(video.sam_mask_decoder, "forward_full")
+    # compiling a method leaves the parameters and their names alone
+    compile_model(video, "mask_decoder")
+    assert is_compiled(video.sam_mask_decoder, "forward_full")
+    assert video.state_dict().keys() == tvs._tiny_model().state_dict().keys()

@@ -19,8 +19,11 @@ number of memory tokens that grows over the first frames of a video (up to
 so it is compiled with dynamic shapes and is not recompiled frame after frame. The memory
 encoder's batch is the number of objects (recompiled, then dynamic, when that changes).
 
-The mask decoder is left eager: the predictor reuses per-image decoder work
-(``SamModel.prepare_decoding``) that a compiled graph would not see.
+For SAM 2 the mask decoder's tracking entry point (``MaskDecoder.forward_full``, called
+once per frame for all objects) is compiled too, with dynamic shapes (objects, prompt
+points). The image predictor's decoding (``ImagePredictor.predict``) stays eager: it
+reuses per-image decoder work (``SamModel.prepare_decoding``) across prompts, and a decode
+takes milliseconds.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from samkit.modeling import SamModel
@@ -37,12 +41,14 @@ __all__ = ["COMPILABLE_PARTS", "compile_model", "is_compiled"]
 
 @dataclass(frozen=True)
 class _Part:
-    """How one part is compiled: the module's attribute path and whether its input
-    shapes are static (``dynamic=False``), vary from call to call (``True``) or are left
-    to torch's automatic choice (``None``: static first, dynamic after a recompile)."""
+    """How one part is compiled: the module's attribute path, the method compiled
+    (``None``: the module's call, i.e. ``forward``) and whether its input shapes are
+    static (``dynamic=False``), vary from call to call (``True``) or are left to torch's
+    automatic choice (``None``: static first, dynamic after a recompile)."""
 
     path: tuple[str, ...]
     dynamic: bool | None
+    method: str | None = None
 
 
 _PARTS: dict[str, dict[str, _Part]] = {
@@ -51,6 +57,8 @@ _PARTS: dict[str, dict[str, _Part]] = {
         "image_encoder": _Part(("image_encoder", "trunk"), dynamic=False),
         "memory_attention": _Part(("memory_attention",), dynamic=True),
         "memory_encoder": _Part(("memory_encoder",), dynamic=None),
+        # the tracker's entry point; one entry per object, prompts of any length
+        "mask_decoder": _Part(("sam_mask_decoder",), dynamic=True, method="forward_full"),
     },
 }
 
@@ -74,7 +82,7 @@ def compile_model(
             is specialised to them.
         parts: which of :data:`COMPILABLE_PARTS` for the model's family to compile
             (``"image_encoder"``, and for SAM 2 ``"memory_attention"``,
-            ``"memory_encoder"``); default all of them.
+            ``"memory_encoder"``, ``"mask_decoder"``); default all of them.
         mode: ``torch.compile``'s mode, e.g. ``"max-autotune"`` on a GPU (longer first
             call, faster kernels); ``None`` is torch's default.
         backend: ``torch.compile``'s backend.
@@ -100,10 +108,20 @@ def compile_model(
         module: nn.Module = model
         for attr in part.path:
             module = getattr(module, attr)
-        module.compile(backend=backend, mode=mode, fullgraph=fullgraph, dynamic=part.dynamic)
+        options = {"backend": backend, "mode": mode, "fullgraph": fullgraph}
+        if part.method is None:
+            module.compile(dynamic=part.dynamic, **options)
+        else:  # an instance attribute shadowing the method: no parameter changes name
+            method = getattr(type(module), part.method).__get__(module)
+            compiled = torch.compile(method, dynamic=part.dynamic, **options)
+            object.__setattr__(module, part.method, compiled)
+            module.__dict__.setdefault("_samkit_compiled", set()).add(part.method)
     return model
 
 
-def is_compiled(module: nn.Module) -> bool:
-    """Whether ``module`` itself was compiled in place (``nn.Module.compile``)."""
+def is_compiled(module: nn.Module, method: str | None = None) -> bool:
+    """Whether ``module`` (its call, or ``method``) was compiled in place by
+    :func:`compile_model`."""
+    if method is not None:
+        return method in module.__dict__.get("_samkit_compiled", ())
     return getattr(module, "_compiled_call_impl", None) is not None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from samkit.layers.common import bounded_inference
 from samkit.layers.two_way import FirstBlockKeys, TwoWayTransformer
 from samkit.modeling.decoder_utils import PreparedImage, _version_key
 
@@ -68,10 +69,10 @@ class DecoderTransformerMixin:
             dense_prompt_embeddings: ``(1, C, h, w)`` dense prompt of the prompts to come
                 (the no-mask embedding, usually an expanded view).
 
-        Returns ``None`` when there is nothing to share (no transformer blocks, or
-        gradients are on).
+        Returns ``None`` when there is nothing to share (no transformer blocks,
+        gradients on, or traced by ``torch.compile``).
         """
-        if torch.is_grad_enabled() or self.transformer.depth == 0:
+        if not bounded_inference() or self.transformer.depth == 0:
             return None
         if image_embeddings.shape[0] != 1 or dense_prompt_embeddings.shape[0] != 1:
             raise ValueError("prepare takes one image embedding and one dense prompt")
@@ -90,8 +91,9 @@ class DecoderTransformerMixin:
         dense_prompt_embeddings: torch.Tensor,
     ) -> FirstBlockKeys | None:
         """``prepared.first_block`` if it was made for these inputs (the same embedding
-        tensor, one dense prompt for all prompt sets, unchanged weights), else ``None``."""
-        if prepared is None or torch.is_grad_enabled():
+        tensor, one dense prompt for all prompt sets, unchanged weights), else ``None``
+        (always, with gradients or under ``torch.compile``)."""
+        if prepared is None or not bounded_inference():
             return None
         if prepared.features is not image_embeddings:
             return None

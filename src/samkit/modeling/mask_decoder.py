@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from samkit.layers.common import MLP, ConvTranspose2x2, LayerNorm2d
+from samkit.layers.common import MLP, ConvTranspose2x2, LayerNorm2d, bounded_inference
 from samkit.layers.two_way import TwoWayTransformer
 from samkit.modeling.decoder_transformer import DecoderTransformerMixin
 
@@ -299,7 +299,7 @@ class MaskDecoder(DecoderTransformerMixin, nn.Module):
     def _split(self, b: int, image_embeddings: torch.Tensor) -> list[slice]:
         """Chunks of the B prompt sets for one decoder pass each: cache-sized at
         inference (see ``CHUNK_TOKENS``), everything at once when gradients are needed."""
-        if torch.is_grad_enabled() or b <= 1:
+        if not bounded_inference() or b <= 1:
             return [slice(0, b)]
         h, w = image_embeddings.shape[-2:]
         return _chunks(b, h * w)
@@ -325,7 +325,7 @@ class MaskDecoder(DecoderTransformerMixin, nn.Module):
         """
         b, h, w, _ = x.shape
         skips = None if high_res_features is None else _blocked_high_res(*high_res_features, h, w)
-        rows = h if torch.is_grad_enabled() else max(1, UPSCALE_PIXELS // (b * w))
+        rows = max(1, UPSCALE_PIXELS // (b * w)) if bounded_inference() else h
         parts = []
         for r in range(0, h, rows):
             sl = slice(r, min(r + rows, h))
