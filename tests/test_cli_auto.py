@@ -273,6 +273,21 @@ def test_single_image_sa1b(checkpoint: Path, tmp_path: Path) -> None:
         np.testing.assert_array_equal(decode(rec["segmentation"]), exp["segmentation"])
 
 
+def test_compile_gives_the_same_masks(checkpoint: Path, tmp_path: Path) -> None:
+    """``--compile`` runs the generator on ``samkit.compile_model``'s model (the image
+    encoder under torch.compile, on the CPU here): the same records."""
+    image = make_image(tmp_path / "photo.png")
+    plain = auto(checkpoint, image, "--out", tmp_path / "plain")
+    compiled = auto(checkpoint, image, "--out", tmp_path / "compiled", "--compile")
+    assert plain.exit_code == 0 and compiled.exit_code == 0, compiled.output
+    _, want = read_amg_json(tmp_path / "plain" / "photo.json")
+    _, got = read_amg_json(tmp_path / "compiled" / "photo.json")
+    assert len(got) == len(want) == MASKS_PER_IMAGE
+    for a, b in zip(want, got, strict=True):
+        assert (decode(a["segmentation"]) != decode(b["segmentation"])).mean() <= 1e-3
+        assert abs(a["predicted_iou"] - b["predicted_iou"]) <= 1e-4
+
+
 def test_folder_with_corrupt_image_continues(
     checkpoint: Path, folder: Path, tmp_path: Path
 ) -> None:

@@ -138,6 +138,28 @@ def test_bf16_dtype_matches_bf16_session(frames, checkpoint, tmp_path):
         np.testing.assert_array_equal(read_mask(out / "1" / f"{i:05d}.png"), ref[i].masks[1])
 
 
+def test_compile_flag_compiles_the_loaded_model(frames, checkpoint, model, tmp_path, monkeypatch):
+    """``--compile`` hands the loaded model to ``samkit.compile_model`` before tracking
+    (recorded here, not compiled: compiled tracking itself is tests/test_compile.py's)."""
+    seen = []
+
+    def record(sam):
+        seen.append(type(sam).__name__)
+        return sam
+
+    monkeypatch.setattr(samkit, "compile_model", record)
+    out = tmp_path / "masks"
+    result = track(frames, checkpoint, out, "--point", "0:18,20", "--compile")
+    assert result.exit_code == 0, result.output
+    assert seen == ["Sam2"]
+    ref = reference(model, frames, [(0, 1, {"points": [[18, 20]], "labels": [1]})], "forward", 0)
+    for i in range(NUM_FRAMES):
+        np.testing.assert_array_equal(read_mask(out / "1" / f"{i:05d}.png"), ref[i].masks[1])
+    seen.clear()
+    assert track(frames, checkpoint, tmp_path / "plain", "--point", "0:18,20").exit_code == 0
+    assert seen == []  # off by default
+
+
 def test_rle_json_two_objects_matches_session(frames, checkpoint, model, tmp_path):
     out = tmp_path / "rle"
     args = ("--point", "0:18,20", "--negative", "0:48,38:1", "--box", "0:38,30,58,46:2")

@@ -53,6 +53,7 @@ from samkit.cli.common import CliError, one_line
 from samkit.cli.segment import (
     DEFAULT_MODEL,
     CheckpointOption,
+    CompileOption,
     DeviceOption,
     DType,
     DTypeOption,
@@ -193,6 +194,7 @@ def auto_command(
     checkpoint: CheckpointOption = None,
     dtype: DTypeOption = DType.float32,
     device: DeviceOption = "cpu",
+    compile_model: CompileOption = False,
     fmt: Annotated[
         OutputFormat,
         typer.Option(
@@ -341,6 +343,8 @@ def auto_command(
         sam = samkit.load_model(
             preset.name, checkpoint=checkpoint, device=dev, dtype=dtype.torch_dtype
         )
+        if compile_model:
+            samkit.compile_model(sam)
         try:
             generator = MaskGenerator(
                 sam,

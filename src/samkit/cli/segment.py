@@ -60,6 +60,14 @@ DTypeOption = Annotated[
 DeviceOption = Annotated[
     str, typer.Option("--device", help="Where the model runs: cpu, cuda, cuda:1, mps.")
 ]
+CompileOption = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.compile the model's heavy parts (samkit.compile_model): for GPUs and "
+        "long jobs; the first image or frame then takes up to a few minutes longer.",
+    ),
+]
 
 
 def parse_prompt(

@@ -33,6 +33,7 @@ import samkit
 from samkit.cli.common import CliError
 from samkit.cli.segment import (
     CheckpointOption,
+    CompileOption,
     DeviceOption,
     DType,
     DTypeOption,
@@ -292,6 +293,7 @@ def track_command(
     ] = False,
     device: DeviceOption = "cpu",
     dtype: DTypeOption = DType.float32,
+    compile_model: CompileOption = False,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
     ] = True,
@@ -323,6 +325,7 @@ def track_command(
             overwrite,
             device,
             dtype,
+            compile_model,
             progress,
         )
     finally:
@@ -344,6 +347,7 @@ def _track(
     overwrite: bool,
     device: str,
     dtype: DType,
+    compile_model: bool,
     progress: bool,
 ) -> None:
     """The body of :func:`track_command` once VIDEO is open (``reader`` for a file)."""
@@ -365,6 +369,8 @@ def _track(
 
     names = [p.name for p in list_video_frames(video)] if video.is_dir() else None
     sam = samkit.load_model(model, checkpoint=checkpoint, device=dev, dtype=dtype.torch_dtype)
+    if compile_model:
+        samkit.compile_model(sam)
     predictor = VideoPredictor(sam)
     frames = [f for f, _ in prompts]
     start = max(frames) if direction is Direction.backward else min(frames)
