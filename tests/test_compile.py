@@ -147,10 +147,10 @@ def test_parts_and_errors():
         "mask_decoder",
     }
     model = tiny_models.family_model("sam1")
-    with pytest.raises(ValueError, match="memory_attention.*not a compilable part"):
+    with pytest.raises(samkit.InvalidArgument, match="memory_attention.*not a compilable part"):
         compile_model(model, ["memory_attention"])
     assert not is_compiled(model.image_encoder)  # nothing compiled on error
-    with pytest.raises(TypeError, match="needs a samkit model"):
+    with pytest.raises(samkit.InvalidArgumentType, match="needs a samkit model"):
         compile_model(torch.nn.Linear(2, 2))
     video = tvs._tiny_model()
     compile_model(video, ["memory_encoder"])

@@ -18,7 +18,7 @@ from samkit.configs.base import (
     ViTConfig,
 )
 from samkit.configs.registry import get_preset
-from samkit.errors import CheckpointError
+from samkit.errors import CheckpointError, InvalidArgument, InvalidArgumentType
 from samkit.layers.two_way import TwoWayTransformer
 from samkit.modeling import SamModel
 from samkit.modeling.encoders.vit import ImageEncoderViT
@@ -56,7 +56,7 @@ def _build_encoder(cfg: ViTConfig | TinyViTConfig) -> nn.Module:
             out_chans=cfg.out_chans,
             num_classes=cfg.num_classes,
         )
-    raise TypeError(f"unsupported encoder config {type(cfg).__name__}")
+    raise InvalidArgumentType(f"unsupported encoder config {type(cfg).__name__}")
 
 
 def _prompt_encoder(pe: PromptEncoderConfig, box_corner_labels: bool) -> PromptEncoder:
@@ -163,13 +163,13 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 def check_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     """``dtype`` as a floating torch dtype samkit runs in (float32, bfloat16, float16;
-    their names are accepted too), ``None`` as is; ``ValueError`` otherwise (checked
-    before any weights are read)."""
+    their names are accepted too), ``None`` as is; :class:`~samkit.errors.InvalidArgument`
+    (a ``ValueError``) otherwise (checked before any weights are read)."""
     if dtype is None:
         return None
     resolved = _DTYPES.get(dtype) if isinstance(dtype, str) else dtype
     if resolved not in _DTYPES.values():
-        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)} (or None), got {dtype!r}")
+        raise InvalidArgument(f"dtype must be one of {', '.join(_DTYPES)} (or None), got {dtype!r}")
     return resolved
 
 
@@ -245,7 +245,8 @@ def load_model(
         device: where the model runs.
         dtype: e.g. ``torch.bfloat16`` (or ``"bfloat16"``) to run the image encoder (and
             SAM 2's memory attention) in bf16; the other parts stay in float32. Other
-            than float32 / bfloat16 / float16: ``ValueError``, before anything is read.
+            than float32 / bfloat16 / float16: :class:`~samkit.errors.InvalidArgument`
+            (a ``ValueError``), before anything is read.
         progress: show a download progress bar.
 
     Raises:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from samkit.errors import InvalidArgument, InvalidArgumentType
 from samkit.modeling import SamModel
 
 __all__ = ["COMPILABLE_PARTS", "compile_model", "is_compiled"]
@@ -90,16 +91,17 @@ def compile_model(
             fall-back to Python, if something in it cannot be traced).
 
     Raises:
-        ValueError: a part this model family does not have.
+        InvalidArgument: (a ``ValueError``) a part this model family does not have.
+        InvalidArgumentType: (a ``TypeError``) ``model`` is not a samkit model.
     """
     family = getattr(model, "family", None)
     if family not in _PARTS:
-        raise TypeError(f"compile_model needs a samkit model, got {type(model).__name__}")
+        raise InvalidArgumentType(f"compile_model needs a samkit model, got {type(model).__name__}")
     known = _PARTS[family]
     names = list(known) if parts is None else [parts] if isinstance(parts, str) else list(parts)
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(
+        raise InvalidArgument(
             f"{', '.join(map(repr, unknown))}: not a compilable part of a {family!r} model "
             f"(choose from {', '.join(known)})"
         )

@@ -20,6 +20,23 @@ class InvalidPrompt(SamkitError, ValueError):
     """Points, labels, boxes or mask inputs are malformed or outside the image."""
 
 
+class InvalidMask(SamkitError, ValueError):
+    """A mask or RLE is malformed: wrong shape or dtype, a corrupt or truncated RLE
+    string, run lengths that do not sum to ``H * W``, or a size that does not match its
+    image (or the other mask it is compared with); also an empty mask where a foreground
+    pixel is needed (a click or a box inside it)."""
+
+
+class InvalidArgument(SamkitError, ValueError):
+    """A library function or constructor got an argument value it cannot use: a setting
+    out of range, an unknown option string, an array (not an image, prompt or mask) of
+    the wrong shape, or arguments of inconsistent lengths."""
+
+
+class InvalidArgumentType(SamkitError, TypeError):
+    """A library function or constructor got an argument of the wrong type."""
+
+
 class UnknownModel(SamkitError, KeyError):
     """The model name is not in the registry."""
 
@@ -85,4 +102,5 @@ class SessionClosed(SamkitError, RuntimeError):
 class InvalidDataset(SamkitError, ValueError):
     """A dataset cannot be used: annotations that are malformed (not an SA-1B / COCO
     document, an annotation without a usable segmentation, a corrupt RLE, masks that do
-    not fit the image), or no mask at all to train on."""
+    not fit the image), a malformed COCO results (detections) file, or no mask at all to
+    train on."""

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from samkit.errors import InvalidArgument, InvalidMask
 from samkit.inference.transforms import ImageLike, to_rgb_uint8
 
 #: Fill opacity of :class:`MaskOverlay` and :func:`overlay_masks`.
@@ -89,7 +90,7 @@ class MaskOverlay:
         :func:`~samkit.inference.transforms.to_rgb_uint8` (``InvalidImage`` otherwise)."""
         image = to_rgb_uint8(image)
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+            raise InvalidArgument(f"alpha must be in [0, 1], got {alpha}")
         h, w = image.shape[:2]
         self.image = image
         self.alpha = float(alpha)
@@ -104,7 +105,7 @@ class MaskOverlay:
         :func:`as_mask`: bool, or logits whose positive pixels are the mask)."""
         mask = as_mask(mask)
         if mask.shape != self._filled.shape:
-            raise ValueError(f"mask shape {mask.shape} != image size {self._filled.shape}")
+            raise InvalidMask(f"mask shape {mask.shape} != image size {self._filled.shape}")
         self._fill[mask] = colour
         self._filled |= mask
         if self.outline > 0:
@@ -146,7 +147,7 @@ def overlay_masks(
     larger masks first so that smaller ones stay visible on top."""
     items = [as_mask(m) for m in masks]
     if colours is not None and len(colours) != len(items):
-        raise ValueError(f"{len(colours)} colours for {len(items)} masks")
+        raise InvalidArgument(f"{len(colours)} colours for {len(items)} masks")
     canvas = MaskOverlay(image, alpha=alpha, outline=outline)
     for i in sorted(range(len(items)), key=lambda i: -int(items[i].sum())):
         canvas.add(items[i], mask_colour(i) if colours is None else colours[i])

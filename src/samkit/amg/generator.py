@@ -14,7 +14,7 @@ import torch
 
 from samkit.amg.defaults import generator_defaults
 from samkit.amg.types import _OUTPUT_MODES, AMGStats, AMGUpdate, MaskRecord, OutputMode, _MaskSet
-from samkit.errors import InvalidImage
+from samkit.errors import InvalidArgument, InvalidArgumentType, InvalidImage
 from samkit.inference.predictor import ImagePredictor
 from samkit.inference.transforms import (
     ImageLike,
@@ -115,11 +115,11 @@ class MaskGenerator:
         elif isinstance(model_or_predictor, (Sam, Sam2)):
             self.predictor = ImagePredictor(model_or_predictor, check_bounds=False)
         else:
-            raise TypeError("MaskGenerator needs a samkit model or an ImagePredictor")
+            raise InvalidArgumentType("MaskGenerator needs a samkit model or an ImagePredictor")
         if (points_per_side is None) == (point_grids is None):
-            raise ValueError("give exactly one of points_per_side and point_grids")
+            raise InvalidArgument("give exactly one of points_per_side and point_grids")
         if output_mode not in _OUTPUT_MODES:
-            raise ValueError(f"output_mode must be one of {', '.join(_OUTPUT_MODES)}")
+            raise InvalidArgument(f"output_mode must be one of {', '.join(_OUTPUT_MODES)}")
         for name, value in (
             ("points_per_batch", points_per_batch),
             ("crop_n_layers", crop_n_layers),
@@ -128,13 +128,13 @@ class MaskGenerator:
             ("points_per_side", 1 if points_per_side is None else points_per_side),
         ):
             if not is_int(value):
-                raise ValueError(f"{name} must be an int, got {value!r}")
+                raise InvalidArgument(f"{name} must be an int, got {value!r}")
         if points_per_batch < 1:
-            raise ValueError("points_per_batch must be >= 1")
+            raise InvalidArgument("points_per_batch must be >= 1")
         if crop_n_layers < 0:
-            raise ValueError("crop_n_layers must be >= 0")
+            raise InvalidArgument("crop_n_layers must be >= 0")
         if min_mask_region_area < 0:
-            raise ValueError("min_mask_region_area must be >= 0")
+            raise InvalidArgument("min_mask_region_area must be >= 0")
         for name, value in (
             ("pred_iou_thresh", pred_iou_thresh),
             ("stability_score_thresh", stability_score_thresh),
@@ -144,22 +144,24 @@ class MaskGenerator:
             ("crop_overlap_ratio", crop_overlap_ratio),
         ):
             if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+                raise InvalidArgument(f"{name} must be a finite number, got {value!r}")
         if points_per_side is not None:
             if points_per_side < 1:
-                raise ValueError("points_per_side must be >= 1")
+                raise InvalidArgument("points_per_side must be >= 1")
             self.point_grids = build_all_layer_point_grids(
                 points_per_side, crop_n_layers, crop_n_points_downscale_factor
             )
         else:
             self.point_grids = [np.asarray(g, dtype=np.float64) for g in point_grids or ()]
             if len(self.point_grids) != crop_n_layers + 1:
-                raise ValueError("point_grids needs one grid per crop layer (crop_n_layers + 1)")
+                raise InvalidArgument(
+                    "point_grids needs one grid per crop layer (crop_n_layers + 1)"
+                )
             if any(g.ndim != 2 or g.shape[1] != 2 for g in self.point_grids):
                 shapes = [g.shape for g in self.point_grids]
-                raise ValueError(f"point_grids must be (n, 2) arrays of (x, y), got {shapes}")
+                raise InvalidArgument(f"point_grids must be (n, 2) arrays of (x, y), got {shapes}")
             if any(not np.all((g >= 0.0) & (g <= 1.0)) for g in self.point_grids):
-                raise ValueError("point_grids hold normalised (x, y) in [0, 1] (no NaN)")
+                raise InvalidArgument("point_grids hold normalised (x, y) in [0, 1] (no NaN)")
         defaults = generator_defaults(self.predictor.model)
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = (

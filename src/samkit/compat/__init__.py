@@ -47,7 +47,7 @@ from samkit.compat.sam2_amg import SAM2AutomaticMaskGenerator
 from samkit.compat.sam2_build import build_sam2, build_sam2_hf
 from samkit.compat.sam2_predictor import SAM2ImagePredictor
 from samkit.compat.sam_amg import SamAutomaticMaskGenerator
-from samkit.errors import InvalidImage
+from samkit.errors import InvalidImage, NoImageSet
 from samkit.inference.predictor import ImagePredictor
 from samkit.inference.transforms import coords_to_input, preprocess_shape
 from samkit.modeling.sam import Sam
@@ -179,7 +179,7 @@ class SamPredictor:
     def _require(self) -> ImageEmbedding:
         emb = self._predictor.embedding
         if emb is None:
-            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+            raise NoImageSet("An image must be set with .set_image(...) before mask prediction.")
         return emb
 
     # Official methods ------------------------------------------------------------

@@ -11,6 +11,7 @@ import numpy as np
 from samkit.compat._generator import GENERATOR_FIELDS, CompatGenerator
 from samkit.compat.sam2_build import build_sam2_hf
 from samkit.compat.sam2_predictor import SAM2ImagePredictor
+from samkit.errors import InvalidArgument
 from samkit.modeling.sam2 import Sam2
 
 __all__ = ["SAM2AutomaticMaskGenerator"]
@@ -57,7 +58,7 @@ class SAM2AutomaticMaskGenerator(CompatGenerator):
             if k not in ("self", "model", "mask_threshold", "kwargs")
         }
         if mask_threshold != 0.0:
-            raise ValueError(
+            raise InvalidArgument(
                 f"mask_threshold={mask_threshold!r} is not supported: samkit's generator "
                 "binarises masks at the model's threshold (0.0)"
             )

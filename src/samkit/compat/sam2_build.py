@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from samkit.build import build_model, load_model
-from samkit.errors import UnknownModel
+from samkit.errors import InvalidArgument, UnknownModel
 from samkit.modeling.sam2 import Sam2
 
 __all__ = ["build_sam2", "build_sam2_hf", "sam2_preset_for_config", "sam2_preset_for_hf_id"]
@@ -82,7 +82,7 @@ def _make(
     **_ignored: Any,
 ) -> Sam2:
     if hydra_overrides_extra:
-        raise ValueError(
+        raise InvalidArgument(
             "samkit has no Hydra, so hydra_overrides_extra is not supported (got "
             f"{list(hydra_overrides_extra)!r}); build a samkit.configs.Sam2Config instead "
             "and pass it to samkit.build_model / samkit.load_model"
@@ -119,7 +119,7 @@ def build_sam2(
 
     Raises:
         UnknownModel: ``config_file`` is not a published model's config.
-        ValueError: ``hydra_overrides_extra`` is not empty.
+        InvalidArgument: (a ``ValueError``) ``hydra_overrides_extra`` is not empty.
         CheckpointError: the checkpoint cannot be read or does not match.
     """
     return _make(

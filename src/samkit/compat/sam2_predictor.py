@@ -32,7 +32,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from samkit.compat.sam2_build import build_sam2_hf
-from samkit.errors import InvalidImage, InvalidPrompt
+from samkit.errors import (
+    InvalidArgument,
+    InvalidArgumentType,
+    InvalidImage,
+    InvalidPrompt,
+    NoImageSet,
+)
 from samkit.inference.transforms import to_rgb_uint8
 from samkit.masks import fill_small_regions_logits
 from samkit.modeling.mask_decoder import PreparedImage
@@ -70,7 +76,7 @@ class _Sam2Transforms:
         """
         if normalize:
             if orig_hw is None:
-                raise ValueError("orig_hw is needed to normalise pixel coordinates")
+                raise InvalidArgument("orig_hw is needed to normalise pixel coordinates")
             h, w = orig_hw
             coords = torch.stack([coords[..., 0] / w, coords[..., 1] / h], dim=-1)
         return coords * self.resolution
@@ -129,7 +135,7 @@ class SAM2ImagePredictor:
         **kwargs: Any,
     ) -> None:
         if not isinstance(sam_model, Sam2):
-            raise TypeError(
+            raise InvalidArgumentType(
                 "SAM2ImagePredictor needs a samkit SAM 2 model (samkit.compat.build_sam2 or "
                 f"samkit.load_model('sam2.1-hiera-...')), got {type(sam_model).__name__}"
             )
@@ -188,7 +194,7 @@ class SAM2ImagePredictor:
     def get_image_embedding(self) -> torch.Tensor:
         """The current ``(B, 256, h, w)`` image embedding (B = 1 after ``set_image``)."""
         if not self._is_image_set or self._features is None:
-            raise RuntimeError("An image must be set with .set_image(...) to get an embedding.")
+            raise NoImageSet("An image must be set with .set_image(...) to get an embedding.")
         return self._features["image_embed"]
 
     def reset_predictor(self) -> None:
@@ -231,7 +237,7 @@ class SAM2ImagePredictor:
             sets (N > 1) each gets a leading N axis.
         """
         if not self._is_image_set:
-            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+            raise NoImageSet("An image must be set with .set_image(...) before mask prediction.")
         prompts = self._prep_prompts(point_coords, point_labels, box, mask_input, normalize_coords)
         mask_in, coords, labels, boxes = prompts
         out = self._predict(coords, labels, boxes, mask_in, multimask_output, return_logits)
@@ -250,9 +256,9 @@ class SAM2ImagePredictor:
         """:meth:`predict` for every image of :meth:`set_image_batch`; each ``*_batch``
         holds one entry per image. Returns three lists with one entry per image."""
         if not self._is_batch:
-            raise RuntimeError("predict_batch needs images set with .set_image_batch(...)")
+            raise NoImageSet("predict_batch needs images set with .set_image_batch(...)")
         if not self._is_image_set or self._features is None:
-            raise RuntimeError(
+            raise NoImageSet(
                 "An image must be set with .set_image_batch(...) before mask prediction."
             )
 
@@ -290,7 +296,7 @@ class SAM2ImagePredictor:
         """User prompts -> ``(mask_input, coords, labels, boxes)`` tensors in the input
         frame (coords ``(N, P, 2)``, boxes ``(N, 2, 2)``, masks ``(N, 1, h, w)``)."""
         if self._orig_hw is None:
-            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+            raise NoImageSet("An image must be set with .set_image(...) before mask prediction.")
         orig_hw = self._orig_hw[img_idx]
         coords = labels = boxes = mask_input = None
         if point_coords is not None:
@@ -324,7 +330,7 @@ class SAM2ImagePredictor:
         """Decode prompts already in the input frame (see :meth:`_prep_prompts`) against
         image ``img_idx``; torch ``(masks, iou, low_res)`` with a leading batch axis."""
         if not self._is_image_set or self._features is None or self._orig_hw is None:
-            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+            raise NoImageSet("An image must be set with .set_image(...) before mask prediction.")
         points = None if point_coords is None else (point_coords, point_labels)
         feats = self._features
         embed = feats["image_embed"]

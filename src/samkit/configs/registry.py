@@ -19,7 +19,7 @@ from samkit.configs.base import (
     ViTConfig,
     WeightSpec,
 )
-from samkit.errors import UnknownModel
+from samkit.errors import InvalidArgument, UnknownModel
 
 _SAM1_HOST = "https://dl.fbaipublicfiles.com/segment_anything/"
 
@@ -31,7 +31,7 @@ def register(preset: ModelPreset) -> ModelPreset:
     """Add a preset (and its aliases) to the registry; names must be unique."""
     for name in (preset.name, *preset.aliases):
         if name in _REGISTRY or name in _ALIASES:
-            raise ValueError(f"model name {name!r} is already registered")
+            raise InvalidArgument(f"model name {name!r} is already registered")
     _REGISTRY[preset.name] = preset
     for alias in preset.aliases:
         _ALIASES[alias] = preset.name

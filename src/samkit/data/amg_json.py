@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from samkit.errors import InvalidDataset
+from samkit.errors import InvalidArgument, InvalidDataset, InvalidMask
 from samkit.fileio import atomic_write_json
 from samkit.masks import masks_to_coco_rle, rle_to_coco
 
@@ -67,7 +67,7 @@ def _floats(value: Any, n: int | None, field: str) -> list[float]:
     """``value`` flattened to a list of floats, which must have ``n`` entries (``None``: any)."""
     values = [float(v) for v in np.asarray(_plain(value), dtype=np.float64).reshape(-1)]
     if n is not None and len(values) != n:
-        raise ValueError(f"{field} must have {n} numbers, got {len(values)}")
+        raise InvalidArgument(f"{field} must have {n} numbers, got {len(values)}")
     return values
 
 
@@ -75,17 +75,17 @@ def _coco_segmentation(segmentation: Any, height: int, width: int) -> dict[str, 
     """Binary mask, uncompressed RLE or COCO RLE -> COCO RLE ``{"size", "counts": str}``."""
     if isinstance(segmentation, Mapping):
         if "size" not in segmentation or "counts" not in segmentation:
-            raise ValueError("an RLE segmentation needs 'size' and 'counts'")
+            raise InvalidMask("an RLE segmentation needs 'size' and 'counts'")
         rle = rle_to_coco(segmentation)
     else:
         mask = segmentation
         if not isinstance(mask, torch.Tensor):
             mask = np.asarray(mask)
         if mask.ndim != 2:
-            raise ValueError(f"a binary-mask segmentation must be (H, W), got {tuple(mask.shape)}")
+            raise InvalidMask(f"a binary-mask segmentation must be (H, W), got {tuple(mask.shape)}")
         rle = masks_to_coco_rle(mask[None])[0]
     if [int(v) for v in rle["size"]] != [height, width]:
-        raise ValueError(f"segmentation size {list(rle['size'])} != image [{height}, {width}]")
+        raise InvalidMask(f"segmentation size {list(rle['size'])} != image [{height}, {width}]")
     return rle
 
 
@@ -114,20 +114,22 @@ def write_amg_json(
         annotation ``id`` 0, 1, ... in record order.
 
     Raises:
-        ValueError: a missing field, or a segmentation whose size is not the image's.
+        InvalidArgument: (a ``ValueError``) a missing or ill-formed field.
+        InvalidMask: (a ``ValueError``) a segmentation that is not an ``(H, W)`` mask or
+            an RLE, or whose size is not the image's.
     """
     try:
         width, height = int(image_info["width"]), int(image_info["height"])
         file_name = str(image_info["file_name"])
     except KeyError as exc:
-        raise ValueError(f"image_info needs {exc.args[0]!r}") from None
+        raise InvalidArgument(f"image_info needs {exc.args[0]!r}") from None
     values = (_plain(image_info.get("image_id", Path(file_name).stem)), file_name, width, height)
     image = dict(zip(AMG_IMAGE_KEYS, values, strict=True))
     annotations = []
     for i, record in enumerate(records):
         missing = [key for key in AMG_RECORD_KEYS if key not in record]
         if missing:
-            raise ValueError(f"record {i} has no {', '.join(missing)}")
+            raise InvalidArgument(f"record {i} has no {', '.join(missing)}")
         try:
             ann: dict[str, Any] = {
                 "id": i,
@@ -141,8 +143,10 @@ def write_amg_json(
                 "stability_score": float(_plain(record["stability_score"])),
                 "crop_box": _floats(record["crop_box"], 4, "crop_box"),
             }
+        except InvalidMask as exc:
+            raise InvalidMask(f"record {i}: {exc}") from None
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"record {i}: {exc}") from None
+            raise InvalidArgument(f"record {i}: {exc}") from None
         for key, value in record.items():
             if key not in ann:
                 ann[key] = _plain(value)
@@ -222,7 +226,7 @@ def export_coco(
 
     Raises:
         InvalidDataset: an input is not an SA-1B JSON (a ``ValueError``).
-        ValueError: ``out_path`` is an input.
+        InvalidArgument: (a ``ValueError``) ``out_path`` is an input.
         FileNotFoundError: the folder or a listed file does not exist.
     """
     out_path = Path(out_path)
@@ -237,7 +241,7 @@ def export_coco(
             if not p.is_file():
                 raise FileNotFoundError(f"SA-1B JSON not found: {p}")
             if p.resolve() == out_path.resolve():
-                raise ValueError(f"the COCO output {out_path} is one of the inputs")
+                raise InvalidArgument(f"the COCO output {out_path} is one of the inputs")
     paths.sort(key=lambda p: (p.name, str(p)))
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []

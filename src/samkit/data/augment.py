@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from samkit.data.types import Sample
+from samkit.errors import InvalidArgument
 
 __all__ = [
     "Augment",
@@ -33,7 +34,7 @@ def resize_longest_side(sample: Sample, long_side: int) -> Sample:
     ``floor((j + 0.5) * in / out)``), so a mask stays aligned with the image content.
     """
     if long_side <= 0:
-        raise ValueError(f"long_side must be positive, got {long_side}")
+        raise InvalidArgument(f"long_side must be positive, got {long_side}")
     h, w = sample.image.shape[:2]
     scale = long_side / max(h, w)
     new_h, new_w = max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))

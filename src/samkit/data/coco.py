@@ -39,13 +39,13 @@ def coco_segmentation_to_rle(segmentation: Any, height: int, width: int) -> Any:
             _check_polygons(segmentation)
             return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
         if not isinstance(segmentation, Mapping):
-            raise ValueError(
+            raise InvalidDataset(
                 f"a segmentation is a list of polygons or an RLE object, "
                 f"not {type(segmentation).__name__}"
             )
         size = check_coco_rle(segmentation)
         if size != (height, width):
-            raise ValueError(f"RLE size {list(size)} is not the image's [{height}, {width}]")
+            raise InvalidDataset(f"RLE size {list(size)} is not the image's [{height}, {width}]")
         if isinstance(segmentation["counts"], list):
             return mask_utils.frPyObjects(dict(segmentation), height, width)
         return segmentation
@@ -56,15 +56,15 @@ def coco_segmentation_to_rle(segmentation: Any, height: int, width: int) -> Any:
 def _check_polygons(polygons: list[Any]) -> None:
     """At least one polygon, each a flat list of an even number (>= 6) of finite numbers."""
     if not polygons:
-        raise ValueError("an empty polygon list")
+        raise InvalidDataset("an empty polygon list")
     for poly in polygons:
         if not isinstance(poly, list) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
             for v in poly
         ):
-            raise ValueError("a polygon must be a flat list of numbers [x0, y0, x1, y1, ...]")
+            raise InvalidDataset("a polygon must be a flat list of numbers [x0, y0, x1, y1, ...]")
         if len(poly) < 6 or len(poly) % 2:
-            raise ValueError(
+            raise InvalidDataset(
                 f"a polygon needs at least 3 points (an even count >= 6 of numbers), "
                 f"got {len(poly)} numbers"
             )

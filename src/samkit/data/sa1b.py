@@ -37,7 +37,7 @@ from samkit.data.amg_json import (  # generated-mask JSONs, COCO export: importa
     write_amg_json,
 )
 from samkit.data.types import Sample
-from samkit.errors import InvalidDataset
+from samkit.errors import InvalidArgument, InvalidDataset, InvalidImage, InvalidMask
 from samkit.fileio import atomic_write_json, read_head
 from samkit.inference.transforms import pil_to_rgb
 from samkit.masks import masks_to_coco_rle, rle_area, rle_decode
@@ -101,9 +101,10 @@ def load_rgb(path: str | os.PathLike[str], size: tuple[int, int] | None = None) 
             raw pixels, as some COCO-style datasets are), the orientation is not applied.
             A 180-degree orientation keeps the size and is always applied.
 
-    Raises ``OSError`` for a missing or unreadable file and ``ValueError`` for an image
-    over Pillow's decompression-bomb limit or of an unsupported mode (Pillow's own
-    decompression-bomb error is a bare ``Exception``).
+    Raises ``OSError`` for a missing or unreadable file and
+    :class:`~samkit.errors.InvalidImage` (a ``ValueError``) for an image over Pillow's
+    decompression-bomb limit or of an unsupported mode (Pillow's own decompression-bomb
+    error is a bare ``Exception``).
     """
     try:
         with Image.open(path) as im:
@@ -113,7 +114,7 @@ def load_rgb(path: str | os.PathLike[str], size: tuple[int, int] | None = None) 
                     oriented = im
             return np.array(pil_to_rgb(oriented), dtype=np.uint8, copy=True)
     except Image.DecompressionBombError as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
+        raise InvalidImage(f"cannot read image {path}: {exc}") from exc
 
 
 def oriented_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -145,7 +146,7 @@ def decode_rle(segmentations: Sequence[Mapping[str, Any]], height: int, width: i
     for i, seg in enumerate(segmentations):
         size = tuple(int(s) for s in seg["size"])
         if size != (height, width):
-            raise ValueError(f"RLE size {size} does not match image ({height}, {width})")
+            raise InvalidMask(f"RLE size {size} does not match image ({height}, {width})")
         masks[i] = rle_decode(seg)
     return masks
 
@@ -189,16 +190,16 @@ def write_sa1b(
     out_json = Path(out_json)
     masks = np.asarray(masks, dtype=bool)
     if masks.ndim != 3:
-        raise ValueError(f"masks must be (M, H, W), got shape {masks.shape}")
+        raise InvalidMask(f"masks must be (M, H, W), got shape {masks.shape}")
     height, width = oriented_size(image_path)
     m = masks.shape[0]
     if masks.shape[1:] != (height, width):
-        raise ValueError(f"masks {masks.shape[1:]} do not match image {(height, width)}")
+        raise InvalidMask(f"masks {masks.shape[1:]} do not match image {(height, width)}")
     if levels is not None and len(levels) != m:
-        raise ValueError(f"levels has {len(levels)} entries for {m} masks")
+        raise InvalidArgument(f"levels has {len(levels)} entries for {m} masks")
     for key, values in (extra or {}).items():
         if len(values) != m:
-            raise ValueError(f"extra field {key!r} has {len(values)} entries for {m} masks")
+            raise InvalidArgument(f"extra field {key!r} has {len(values)} entries for {m} masks")
 
     segs = encode_masks(masks)
     raw = [{"size": s["size"], "counts": s["counts"].encode("ascii")} for s in segs]

@@ -30,6 +30,7 @@ from scipy import ndimage
 
 from samkit.data.sa1b import write_sa1b
 from samkit.data.types import Sample
+from samkit.errors import InvalidArgument, InvalidConfig, InvalidMask
 from samkit.fileio import atomic_write
 
 __all__ = [
@@ -69,13 +70,20 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 16:
-            raise ValueError(f"size must be (H, W) with both >= 16, got {self.size}")
+            raise InvalidConfig(
+                f"size must be (H, W) with both >= 16, got {self.size}", field="size"
+            )
         if not 1 <= self.objects[0] <= self.objects[1]:
-            raise ValueError(f"objects must be 1 <= min <= max, got {self.objects}")
+            raise InvalidConfig(
+                f"objects must be 1 <= min <= max, got {self.objects}", field="objects"
+            )
         if not 0 < self.scale[0] <= self.scale[1]:
-            raise ValueError(f"scale must be 0 < min <= max, got {self.scale}")
+            raise InvalidConfig(f"scale must be 0 < min <= max, got {self.scale}", field="scale")
         if not 0 < self.child_scale[0] <= self.child_scale[1] <= 1.5:
-            raise ValueError(f"child_scale must be 0 < min <= max <= 1.5, got {self.child_scale}")
+            raise InvalidConfig(
+                f"child_scale must be 0 < min <= max <= 1.5, got {self.child_scale}",
+                field="child_scale",
+            )
 
 
 @dataclass(frozen=True)
@@ -256,7 +264,7 @@ def compose(
     visible: list[list[np.ndarray]] = []
     for obj in objects:
         if obj.masks.shape[1:] != (h, w):
-            raise ValueError(f"object masks {obj.masks.shape[1:]} do not match image {(h, w)}")
+            raise InvalidMask(f"object masks {obj.masks.shape[1:]} do not match image {(h, w)}")
         cover = obj.masks[0]
         for masks in visible:
             for m in masks:
@@ -368,7 +376,7 @@ def write_synthetic_dataset(
     """
     fmt = image_format.lower()
     if fmt not in ("png", "jpg", "jpeg"):
-        raise ValueError(f"image_format must be png or jpg, got {image_format!r}")
+        raise InvalidArgument(f"image_format must be png or jpg, got {image_format!r}")
     suffix = ".png" if fmt == "png" else ".jpg"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

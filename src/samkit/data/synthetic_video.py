@@ -36,6 +36,7 @@ from samkit.data.synthetic import (
     _texture,
     _to_uint8,
 )
+from samkit.errors import InvalidArgument, InvalidConfig
 
 __all__ = [
     "SyntheticClip",
@@ -74,11 +75,13 @@ class SyntheticVideoConfig:
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
-            raise ValueError("num_frames must be >= 1")
+            raise InvalidConfig("num_frames must be >= 1", field="num_frames")
         if not 1 <= self.objects[0] <= self.objects[1]:
-            raise ValueError("objects must be a range (lo, hi) with 1 <= lo <= hi")
+            raise InvalidConfig(
+                "objects must be a range (lo, hi) with 1 <= lo <= hi", field="objects"
+            )
         if min(self.size) < 16:
-            raise ValueError("frames must be at least 16 x 16")
+            raise InvalidConfig("frames must be at least 16 x 16", field="size")
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,7 @@ class SyntheticVideoDataset:
 
     def __init__(self, n: int, seed: int = 0, config: SyntheticVideoConfig | None = None):
         if n < 0:
-            raise ValueError("n must be >= 0")
+            raise InvalidArgument("n must be >= 0")
         self.n = n
         self.seed = seed
         self.config = config or SyntheticVideoConfig()
@@ -277,7 +280,7 @@ def write_synthetic_clips(
     from samkit.masks import masks_to_coco_rle
 
     if image_format not in ("png", "jpg"):
-        raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+        raise InvalidArgument(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     save = {"format": "PNG"} if image_format == "png" else {"format": "JPEG", "quality": 95}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

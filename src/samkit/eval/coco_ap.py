@@ -47,6 +47,7 @@ from pycocotools.cocoeval import COCOeval
 
 from samkit.data.coco import coco_segmentation_to_rle
 from samkit.data.sa1b import encode_masks, load_rgb
+from samkit.errors import InvalidArgument, InvalidDataset, InvalidMask
 
 __all__ = [
     "COCO_STAT_NAMES",
@@ -164,6 +165,15 @@ def _jsonable_id(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------ inputs
+def _read_json(path: str | Path) -> Any:
+    """The JSON document in ``path``; :class:`InvalidDataset` when it is not UTF-8 JSON
+    (``OSError`` when it cannot be read)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
+        raise InvalidDataset(f"{path} is not valid JSON: {exc}") from None
+
+
 def load_coco_gt(annotations: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """Read (or take) a COCO instances document and check what COCOeval needs.
 
@@ -173,17 +183,17 @@ def load_coco_gt(annotations: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 
     Raises:
         OSError: the file cannot be read.
-        ValueError: invalid JSON or a missing/ill-formed field.
+        InvalidDataset: (a ``ValueError``) invalid JSON or a missing/ill-formed field.
     """
     if isinstance(annotations, Mapping):
         doc: Any = annotations
     else:
-        doc = json.loads(Path(annotations).read_text(encoding="utf-8"))
+        doc = _read_json(annotations)
     if not isinstance(doc, Mapping):
-        raise ValueError("COCO annotations must be a JSON object with images/annotations")
+        raise InvalidDataset("COCO annotations must be a JSON object with images/annotations")
     for key in ("images", "annotations", "categories"):
         if not isinstance(doc.get(key), list):
-            raise ValueError(f"COCO annotations have no {key!r} list")
+            raise InvalidDataset(f"COCO annotations have no {key!r} list")
     required = {
         "images": ("id", "file_name", "height", "width"),
         "annotations": ("image_id", "category_id", "segmentation"),
@@ -192,10 +202,10 @@ def load_coco_gt(annotations: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     for key, fields in required.items():
         for i, entry in enumerate(doc[key]):
             if not isinstance(entry, Mapping):
-                raise ValueError(f"COCO {key}[{i}] is not an object")
+                raise InvalidDataset(f"COCO {key}[{i}] is not an object")
             missing = [k for k in fields if k not in entry]
             if missing:
-                raise ValueError(f"COCO {key}[{i}] lacks {', '.join(missing)}")
+                raise InvalidDataset(f"COCO {key}[{i}] lacks {', '.join(missing)}")
     return dict(doc)
 
 
@@ -208,26 +218,27 @@ def load_detections(detections: str | Path | Sequence[Mapping[str, Any]]) -> lis
 
     Raises:
         OSError: the file cannot be read.
-        ValueError: invalid JSON, not a list, an ill-formed entry, or no detection.
+        InvalidDataset: (a ``ValueError``) invalid JSON, not a list, an ill-formed entry,
+            or no detection.
     """
     if isinstance(detections, str | Path):
-        data: Any = json.loads(Path(detections).read_text(encoding="utf-8"))
+        data: Any = _read_json(detections)
     else:
         data = detections
     if isinstance(data, Mapping) or not isinstance(data, Sequence):
-        raise ValueError("detections must be a list of COCO results (a JSON array)")
+        raise InvalidDataset("detections must be a list of COCO results (a JSON array)")
     if len(data) == 0:
-        raise ValueError("no detections: the detection list is empty")
+        raise InvalidDataset("no detections: the detection list is empty")
     out: list[dict[str, Any]] = []
     for i, det in enumerate(data):
         if not isinstance(det, Mapping):
-            raise ValueError(f"detection {i} is not an object")
+            raise InvalidDataset(f"detection {i} is not an object")
         missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in det]
         if missing:
-            raise ValueError(f"detection {i} lacks {', '.join(missing)}")
+            raise InvalidDataset(f"detection {i} lacks {', '.join(missing)}")
         for key in ("image_id", "category_id"):
             if not isinstance(det[key], int | str) or isinstance(det[key], bool):
-                raise ValueError(
+                raise InvalidDataset(
                     f"detection {i}: {key} must be an integer (or string) id, got {det[key]!r}"
                 )
         bbox = det["bbox"]
@@ -235,13 +246,13 @@ def load_detections(detections: str | Path | Sequence[Mapping[str, Any]]) -> lis
             box = [float(v) for v in bbox]
             score = float(det["score"])
         except (TypeError, ValueError):
-            raise ValueError(f"detection {i}: bbox and score must be numbers") from None
+            raise InvalidDataset(f"detection {i}: bbox and score must be numbers") from None
         if len(box) != 4 or not all(math.isfinite(v) for v in box):
-            raise ValueError(f"detection {i}: bbox must be 4 finite numbers [x, y, w, h]")
+            raise InvalidDataset(f"detection {i}: bbox must be 4 finite numbers [x, y, w, h]")
         if box[2] < 0 or box[3] < 0:
-            raise ValueError(f"detection {i}: bbox {box} has a negative width or height")
+            raise InvalidDataset(f"detection {i}: bbox {box} has a negative width or height")
         if not math.isfinite(score):
-            raise ValueError(f"detection {i}: score must be finite")
+            raise InvalidDataset(f"detection {i}: score must be finite")
         out.append(dict(det))
     return out
 
@@ -250,18 +261,19 @@ def check_detections(gt: Mapping[str, Any], detections: Sequence[Mapping[str, An
     """Every detection's image and category must exist in the ground truth ``gt``.
 
     Raises:
-        ValueError: naming the first unknown ``image_id`` (or ``category_id``).
+        InvalidDataset: (a ``ValueError``) naming the first unknown ``image_id`` (or
+            ``category_id``).
     """
     image_ids = {img["id"] for img in gt["images"]}
     category_ids = {cat["id"] for cat in gt["categories"]}
     for i, det in enumerate(detections):
         if det["image_id"] not in image_ids:
-            raise ValueError(
+            raise InvalidDataset(
                 f"detection {i} has image_id {det['image_id']!r}, which is not an image of "
                 "the COCO annotations"
             )
         if det["category_id"] not in category_ids:
-            raise ValueError(
+            raise InvalidDataset(
                 f"detection {i} has category_id {det['category_id']!r}, which is not a "
                 "category of the COCO annotations"
             )
@@ -293,7 +305,7 @@ def _gt_for_eval(gt: Mapping[str, Any]) -> dict[str, Any]:
         a.setdefault("iscrowd", 0)
         if "area" not in a:
             if a["image_id"] not in sizes:
-                raise ValueError(f"COCO annotation of unknown image_id {a['image_id']!r}")
+                raise InvalidDataset(f"COCO annotation of unknown image_id {a['image_id']!r}")
             a["area"] = _segm_area(a["segmentation"], *sizes[a["image_id"]])
         anns.append(a)
     return {**gt, "annotations": anns}
@@ -321,7 +333,7 @@ def _segment_boxes(
             out = predictor.predict_batch(boxes=chunk, multimask=False)  # type: ignore[attr-defined]
             m = np.asarray(out.masks)
             if m.ndim != 4 or m.shape[0] != len(chunk):
-                raise ValueError(f"predict_batch returned masks of shape {m.shape}")
+                raise InvalidMask(f"predict_batch returned masks of shape {m.shape}")
             masks.append(m[:, 0] != 0)
             ious.append(np.asarray(out.scores, dtype=np.float64).reshape(len(chunk), -1)[:, 0])
     else:
@@ -331,7 +343,7 @@ def _segment_boxes(
             ious.append(np.asarray(out.scores, dtype=np.float64).reshape(-1)[:1])
     stacked = np.concatenate(masks)
     if stacked.shape[1:] != shape:
-        raise ValueError(f"predicted masks are {stacked.shape[1:]}, the image is {shape}")
+        raise InvalidMask(f"predicted masks are {stacked.shape[1:]}, the image is {shape}")
     return stacked, np.concatenate(ious)
 
 
@@ -380,17 +392,20 @@ def coco_mask_ap(
         batch_size: boxes decoded per ``predict_batch`` call.
 
     Raises:
-        ValueError: empty detection list, a detection whose image (or category) is not in
-            the GT, an ill-formed input, an image whose size differs from the GT, or a bad
-            ``score_mode`` / ``limit`` / ``batch_size``.
+        InvalidDataset: (a ``ValueError``) empty detection list, a detection whose image
+            (or category) is not in the GT, an ill-formed input, or an image whose size
+            differs from the GT.
+        InvalidArgument: (a ``ValueError``) a bad ``score_mode`` / ``limit`` /
+            ``batch_size``.
+        InvalidMask: (a ``ValueError``) the predictor returned masks of the wrong shape.
         OSError: an annotations, detections or image file cannot be read.
     """
     if score_mode not in SCORE_MODES:
-        raise ValueError(f"score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
+        raise InvalidArgument(f"score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
+        raise InvalidArgument(f"limit must be >= 1, got {limit}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
     gt = load_coco_gt(annotations)
     dets = load_detections(detections)
     check_detections(gt, dets)
@@ -410,7 +425,7 @@ def coco_mask_ap(
         image = load_rgb(folder / info["file_name"], (int(info["height"]), int(info["width"])))
         shape = (int(image.shape[0]), int(image.shape[1]))
         if shape != (int(info["height"]), int(info["width"])):
-            raise ValueError(
+            raise InvalidDataset(
                 f"image {info['file_name']} is {shape[0]}x{shape[1]} (HxW), the COCO "
                 f"annotations say {info['height']}x{info['width']}"
             )

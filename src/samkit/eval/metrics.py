@@ -33,6 +33,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
+from samkit.errors import InvalidArgument, InvalidMask
+
 __all__ = [
     "JFResult",
     "batch_iou",
@@ -56,7 +58,7 @@ def _as_mask(a: ArrayLike, ndim: int, name: str) -> BoolMask:
     """Return ``a`` as a boolean array with exactly ``ndim`` dimensions (``!= 0``)."""
     arr = np.asarray(a)
     if arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+        raise InvalidMask(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
     if arr.dtype != np.bool_:
         arr = arr != 0
     return arr
@@ -64,7 +66,7 @@ def _as_mask(a: ArrayLike, ndim: int, name: str) -> BoolMask:
 
 def _check_same_shape(a: np.ndarray, b: np.ndarray, names: str) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"{names} must have the same shape, got {a.shape} and {b.shape}")
+        raise InvalidMask(f"{names} must have the same shape, got {a.shape} and {b.shape}")
 
 
 def _padded_edt(mask: BoolMask) -> NDArray[np.float64]:
@@ -93,7 +95,7 @@ def iou(pred: ArrayLike, gt: ArrayLike) -> float:
     ``1.0`` (a correct prediction of "nothing"), matching DAVIS ``db_eval_iou``.
 
     Raises:
-        ValueError: if the masks are not 2-D or differ in shape.
+        InvalidMask: (a ``ValueError``) if the masks are not 2-D or differ in shape.
     """
     p = _as_mask(pred, 2, "pred")
     g = _as_mask(gt, 2, "gt")
@@ -110,7 +112,7 @@ def batch_iou(preds: ArrayLike, gts: ArrayLike) -> NDArray[np.float64]:
     Same definition as :func:`iou` (two empty masks give ``1.0``).
 
     Raises:
-        ValueError: if the stacks are not 3-D or differ in shape.
+        InvalidMask: (a ``ValueError``) if the stacks are not 3-D or differ in shape.
     """
     p = _as_mask(preds, 3, "preds")
     g = _as_mask(gts, 3, "gts")
@@ -127,11 +129,11 @@ def miou(ious: Sequence[float] | ArrayLike) -> float:
     """Mean of a collection of IoU values (e.g. one per object or per image).
 
     Raises:
-        ValueError: if ``ious`` is empty.
+        InvalidArgument: (a ``ValueError``) if ``ious`` is empty.
     """
     arr = np.asarray(ious, dtype=np.float64).ravel()
     if arr.size == 0:
-        raise ValueError("miou of an empty collection is undefined")
+        raise InvalidArgument("miou of an empty collection is undefined")
     return float(arr.mean())
 
 
@@ -153,11 +155,11 @@ def click_point_farthest_from_boundary(mask: ArrayLike) -> tuple[int, int]:
         ``(x, y)`` pixel coordinates (``mask[y, x]`` is ``True``).
 
     Raises:
-        ValueError: if the mask is empty or not 2-D.
+        InvalidMask: (a ``ValueError``) if the mask is empty or not 2-D.
     """
     m = _as_mask(mask, 2, "mask")
     if not m.any():
-        raise ValueError("cannot pick a click inside an empty mask")
+        raise InvalidMask("cannot pick a click inside an empty mask")
     return _argmax_xy(_padded_edt(m))
 
 
@@ -183,7 +185,7 @@ def next_click(gt: ArrayLike, pred: ArrayLike) -> tuple[int, int, bool] | None:
         ``pred == gt`` everywhere (no error left to correct).
 
     Raises:
-        ValueError: if the masks are not 2-D or differ in shape.
+        InvalidMask: (a ``ValueError``) if the masks are not 2-D or differ in shape.
     """
     g = _as_mask(gt, 2, "gt")
     p = _as_mask(pred, 2, "pred")
@@ -218,10 +220,10 @@ def noc(ious_per_click: Sequence[float] | ArrayLike, threshold: float, max_click
         An integer in ``[1, max_clicks]``.
 
     Raises:
-        ValueError: if ``max_clicks < 1``.
+        InvalidArgument: (a ``ValueError``) if ``max_clicks < 1``.
     """
     if max_clicks < 1:
-        raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
+        raise InvalidArgument(f"max_clicks must be >= 1, got {max_clicks}")
     arr = np.asarray(ious_per_click, dtype=np.float64).ravel()[:max_clicks]
     reached = arr >= threshold
     if not reached.any():
@@ -237,10 +239,10 @@ def mean_noc(
     """Mean of :func:`noc` over objects (each entry: one object's IoU-after-each-click).
 
     Raises:
-        ValueError: if there are no objects.
+        InvalidArgument: (a ``ValueError``) if there are no objects.
     """
     if len(ious_per_object) == 0:
-        raise ValueError("mean_noc over zero objects is undefined")
+        raise InvalidArgument("mean_noc over zero objects is undefined")
     return float(np.mean([noc(o, threshold, max_clicks) for o in ious_per_object]))
 
 
@@ -277,7 +279,7 @@ def disk(radius: int) -> BoolMask:
     """
     r = int(radius)
     if r < 0:
-        raise ValueError(f"radius must be >= 0, got {radius}")
+        raise InvalidArgument(f"radius must be >= 0, got {radius}")
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     return (xx * xx + yy * yy) <= r * r
 
@@ -285,7 +287,7 @@ def disk(radius: int) -> BoolMask:
 def _bound_pix(bound_th: float, shape: tuple[int, ...]) -> int:
     """Tolerance radius in pixels, DAVIS style."""
     if bound_th < 0:
-        raise ValueError(f"bound_th must be >= 0, got {bound_th}")
+        raise InvalidArgument(f"bound_th must be >= 0, got {bound_th}")
     if bound_th >= 1:
         return int(math.floor(bound_th))
     return int(math.ceil(bound_th * math.hypot(*shape)))
@@ -309,7 +311,8 @@ def boundary_f_measure(pred: ArrayLike, gt: ArrayLike, bound_th: float = 0.008) 
     :func:`seg2bmap` definition a mask covering the whole image has no boundary either.
 
     Raises:
-        ValueError: if the masks are not 2-D or differ in shape, or ``bound_th < 0``.
+        InvalidMask: (a ``ValueError``) if the masks are not 2-D or differ in shape.
+        InvalidArgument: (a ``ValueError``) if ``bound_th < 0``.
     """
     p = _as_mask(pred, 2, "pred")
     g = _as_mask(gt, 2, "gt")
@@ -383,7 +386,8 @@ def j_and_f(
     averages ``J`` and ``F`` over objects, then ``J&F = (J + F) / 2``).
 
     Raises:
-        ValueError: if the stacks are not 3-D, differ in shape, or no frame is left.
+        InvalidMask: (a ``ValueError``) if the stacks are not 3-D or differ in shape.
+        InvalidArgument: (a ``ValueError``) if no frame is left.
     """
     p = _as_mask(preds, 3, "preds")
     g = _as_mask(gts, 3, "gts")
@@ -391,7 +395,7 @@ def j_and_f(
     if exclude_first_last:
         p, g = p[1:-1], g[1:-1]
     if p.shape[0] == 0:
-        raise ValueError("no frames to evaluate")
+        raise InvalidArgument("no frames to evaluate")
     j = batch_iou(p, g)
     f = np.array([boundary_f_measure(pf, gf, bound_th) for pf, gf in zip(p, g, strict=True)])
     j_mean = float(j.mean())

@@ -45,7 +45,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from samkit.data.types import Sample
-from samkit.errors import InvalidDataset
+from samkit.errors import InvalidArgument, InvalidDataset, InvalidMask
 from samkit.eval.metrics import click_point_farthest_from_boundary, iou, mean_noc, next_click
 
 # The result dataclasses live in :mod:`samkit.eval.results`; re-exported here so
@@ -97,13 +97,13 @@ def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Tight ``(x0, y0, x1, y1)`` box of a non-empty mask, exclusive max (see module doc).
 
     Raises:
-        ValueError: if the mask is empty.
+        InvalidMask: (a ``ValueError``) if the mask is empty.
     """
     m = np.asarray(mask) != 0
     rows = np.flatnonzero(m.any(axis=1))
     cols = np.flatnonzero(m.any(axis=0))
     if rows.size == 0:
-        raise ValueError("cannot take the box of an empty mask")
+        raise InvalidMask("cannot take the box of an empty mask")
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
@@ -116,15 +116,15 @@ def _objects(
     """Yield each sample with the indices of the masks to evaluate (images without any
     evaluable object are skipped, so they are never encoded)."""
     if max_objects is not None and max_objects < 1:
-        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
+        raise InvalidArgument(f"max_objects must be >= 1, got {max_objects}")
     if max_images is not None and max_images < 0:
-        raise ValueError(f"max_images must be >= 0, got {max_images}")
+        raise InvalidArgument(f"max_images must be >= 0, got {max_images}")
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     for i in range(n):
         sample = dataset[i]
         masks = np.asarray(sample.masks)
         if masks.ndim != 3:
-            raise ValueError(
+            raise InvalidDataset(
                 f"sample {sample.image_id}: masks must be (M, H, W), got {masks.shape}"
             )
         areas = np.count_nonzero(masks, axis=(1, 2))  # (M,), also for M = 0
@@ -234,10 +234,11 @@ def interactive(
     """Interactive NoC and mIoU-per-click (see module doc).
 
     Raises:
-        ValueError: if ``max_clicks < 1`` or there is no object to evaluate.
+        InvalidArgument: (a ``ValueError``) if ``max_clicks < 1``.
+        InvalidDataset: (a ``ValueError``) if there is no object to evaluate.
     """
     if max_clicks < 1:
-        raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
+        raise InvalidArgument(f"max_clicks must be >= 1, got {max_clicks}")
     rows: list[list[float]] = []
     ids: list[str] = []
     idx: list[int] = []
@@ -273,7 +274,7 @@ def box_prompt(
     """mIoU from the tight ground-truth box, single-mask output (see module doc).
 
     Raises:
-        ValueError: if there is no object to evaluate.
+        InvalidDataset: (a ``ValueError``) if there is no object to evaluate.
     """
     vals: list[float] = []
     ids: list[str] = []
@@ -327,7 +328,7 @@ def nested_coverage(
     Only objects with all three levels are evaluated (synthetic data with ``levels``).
 
     Raises:
-        ValueError: if no sample has a fully nested object.
+        InvalidDataset: (a ``ValueError``) if no sample has a fully nested object.
     """
     rows: list[list[bool]] = []
     ids: list[str] = []

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from samkit.errors import InvalidArgumentType
 from samkit.eval.coco_ap import COCO_STAT_NAMES, CocoAPResult
 from samkit.eval.protocols import (
     BoxResult,
@@ -68,7 +69,7 @@ def result_table(result: EvalResult) -> Table:
             # pycocotools reports -1 when there is no ground truth for the stat.
             table.add_row(f"mask {key}", "n/a" if value < 0 else f"{value:.4f}")
     else:  # pragma: no cover - guarded by the type
-        raise TypeError(f"not an evaluation result: {type(result).__name__}")
+        raise InvalidArgumentType(f"not an evaluation result: {type(result).__name__}")
     return table
 
 

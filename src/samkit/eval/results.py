@@ -13,12 +13,22 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from samkit.errors import InvalidArgument
+
 __all__ = [
     "BoxResult",
     "InteractiveResult",
     "NestedCoverageResult",
     "SinglePointResult",
 ]
+
+
+class _ThresholdNotEvaluated(InvalidArgument, KeyError):
+    """:meth:`InteractiveResult.noc_at` of a threshold that was not evaluated: an
+    :class:`~samkit.errors.InvalidArgument` that is still the ``KeyError`` it always was."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,11 +132,14 @@ class InteractiveResult:
     protocol = "interactive"
 
     def noc_at(self, threshold: float) -> float:
-        """Mean NoC at ``threshold`` (must be one of :attr:`thresholds`)."""
+        """Mean NoC at ``threshold`` (must be one of :attr:`thresholds`; otherwise an
+        :class:`~samkit.errors.InvalidArgument` that is also a ``KeyError``)."""
         for t, v in zip(self.thresholds, self.noc, strict=True):
             if abs(t - threshold) < 1e-9:
                 return v
-        raise KeyError(f"threshold {threshold} was not evaluated (have {self.thresholds})")
+        raise _ThresholdNotEvaluated(
+            f"threshold {threshold} was not evaluated (have {self.thresholds})"
+        )
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from samkit.errors import InvalidArgument, InvalidDataset
 from samkit.eval.metrics import JFResult, batch_iou, click_point_farthest_from_boundary, j_and_f
 
 __all__ = ["VideoEvalResult", "clips_from", "evaluate_video"]
@@ -89,7 +90,7 @@ def evaluate_video(
         A :class:`VideoEvalResult`.
     """
     if prompt not in ("mask", "box", "click"):
-        raise ValueError(f"unknown prompt {prompt!r}: use 'mask', 'box' or 'click'")
+        raise InvalidArgument(f"unknown prompt {prompt!r}: use 'mask', 'box' or 'click'")
     results: list[JFResult] = []
     hidden_hits: list[bool] = []
     occluded: list[float] = []
@@ -129,7 +130,7 @@ def evaluate_video(
                 elif area[t] < 0.5 * area.max():
                     occluded.append(float(batch_iou(preds[i][t][None], masks[i][t][None])[0]))
     if not results:
-        raise ValueError("no object to evaluate")
+        raise InvalidDataset("no object to evaluate")
     return VideoEvalResult(
         per_object=tuple(results),
         hidden_frame_accuracy=float(np.mean(hidden_hits)) if hidden_hits else None,

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samkit.errors import InvalidArgument, InvalidConfig
 from samkit.layers.common import bounded_inference
 from samkit.layers.rope import AxialRope, apply_rope_qk, axial_rope
 from samkit.layers.sdpa import blockwise_bf16, scaled_dot_product_attention, score_block_rows
@@ -58,7 +59,7 @@ class Attention(nn.Module):
         self.internal_dim = embedding_dim // downsample_rate
         self.num_heads = num_heads
         if self.internal_dim % num_heads != 0:
-            raise ValueError("num_heads must divide embedding_dim // downsample_rate")
+            raise InvalidConfig("num_heads must divide embedding_dim // downsample_rate")
         self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.k_proj = nn.Linear(self.kv_in_dim, self.internal_dim)
         self.v_proj = nn.Linear(self.kv_in_dim, self.internal_dim)
@@ -270,7 +271,7 @@ class RoPEAttention(Attention):
         super().__init__(embedding_dim, num_heads, downsample_rate, dropout, kv_in_dim)
         self.head_dim = self.internal_dim // num_heads
         if self.head_dim % 4 != 0:
-            raise ValueError("RoPE needs a per-head width divisible by 4")
+            raise InvalidConfig("RoPE needs a per-head width divisible by 4")
         self.rope_theta = float(rope_theta)
         self.rope_k_repeat = rope_k_repeat
         self.feat_sizes = (int(feat_sizes[0]), int(feat_sizes[1]))
@@ -281,7 +282,7 @@ class RoPEAttention(Attention):
             return self.feat_sizes
         side = math.isqrt(num_tokens)
         if side * side != num_tokens:
-            raise ValueError(
+            raise InvalidArgument(
                 f"{num_tokens} query tokens are neither the {self.feat_sizes} grid nor square"
             )
         return side, side

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from samkit.errors import InvalidConfig
+
 
 class PositionEmbeddingRandom(nn.Module):
     """Random Fourier features of 2-D coordinates (Tancik et al.).
@@ -71,9 +73,9 @@ class PositionEmbeddingSine(nn.Module):
     ) -> None:
         super().__init__()
         if num_pos_feats % 2 != 0:
-            raise ValueError("num_pos_feats must be even")
+            raise InvalidConfig("num_pos_feats must be even")
         if scale is not None and not normalize:
-            raise ValueError("scale needs normalize=True")
+            raise InvalidConfig("scale needs normalize=True")
         self.num_pos_feats = num_pos_feats // 2
         self.temperature = temperature
         self.normalize = normalize

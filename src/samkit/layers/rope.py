@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from samkit.errors import InvalidArgument, InvalidConfig
 from samkit.layers import common
 
 _COMPLEX_DEVICES = ("cpu", "cuda")
@@ -80,7 +81,7 @@ def axial_rope(
         ``(dim, end_x, end_y, theta, device)``.
     """
     if dim % 4 != 0:
-        raise ValueError(f"axial RoPE needs a head dim divisible by 4, got {dim}")
+        raise InvalidConfig(f"axial RoPE needs a head dim divisible by 4, got {dim}")
     device = torch.device(device) if device is not None else torch.device("cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -120,7 +121,7 @@ def _axial_rope(dim: int, end_x: int, end_y: int, theta: float, device: torch.de
 def _grids(x: torch.Tensor, m: int) -> tuple[list[int], int]:
     *lead, n, _ = x.shape
     if n % m != 0:
-        raise ValueError(f"{n} tokens are not a whole number of {m}-token grids")
+        raise InvalidArgument(f"{n} tokens are not a whole number of {m}-token grids")
     return lead, n // m
 
 
@@ -209,12 +210,12 @@ def apply_rope_qk(
     """
     n_q = q.shape[-2]
     if rope.num_tokens != n_q:
-        raise ValueError(f"RoPE table has {rope.num_tokens} positions for {n_q} queries")
+        raise InvalidArgument(f"RoPE table has {rope.num_tokens} positions for {n_q} queries")
     n_rope = k.shape[-2] - num_k_exclude
     if n_rope < 0:
-        raise ValueError("num_k_exclude exceeds the number of keys")
+        raise InvalidArgument("num_k_exclude exceeds the number of keys")
     if n_rope not in (0, n_q) and not repeat_k:
-        raise ValueError(f"{n_rope} keys need repeat_k to match {n_q} queries")
+        raise InvalidArgument(f"{n_rope} keys need repeat_k to match {n_q} queries")
     q = rope.rotate(q)
     if n_rope == 0:
         return q, k

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from samkit.errors import InvalidConfig
 from samkit.layers.attention import Attention
 from samkit.layers.common import MLP, MLPBlock
 
@@ -184,7 +185,7 @@ class TwoWayTransformer(nn.Module):
         with the same two tensors; only for inference (no gradients flow into it).
         """
         if not self.layers:
-            raise ValueError("a transformer without blocks has nothing to prepare")
+            raise InvalidConfig("a transformer without blocks has nothing to prepare")
         keys = self._token_major(image_embedding)
         key_pe = self._token_major(image_pe[:1])
         block = self.layers[0]

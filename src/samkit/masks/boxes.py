@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from samkit.errors import InvalidArgument, InvalidMask
+
 _NMS_BLOCK = 2048
 """Boxes per block in :func:`nms`: IoU matrices are at most ``_NMS_BLOCK**2`` entries."""
 
@@ -22,7 +24,7 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     dtype is always int64 (the official returns float32 zeros for zero-element input).
     """
     if masks.dim() < 2:
-        raise ValueError(f"masks must be (..., H, W), got shape {tuple(masks.shape)}")
+        raise InvalidMask(f"masks must be (..., H, W), got shape {tuple(masks.shape)}")
     *lead, h, w = masks.shape
     if masks.numel() == 0:
         return torch.zeros((*lead, 4), dtype=torch.int64, device=masks.device)
@@ -58,7 +60,7 @@ def box_xyxy_to_xywh(box: Any) -> Any:
     if items and isinstance(items[0], Sequence | np.ndarray | torch.Tensor):
         return [box_xyxy_to_xywh(b) for b in items]
     if len(items) != 4:
-        raise ValueError(f"a box has 4 numbers, got {len(items)}")
+        raise InvalidArgument(f"a box has 4 numbers, got {len(items)}")
     x0, y0, x1, y1 = items
     return [x0, y0, x1 - x0, y1 - y0]
 
@@ -115,9 +117,9 @@ def _greedy_nms(
     categories: torch.Tensor | None,
 ) -> torch.Tensor:
     if boxes.dim() != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must be (N, 4), got shape {tuple(boxes.shape)}")
+        raise InvalidArgument(f"boxes must be (N, 4), got shape {tuple(boxes.shape)}")
     if scores.shape != boxes.shape[:1]:
-        raise ValueError(f"scores must be ({boxes.shape[0]},), got {tuple(scores.shape)}")
+        raise InvalidArgument(f"scores must be ({boxes.shape[0]},), got {tuple(scores.shape)}")
     n = boxes.shape[0]
     if n == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
@@ -176,5 +178,5 @@ def batched_nms(
     (how AMG calls it) the two are identical.
     """
     if idxs.shape != boxes.shape[:1]:
-        raise ValueError(f"idxs must be ({boxes.shape[0]},), got {tuple(idxs.shape)}")
+        raise InvalidArgument(f"idxs must be ({boxes.shape[0]},), got {tuple(idxs.shape)}")
     return _greedy_nms(boxes, scores, iou_threshold, idxs)

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from samkit.errors import InvalidArgument, InvalidMask
+
 
 def build_point_grid(n_per_side: int) -> np.ndarray:
     """``(n*n, 2)`` float64 ``(x, y)`` points, normalised to ``[0, 1]``: cell centres of an
     ``n x n`` grid, ``x`` varying fastest (row by row from the top)."""
     if n_per_side < 1:
-        raise ValueError(f"n_per_side must be >= 1, got {n_per_side}")
+        raise InvalidArgument(f"n_per_side must be >= 1, got {n_per_side}")
     half_cell = 1 / (2 * n_per_side)
     centres = np.linspace(half_cell, 1 - half_cell, n_per_side)
     xs, ys = np.meshgrid(centres, centres)  # xs[r, c] = centres[c], ys[r, c] = centres[r]
@@ -24,16 +26,16 @@ def layer_points_per_side(n_per_side: int, n_layers: int, scale_per_layer: int) 
     """Points per side of crop layers ``0..n_layers``: ``int(n_per_side /
     scale_per_layer**i)`` for layer ``i``.
 
-    Raises ``ValueError`` naming the first layer that would get no points (checked
-    before any grid is built; no power is computed past that layer, so a huge
-    ``n_layers`` fails at once).
+    Raises :class:`~samkit.errors.InvalidArgument` (a ``ValueError``) naming the first
+    layer that would get no points (checked before any grid is built; no power is
+    computed past that layer, so a huge ``n_layers`` fails at once).
     """
     if n_per_side < 1 or scale_per_layer < 1:
-        raise ValueError("points per side and the per-layer scale must be >= 1")
+        raise InvalidArgument("points per side and the per-layer scale must be >= 1")
     counts, scale = [], 1
     for layer in range(n_layers + 1):
         if scale > n_per_side:
-            raise ValueError(
+            raise InvalidArgument(
                 f"crop layer {layer} would get no points ({n_per_side} / "
                 f"{scale_per_layer}^{layer} < 1)"
             )
@@ -49,7 +51,8 @@ def build_all_layer_point_grids(
 ) -> list[np.ndarray]:
     """Point grids for crop layers ``0..n_layers``: layer ``i`` has
     ``int(n_per_side / scale_per_layer**i)`` points per side (see :func:`build_point_grid`);
-    ``ValueError`` when a layer would have none (:func:`layer_points_per_side`).
+    :class:`~samkit.errors.InvalidArgument` when a layer would have none
+    (:func:`layer_points_per_side`).
     """
     counts = layer_points_per_side(n_per_side, n_layers, scale_per_layer)
     return [build_point_grid(n) for n in counts]
@@ -119,7 +122,7 @@ def uncrop_masks(
     if (x0, y0, x1, y1) == (0, 0, orig_w, orig_h):
         return masks
     if tuple(masks.shape[-2:]) != (y1 - y0, x1 - x0):
-        raise ValueError(
+        raise InvalidMask(
             f"masks of shape {tuple(masks.shape)} do not fit the crop box {list(crop_box)}"
         )
     out = masks.new_zeros((*masks.shape[:-2], orig_h, orig_w))

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from samkit.errors import InvalidArgument
+
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
@@ -69,7 +71,7 @@ def remove_small_regions(
         the official ``remove_small_regions``.
     """
     if mode not in ("holes", "islands"):
-        raise ValueError(f"mode must be 'holes' or 'islands', got {mode!r}")
+        raise InvalidArgument(f"mode must be 'holes' or 'islands', got {mode!r}")
     fill_holes = mode == "holes"
     binary = np.asarray(mask, dtype=bool)
     regions = ~binary if fill_holes else binary

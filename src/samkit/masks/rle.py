@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from pycocotools import mask as _coco_mask
 
+from samkit.errors import InvalidMask
+
 
 def _is_compressed(counts: Any) -> bool:
     return isinstance(counts, str | bytes)
@@ -33,24 +35,24 @@ def coco_counts(counts: str | bytes) -> np.ndarray:
     vectorised, to check a string before pycocotools decodes it.
 
     Raises:
-        ValueError: characters outside the alphabet, a string that ends inside a
-            count, a count over 60 bits, or a negative count.
+        InvalidMask: (a ``ValueError``) characters outside the alphabet, a string that
+            ends inside a count, a count over 60 bits, or a negative count.
     """
     data = counts.encode("ascii", errors="replace") if isinstance(counts, str) else counts
     v = np.frombuffer(bytes(data), dtype=np.uint8).astype(np.int64) - 48
     if v.size == 0:
         return np.zeros(0, dtype=np.int64)
     if ((v < 0) | (v > 63)).any():
-        raise ValueError("not a COCO RLE string (characters outside '0'..'o')")
+        raise InvalidMask("not a COCO RLE string (characters outside '0'..'o')")
     more = (v & 0x20) != 0
     if more[-1]:
-        raise ValueError("truncated COCO RLE string (it ends inside a count)")
+        raise InvalidMask("truncated COCO RLE string (it ends inside a count)")
     last = ~more
     starts = np.flatnonzero(np.concatenate(([True], last[:-1])))
     group = np.cumsum(np.concatenate(([0], last[:-1].astype(np.int64))))
     pos = np.arange(v.size) - starts[group]  # group index within its count
     if int(pos.max()) >= 12:
-        raise ValueError("corrupt COCO RLE string (a count over 60 bits)")
+        raise InvalidMask("corrupt COCO RLE string (a count over 60 bits)")
     x = np.add.reduceat((v & 0x1F) << (5 * pos), starts)
     negative = (v[last] & 0x10) != 0
     x[negative] -= np.left_shift(1, 5 * (pos[last][negative] + 1))
@@ -58,7 +60,7 @@ def coco_counts(counts: str | bytes) -> np.ndarray:
     x[1::2] = np.cumsum(x[1::2])
     x[2::2] = np.cumsum(x[2::2])
     if (x < 0).any():
-        raise ValueError("corrupt COCO RLE string (a negative run length)")
+        raise InvalidMask("corrupt COCO RLE string (a negative run length)")
     return x
 
 
@@ -67,7 +69,7 @@ def check_coco_rle(rle: Mapping[str, Any]) -> tuple[int, int]:
     ints, run lengths non-negative and summing to ``H * W``. Returns ``(H, W)``.
 
     Raises:
-        ValueError: what is wrong, in words.
+        InvalidMask: (a ``ValueError``) what is wrong, in words.
     """
     h, w, _ = _checked_runs(rle)
     return h, w
@@ -79,18 +81,18 @@ def _checked_runs(rle: Mapping[str, Any]) -> tuple[int, int, np.ndarray]:
         h, w = _size(rle)
         counts = rle["counts"]
     except (KeyError, TypeError, ValueError):
-        raise ValueError("an RLE needs 'size' [H, W] and 'counts'") from None
+        raise InvalidMask("an RLE needs 'size' [H, W] and 'counts'") from None
     if h < 0 or w < 0:
-        raise ValueError(f"RLE size {[h, w]} is negative")
+        raise InvalidMask(f"RLE size {[h, w]} is negative")
     if _is_compressed(counts):
         runs = coco_counts(counts)
     else:
         try:
             runs = np.asarray(counts, dtype=np.int64).reshape(-1)
         except (TypeError, ValueError):
-            raise ValueError("RLE counts must be integers or a COCO string") from None
+            raise InvalidMask("RLE counts must be integers or a COCO string") from None
     if (runs < 0).any() or int(runs.sum()) != h * w:
-        raise ValueError(f"RLE counts must be >= 0 and sum to H * W = {h * w}")
+        raise InvalidMask(f"RLE counts must be >= 0 and sum to H * W = {h * w}")
     return h, w, runs
 
 
@@ -120,7 +122,7 @@ def rle_encode(masks: torch.Tensor) -> list[dict[str, Any]]:
     pixels). Works on any device; non-bool input is treated as ``!= 0``.
     """
     if masks.dim() != 3:
-        raise ValueError(f"masks must be (N, H, W), got shape {tuple(masks.shape)}")
+        raise InvalidMask(f"masks must be (N, H, W), got shape {tuple(masks.shape)}")
     n, h, w = (int(s) for s in masks.shape)
     if n == 0:
         return []
@@ -169,8 +171,9 @@ def rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
     COCO compressed RLE (``counts`` str or bytes, decoded with pycocotools).
 
     Raises:
-        ValueError: ``counts`` that are negative, do not sum to ``H * W`` or (compressed)
-            are not a well-formed COCO string (:func:`check_coco_rle`).
+        InvalidMask: (a ``ValueError``) ``counts`` that are negative, do not sum to
+            ``H * W`` or (compressed) are not a well-formed COCO string
+            (:func:`check_coco_rle`).
     """
     h, w, runs = _checked_runs(rle)
     counts = rle["counts"]
@@ -209,7 +212,7 @@ def masks_to_coco_rle(masks: torch.Tensor | np.ndarray) -> list[dict[str, Any]]:
         masks = (masks if masks.dtype == torch.bool else masks != 0).numpy()
     arr = np.asarray(masks)
     if arr.ndim != 3:
-        raise ValueError(f"masks must be (N, H, W), got shape {arr.shape}")
+        raise InvalidMask(f"masks must be (N, H, W), got shape {arr.shape}")
     if arr.dtype != np.bool_:
         arr = arr != 0
     if arr.shape[0] == 0:

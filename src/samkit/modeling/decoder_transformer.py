@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from samkit.errors import InvalidArgument
 from samkit.layers.common import bounded_inference
 from samkit.layers.two_way import FirstBlockKeys, TwoWayTransformer
 from samkit.modeling.decoder_utils import PreparedImage, _version_key
@@ -75,7 +76,7 @@ class DecoderTransformerMixin:
         if not bounded_inference() or self.transformer.depth == 0:
             return None
         if image_embeddings.shape[0] != 1 or dense_prompt_embeddings.shape[0] != 1:
-            raise ValueError("prepare takes one image embedding and one dense prompt")
+            raise InvalidArgument("prepare takes one image embedding and one dense prompt")
         src = image_embeddings + dense_prompt_embeddings
         return PreparedImage(
             features=image_embeddings,

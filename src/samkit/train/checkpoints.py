@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from samkit.errors import CheckpointError, OutputError
+from samkit.errors import CheckpointError, InvalidArgument, OutputError
 from samkit.fileio import atomic_write_bytes, nearest_existing
 from samkit.modeling import SamModel
 from samkit.modeling.sam2 import Sam2
@@ -149,11 +149,11 @@ def start_run_folder(
     Raises:
         OutputError: the folder holds another run (and not ``overwrite``), or cannot be
             created, or a file cannot be deleted.
-        ValueError: ``overwrite`` for a run that is not ``new``.
+        InvalidArgument: (a ``ValueError``) ``overwrite`` for a run that is not ``new``.
     """
     out = Path(out_dir)
     if overwrite and not new:
-        raise ValueError("fit(overwrite=True) starts a new run; this trainer continues one")
+        raise InvalidArgument("fit(overwrite=True) starts a new run; this trainer continues one")
     if new:
         names = previous_run_names(out)
         if names and not overwrite:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from samkit.errors import InvalidArgument, InvalidMask
+
 __all__ = [
     "LossOutput",
     "dice_loss",
@@ -38,11 +40,11 @@ def _as_target(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     if targets.dim() == logits.dim() - 1:
         targets = targets.unsqueeze(1)
     if targets.dim() != logits.dim():
-        raise ValueError(
+        raise InvalidMask(
             f"targets of shape {tuple(targets.shape)} do not match logits {tuple(logits.shape)}"
         )
     if targets.shape[-2:] != logits.shape[-2:]:
-        raise ValueError(
+        raise InvalidMask(
             f"targets are {tuple(targets.shape[-2:])} but logits are "
             f"{tuple(logits.shape[-2:])}: resize the targets first (resize_targets)"
         )
@@ -183,10 +185,10 @@ def sam_loss(
         head receives gradient for all ``K`` outputs, against detached true IoUs.
     """
     if mask_logits.dim() != 4:
-        raise ValueError(f"mask_logits must be (B, K, H, W), got {tuple(mask_logits.shape)}")
+        raise InvalidArgument(f"mask_logits must be (B, K, H, W), got {tuple(mask_logits.shape)}")
     b, k = mask_logits.shape[:2]
     if iou_pred.shape != (b, k):
-        raise ValueError(f"iou_pred must be {(b, k)}, got {tuple(iou_pred.shape)}")
+        raise InvalidArgument(f"iou_pred must be {(b, k)}, got {tuple(iou_pred.shape)}")
     target = target.to(dtype=mask_logits.dtype) if target.dtype == torch.bool else target
     focal = sigmoid_focal_loss(mask_logits, target)  # (B, K)
     dice = dice_loss(mask_logits, target)  # (B, K)
@@ -196,7 +198,7 @@ def sam_loss(
     else:
         best = torch.zeros(b, dtype=torch.long, device=mask_logits.device)
     if iou_loss not in ("mse", "l1"):
-        raise ValueError(f"iou_loss must be 'mse' or 'l1', got {iou_loss!r}")
+        raise InvalidArgument(f"iou_loss must be 'mse' or 'l1', got {iou_loss!r}")
     rows = torch.arange(b, device=mask_logits.device)
     if object_present is None:
         object_present = (target.flatten(1) > 0.5).any(dim=1)
@@ -250,7 +252,7 @@ def resize_targets(masks: torch.Tensor, size: int | tuple[int, int]) -> torch.Te
     if masks.dim() == 3:
         masks = masks.unsqueeze(1)
     if masks.dim() != 4 or masks.shape[1] != 1:
-        raise ValueError(f"masks must be (B, H, W) or (B, 1, H, W), got {tuple(masks.shape)}")
+        raise InvalidMask(f"masks must be (B, H, W) or (B, 1, H, W), got {tuple(masks.shape)}")
     out_size = (size, size) if isinstance(size, int) else tuple(size)
     m = masks.float() if masks.dtype == torch.bool else (masks > 0.5).float()
     h, w = m.shape[-2:]

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from samkit.errors import InvalidConfig
 from samkit.layers.common import LayerNorm2d
 from samkit.modeling import SamModel
 from samkit.train.config import TrainConfig
@@ -57,7 +58,8 @@ def _encoder_layer_scale(name: str, model: nn.Module, layer_decay: float) -> flo
 def freeze_by_prefix(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     """Set ``requires_grad=False`` on every parameter of ``model`` whose name starts with
     one of ``prefixes``; returns the frozen names. A prefix that matches nothing raises
-    ``ValueError`` (a typo would otherwise silently train what was meant to be fixed)."""
+    :class:`~samkit.errors.InvalidConfig` (a ``ValueError``; a typo would otherwise silently
+    train what was meant to be fixed)."""
     frozen: list[str] = []
     for prefix in prefixes:
         hits = [(n, p) for n, p in model.named_parameters() if n.startswith(prefix)]
@@ -65,9 +67,10 @@ def freeze_by_prefix(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
             names = (
                 n.split(".")[0] + ("." if "." in n else "") for n, _ in model.named_parameters()
             )
-            raise ValueError(
+            raise InvalidConfig(
                 f"TrainConfig.freeze prefix {prefix!r} matches no parameter (use checkpoint "
-                f"key prefixes; this model's top-level ones: {', '.join(sorted(set(names)))})"
+                f"key prefixes; this model's top-level ones: {', '.join(sorted(set(names)))})",
+                field="freeze",
             )
         for name, param in hits:
             param.requires_grad_(False)

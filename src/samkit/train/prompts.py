@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from samkit.errors import InvalidArgument, InvalidMask, InvalidPrompt
 from samkit.inference.transforms import coords_to_input
 
 __all__ = [
@@ -70,7 +71,7 @@ class Prompt:
         pts = np.asarray(self.points, dtype=np.float32).reshape(-1, 2)
         lbl = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         if len(pts) != len(lbl):
-            raise ValueError(f"{len(pts)} points but {len(lbl)} labels")
+            raise InvalidPrompt(f"{len(pts)} points but {len(lbl)} labels")
         object.__setattr__(self, "points", _readonly(pts))
         object.__setattr__(self, "labels", _readonly(lbl))
         if self.box is not None:
@@ -80,7 +81,7 @@ class Prompt:
             if m.ndim == 2:
                 m = m[None]
             if m.ndim != 3 or m.shape[0] != 1:
-                raise ValueError(f"mask_input must be (1, h, w), got {tuple(m.shape)}")
+                raise InvalidPrompt(f"mask_input must be (1, h, w), got {tuple(m.shape)}")
             object.__setattr__(self, "mask_input", m)
 
     @property
@@ -139,7 +140,7 @@ class Prompt:
 def _check_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
     m = np.asarray(mask)
     if m.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {m.shape}")
+        raise InvalidMask(f"{name} must be a 2-D (H, W) array, got shape {m.shape}")
     return m.astype(bool, copy=False)
 
 
@@ -151,7 +152,7 @@ def make_schedule(num_rounds: int, rng: np.random.Generator) -> list[bool]:
     are True (one error point each). Needs ``num_rounds >= 3``.
     """
     if num_rounds < 3:
-        raise ValueError(f"num_rounds must be >= 3, got {num_rounds}")
+        raise InvalidArgument(f"num_rounds must be >= 3, got {num_rounds}")
     plan = [True] * num_rounds
     plan[int(rng.integers(1, num_rounds - 1))] = False
     plan[-1] = False
@@ -168,7 +169,7 @@ class InteractiveSimulator:
 
     def __init__(self, num_rounds: int = 11, rng: np.random.Generator | int | None = None) -> None:
         if num_rounds < 3:
-            raise ValueError(f"num_rounds must be >= 3, got {num_rounds}")
+            raise InvalidArgument(f"num_rounds must be >= 3, got {num_rounds}")
         self.num_rounds = num_rounds
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
@@ -187,12 +188,13 @@ class InteractiveSimulator:
         corners reordered if the noise crossed them.
 
         Raises:
-            ValueError: if the mask is not 2-D or has no foreground pixel.
+            InvalidMask: (a ``ValueError``) if the mask is not 2-D or has no foreground
+                pixel.
         """
         m = _check_mask(mask)
         ys, xs = np.nonzero(m)
         if len(xs) == 0:
-            raise ValueError("cannot prompt an empty mask (no foreground pixel)")
+            raise InvalidMask("cannot prompt an empty mask (no foreground pixel)")
         if self.rng.random() < 0.5:
             i = int(self.rng.integers(len(xs)))
             return Prompt(points=[[xs[i], ys[i]]], labels=[1])
@@ -223,7 +225,7 @@ class InteractiveSimulator:
         g = _check_mask(gt, "gt")
         p = _check_mask(pred, "pred")
         if g.shape != p.shape:
-            raise ValueError(f"gt {g.shape} and pred {p.shape} differ in shape")
+            raise InvalidMask(f"gt {g.shape} and pred {p.shape} differ in shape")
         err = g != p
         ys, xs = np.nonzero(err)
         if len(xs) == 0:

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from samkit.data.types import Sample
+from samkit.errors import InvalidConfig
 from samkit.modeling import SamModel
 from samkit.modeling.sam2 import Sam2
 from samkit.train.checkpoints import (
@@ -112,6 +113,8 @@ class Trainer:
 
     Raises:
         InvalidDataset: ``train_data`` is empty or holds no mask at all.
+        InvalidConfig: a ``freeze`` prefix matches no parameter, or nothing is left to
+            train.
         OutputError: ``config.out_dir`` cannot be a writable folder (checked before the
             model is loaded, see :func:`~samkit.train.checkpoints.check_run_folder`; a
             refusal only creating it shows comes from the embedding cache or :meth:`fit`).
@@ -141,7 +144,7 @@ class Trainer:
         freeze_by_prefix(self.model, config.freeze)
         self.param_groups = build_param_groups(self.model, config)
         if not self.param_groups:
-            raise ValueError("the model has no trainable parameters")
+            raise InvalidConfig("the model has no trainable parameters", field="freeze")
         self.optimizer = torch.optim.AdamW(
             self.param_groups, lr=config.lr, betas=tuple(config.betas), weight_decay=0.0
         )
@@ -393,7 +396,8 @@ class Trainer:
         Raises:
             OutputError: ``out_dir`` holds another run and not ``overwrite``, or cannot
                 be created or written.
-            ValueError: ``overwrite`` for a trainer that continues a run.
+            InvalidArgument: (a ``ValueError``) ``overwrite`` for a trainer that continues
+                a run.
         """
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from samkit.data.synthetic_video import SyntheticClip, SyntheticVideoConfig, generate_clip
+from samkit.errors import InvalidConfig
 from samkit.modeling.sam2 import Sam2
 from samkit.train.checkpoints import (
     atomic_torch_save,
@@ -110,7 +111,9 @@ class VideoTrainConfig:
 
     def __post_init__(self) -> None:
         if self.iou_loss not in ("l1", "bce"):
-            raise ValueError(f"iou_loss must be 'l1' or 'bce', got {self.iou_loss!r}")
+            raise InvalidConfig(
+                f"iou_loss must be 'l1' or 'bce', got {self.iou_loss!r}", field="iou_loss"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -257,7 +260,10 @@ class VideoTrainer:
     def __init__(self, model: Sam2, config: VideoTrainConfig, out_dir: str | Path):
         head = model.sam_mask_decoder.iou_prediction_head
         if config.iou_loss == "bce" and not head.sigmoid_output:
-            raise ValueError("iou_loss='bce' needs a sigmoid IoU head (SAM 2 configs have one)")
+            raise InvalidConfig(
+                "iou_loss='bce' needs a sigmoid IoU head (SAM 2 configs have one)",
+                field="iou_loss",
+            )
         self.model = model
         self.config = config
         self.out_dir = Path(out_dir)
@@ -376,7 +382,8 @@ class VideoTrainer:
         Raises:
             OutputError: ``out_dir`` holds another run and not ``overwrite``, or cannot
                 be written.
-            ValueError: ``overwrite`` for a trainer that continues a run.
+            InvalidArgument: (a ``ValueError``) ``overwrite`` for a trainer that continues
+                a run.
         """
         cfg = self.config
         start_run_folder(self.out_dir, new=not self._continuing, overwrite=overwrite)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from samkit.errors import InvalidVideo
+from samkit.errors import InvalidImage, InvalidPrompt, InvalidVideo
 from samkit.inference.transforms import pil_to_rgb
 from samkit.masks import small_components
 from samkit.modeling.sam2 import Sam2
@@ -39,7 +39,7 @@ def prepare_frame(
     img = img.convert("RGB").resize((image_size, image_size), Image.BICUBIC)
     arr = np.asarray(img)
     if arr.dtype != np.uint8:
-        raise ValueError(f"expected an 8-bit RGB frame, got {arr.dtype}")
+        raise InvalidImage(f"expected an 8-bit RGB frame, got {arr.dtype}")
     x = torch.from_numpy(arr / 255.0).permute(2, 0, 1).float()
     mean_t = torch.tensor(tuple(mean), dtype=torch.float32)[:, None, None]
     std_t = torch.tensor(tuple(std), dtype=torch.float32)[:, None, None]
@@ -99,13 +99,13 @@ def points_to_model(
     in the model's input frame (``x * S / W``, ``y * S / H``), the box's two corners
     first with labels 2 and 3, as the official ``add_new_points_or_box`` does."""
     if (points is None) != (labels is None):
-        raise ValueError("points and labels must be given together")
+        raise InvalidPrompt("points and labels must be given together")
     coords = torch.zeros(0, 2) if points is None else torch.as_tensor(points, dtype=torch.float32)
     labs = torch.zeros(0, dtype=torch.int32)
     if labels is not None:
         labs = torch.as_tensor(labels, dtype=torch.int32)
     if coords.shape[0] != labs.shape[0] or (coords.numel() and coords.shape[-1] != 2):
-        raise ValueError("points must be (P, 2) with one label each")
+        raise InvalidPrompt("points must be (P, 2) with one label each")
     coords = coords.reshape(1, -1, 2)
     labs = labs.reshape(1, -1)
     if box is not None:
@@ -113,7 +113,7 @@ def points_to_model(
         coords = torch.cat([corners, coords], dim=1)
         labs = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), labs], dim=1)
     if coords.shape[1] == 0:
-        raise ValueError("give at least one point or a box")
+        raise InvalidPrompt("give at least one point or a box")
     h, w = video_size
     coords = coords / torch.tensor([w, h]) * image_size
     return Points(coords, labs)
@@ -132,7 +132,7 @@ def mask_to_model(mask: torch.Tensor | np.ndarray, image_size: int) -> torch.Ten
     official ``add_new_mask``), unchanged if already ``S x S``."""
     m = torch.as_tensor(mask)
     if m.dim() != 2:
-        raise ValueError("mask must be (H, W)")
+        raise InvalidPrompt("mask must be (H, W)")
     m = m.to(torch.bool).float()[None, None]
     if tuple(m.shape[-2:]) == (image_size, image_size):
         return m

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from samkit.errors import FrameOutOfRange, InvalidVideo, OutputError
+from samkit.errors import FrameOutOfRange, InvalidImage, InvalidVideo, OutputError
 from samkit.fileio import chmod_as_created
 
 __all__ = ["VIDEO_SUFFIXES", "VideoFileReader", "VideoFileWriter", "require_av"]
@@ -241,7 +241,7 @@ class VideoFileWriter:
         """Append one ``(H, W, 3)`` uint8 RGB frame (all frames must have one size)."""
         arr = np.asarray(rgb)
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) uint8 frame, got {arr.dtype} {arr.shape}")
+            raise InvalidImage(f"expected an (H, W, 3) uint8 frame, got {arr.dtype} {arr.shape}")
         if self._stream is None:
             h, w = arr.shape[:2]
             self._size = (h, w)
@@ -253,7 +253,7 @@ class VideoFileWriter:
             self._stream.codec_context.time_base = 1 / rate
             self._rate = rate
         elif arr.shape[:2] != self._size:
-            raise ValueError(f"frame size {arr.shape[:2]} differs from {self._size}")
+            raise InvalidImage(f"frame size {arr.shape[:2]} differs from {self._size}")
         h, w = arr.shape[:2]
         if h % 2 or w % 2:
             arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
+from samkit.errors import InvalidArgument
 from samkit.video.results import FrameOutput, ObjectTrack
 from samkit.video.state import DEFAULT_OPTIONS, Memory, MemorySelection, TrackerOptions
 
@@ -42,7 +43,7 @@ def by_frame(memories: Iterable[Memory] | Mapping[int, Memory]) -> Mapping[int, 
     out: dict[int, Memory] = {}
     for m in memories:
         if m.frame_index in out:
-            raise ValueError(f"two memories for frame {m.frame_index}")
+            raise InvalidArgument(f"two memories for frame {m.frame_index}")
         out[m.frame_index] = m
     return out
 

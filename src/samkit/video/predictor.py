@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from samkit.errors import InvalidArgument, InvalidArgumentType
 from samkit.modeling.sam2 import Sam2
 from samkit.types import is_int
 from samkit.video.io import VideoFileReader
@@ -40,7 +41,9 @@ class VideoPredictor:
         fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
     ) -> None:
         if not isinstance(model, Sam2):
-            raise TypeError(f"VideoPredictor needs a SAM 2 model, got {type(model).__name__}")
+            raise InvalidArgumentType(
+                f"VideoPredictor needs a SAM 2 model, got {type(model).__name__}"
+            )
         self.model = model.eval()
         self.options = options or options_for(model)
         self.fill_hole_area = fill_hole_area
@@ -74,9 +77,9 @@ class VideoPredictor:
                 stream is taken as long (at least ``max_obj_ptrs_in_encoder`` frames).
         """
         if max_cached_frames < 1:
-            raise ValueError("max_cached_frames must be >= 1")
+            raise InvalidArgument("max_cached_frames must be >= 1")
         if num_frames is not None and (not is_int(num_frames) or num_frames < 1):
-            raise ValueError(f"num_frames must be an int >= 1, got {num_frames!r}")
+            raise InvalidArgument(f"num_frames must be an int >= 1, got {num_frames!r}")
         return VideoSession(self, source, keep_results, max_cached_frames, num_frames)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from samkit.errors import InvalidPrompt
 from samkit.modeling.sam2 import Sam2
 from samkit.video.state import DEFAULT_OPTIONS, NO_OBJ_SCORE, Points, TrackerOptions
 
@@ -65,11 +66,11 @@ def _sam_heads(
     else:
         coords, labels = points.coords.to(device), points.labels.to(device)
         if coords.shape[0] != batch or labels.shape[0] != batch:
-            raise ValueError(f"points are for {coords.shape[0]} objects, expected {batch}")
+            raise InvalidPrompt(f"points are for {coords.shape[0]} objects, expected {batch}")
     encoder = model.sam_prompt_encoder
     if mask_prompt is not None:
         if mask_prompt.dim() != 4 or tuple(mask_prompt.shape[:2]) != (batch, 1):
-            raise ValueError(f"mask prompt must be ({batch}, 1, H, W)")
+            raise InvalidPrompt(f"mask prompt must be ({batch}, 1, H, W)")
         mask_prompt = mask_prompt.to(device)
         if tuple(mask_prompt.shape[-2:]) != tuple(encoder.mask_input_size):
             mask_prompt = F.interpolate(

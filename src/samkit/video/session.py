@@ -49,7 +49,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from samkit.errors import InvalidPrompt, NoPrompts
+from samkit.errors import InvalidArgument, InvalidPrompt, NoPrompts
 from samkit.types import is_int
 from samkit.video.frames import fill_holes, upsample_to_input
 from samkit.video.memory_bank import (
@@ -246,11 +246,11 @@ class VideoSession(VideoSessionBase):
         """
         self._check_open()
         if direction not in ("forward", "backward", "both"):
-            raise ValueError(f"direction must be forward, backward or both, not {direction!r}")
+            raise InvalidArgument(f"direction must be forward, backward or both, not {direction!r}")
         if start is not None:
             start = self._check_frame(start)
         if max_frames is not None and (not is_int(max_frames) or max_frames < 0):
-            raise ValueError(f"max_frames must be an int >= 0, got {max_frames!r}")
+            raise InvalidArgument(f"max_frames must be an int >= 0, got {max_frames!r}")
         if not self._objects:
             raise NoPrompts("no objects: add a prompt before propagating")
         for track in self._objects.values():

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import torch
 
+from samkit.errors import InvalidArgument, InvalidConfig
 from samkit.modeling.sam2 import Sam2
 
 #: Mask logit given to an object predicted absent (and to objects with no output).
@@ -68,9 +69,13 @@ class TrackerOptions:
 
     def __post_init__(self) -> None:
         if self.memory_temporal_stride < 1:
-            raise ValueError("memory_temporal_stride must be >= 1")
+            raise InvalidConfig(
+                "memory_temporal_stride must be >= 1", field="memory_temporal_stride"
+            )
         if self.max_cond_frames_in_attn != -1 and self.max_cond_frames_in_attn < 2:
-            raise ValueError("max_cond_frames_in_attn must be -1 or >= 2")
+            raise InvalidConfig(
+                "max_cond_frames_in_attn must be -1 or >= 2", field="max_cond_frames_in_attn"
+            )
 
 
 DEFAULT_OPTIONS = TrackerOptions()
@@ -153,11 +158,11 @@ class Memory:
     def cat(memories: Sequence[Memory]) -> Memory:
         """Objects of several memories of the same frame, concatenated in order."""
         if not memories:
-            raise ValueError("no memories to concatenate")
+            raise InvalidArgument("no memories to concatenate")
         first = memories[0]
         for m in memories[1:]:
             if m.frame_index != first.frame_index or m.is_conditioning != first.is_conditioning:
-                raise ValueError("can only concatenate memories of the same frame and kind")
+                raise InvalidArgument("can only concatenate memories of the same frame and kind")
         return Memory(
             first.frame_index,
             first.is_conditioning,
@@ -221,7 +226,7 @@ class TrackOutput:
         official predictor; ``None`` keeps float32).
         """
         if self.maskmem_features is None or self.maskmem_pos_enc is None:
-            raise ValueError("this output has no encoded memory (run_mem_encoder=False)")
+            raise InvalidArgument("this output has no encoded memory (run_mem_encoder=False)")
         feats = self.maskmem_features
         if storage_dtype is not None:
             feats = feats.to(storage_dtype)

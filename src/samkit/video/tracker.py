@@ -70,6 +70,7 @@ from typing import Any
 
 import torch
 
+from samkit.errors import InvalidArgument, InvalidPrompt
 from samkit.modeling.sam2 import Sam2
 from samkit.video.frames import apply_non_overlapping_constraints
 from samkit.video.memory_bank import by_frame, select_memories
@@ -97,7 +98,7 @@ def encode_frame_with_grad(model: Sam2, image: torch.Tensor) -> FrameFeatures:
     the caller's autograd mode (training); :func:`encode_frame` is the inference form."""
     x = image.unsqueeze(0) if image.dim() == 3 else image
     if x.shape[0] != 1:
-        raise ValueError("encode_frame takes one frame")
+        raise InvalidArgument("encode_frame takes one frame")
     s0, s1, top = model.forward_image(x.to(model.device))
     pos = model.image_encoder.position_encoding(top)
     h, w = top.shape[-2:]
@@ -156,7 +157,7 @@ def _condition_on_memory(
         options=options,
     )
     if not any(slot == 0 for slot, _ in sel.spatial):
-        raise ValueError("a non-initial frame needs at least one conditioning memory")
+        raise InvalidArgument("a non-initial frame needs at least one conditioning memory")
     device, dtype = curr.device, curr.dtype
     tokens: list[torch.Tensor] = []
     pos: list[torch.Tensor] = []
@@ -203,7 +204,7 @@ def _condition_on_memory(
 
 def _check_batch(mem: Memory, batch: int) -> None:
     if mem.num_objects != batch:
-        raise ValueError(
+        raise InvalidArgument(
             f"memory of frame {mem.frame_index} has {mem.num_objects} objects, "
             f"the frame is tracked for {batch}"
         )
@@ -314,15 +315,15 @@ def track_step_with_grad(
     if options is None:
         options = options_for(model)
     if point_inputs is not None and mask_inputs is not None:
-        raise ValueError("give points or a mask on a frame, not both")
+        raise InvalidPrompt("give points or a mask on a frame, not both")
     if prev_sam_mask_logits is not None and point_inputs is None:
-        raise ValueError("prev_sam_mask_logits goes with new point_inputs")
+        raise InvalidArgument("prev_sam_mask_logits goes with new point_inputs")
     cond_memories = by_frame(cond_memories)
     batch = _batch_size(num_objects, point_inputs, mask_inputs, cond_memories)
     high_res = features.high_res_features
     if mask_inputs is not None:
         if mask_inputs.dim() != 4 or tuple(mask_inputs.shape[:2]) != (batch, 1):
-            raise ValueError(f"mask_inputs must be ({batch}, 1, S, S)")
+            raise InvalidPrompt(f"mask_inputs must be ({batch}, 1, S, S)")
         pix_feat = features.top.expand(batch, -1, -1, -1)
         heads = _mask_as_output(model, pix_feat, high_res, mask_inputs.to(pix_feat.device))
     else:
@@ -389,7 +390,7 @@ def _batch_size(
         return mask_inputs.shape[0]
     for mem in cond_memories.values():
         return mem.num_objects
-    raise ValueError("cannot tell the number of objects: give prompts or num_objects")
+    raise InvalidArgument("cannot tell the number of objects: give prompts or num_objects")
 
 
 __all__ = [

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samkit.configs.base import FpnConfig, HieraConfig
+from samkit.errors import InvalidArgument, InvalidConfig
 from samkit.layers.common import MLP, bounded_inference, residual_rowwise, rows_per_chunk
 from samkit.layers.position import PositionEmbeddingSine
 from samkit.layers.sdpa import scaled_dot_product_attention
@@ -186,7 +187,7 @@ class Hiera(nn.Module):
     def __init__(self, cfg: HieraConfig) -> None:
         super().__init__()
         if len(cfg.stages) != len(cfg.window_spec):
-            raise ValueError("stages and window_spec must have the same length")
+            raise InvalidConfig("stages and window_spec must have the same length")
         self.window_spec = tuple(cfg.window_spec)
         self.stage_ends = [sum(cfg.stages[: i + 1]) - 1 for i in range(len(cfg.stages))]
         q_pool_blocks = [end + 1 for end in self.stage_ends[:-1]][: cfg.q_pool]
@@ -289,7 +290,7 @@ class FpnNeck(nn.Module):
         left as its trunk input, for callers that project it themselves."""
         n = len(self.convs) - 1
         if any(j in self.top_down_levels for i in skip for j in range(i + 1)):
-            raise ValueError("only levels finer than every top-down level can be skipped")
+            raise InvalidArgument("only levels finer than every top-down level can be skipped")
         out: list[torch.Tensor] = [xs[0]] * len(xs)
         prev = None
         for i in range(n, -1, -1):  # coarsest first

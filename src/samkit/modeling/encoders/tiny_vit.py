@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samkit.errors import InvalidConfig
 from samkit.layers.common import LayerNorm2d, bounded_inference, residual_rowwise, rows_per_chunk
 from samkit.layers.sdpa import scaled_dot_product_attention
 
@@ -254,7 +255,7 @@ class TinyViTBlock(nn.Module):
     ) -> None:
         super().__init__()
         if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+            raise InvalidConfig(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.window_size = window_size
         self.attn = Attention(dim=dim, num_heads=num_heads, window_size=window_size)
         self.mlp = FeedForward(dim, int(dim * mlp_ratio))
@@ -332,7 +333,7 @@ class TinyViT(nn.Module):
         super().__init__()
         n_stages = len(depths)
         if not (len(embed_dims) == len(num_heads) == len(window_sizes) == n_stages >= 2):
-            raise ValueError("embed_dims, depths, num_heads, window_sizes must align (>= 2)")
+            raise InvalidConfig("embed_dims, depths, num_heads, window_sizes must align (>= 2)")
         self.img_size = img_size
         self.patch_embed = PatchEmbed(in_chans=in_chans, embed_dim=embed_dims[0])
         self.layers = nn.ModuleList()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samkit.configs.base import MemoryConfig
+from samkit.errors import InvalidArgument, InvalidConfig
 from samkit.layers.attention import RoPEAttention
 from samkit.layers.common import residual_rowwise
 
@@ -71,7 +72,7 @@ class MemoryAttentionLayer(nn.Module):
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation should be one of {sorted(_ACTIVATIONS)}")
+            raise InvalidConfig(f"activation should be one of {sorted(_ACTIVATIONS)}")
         self.d_model = d_model
         self.dim_feedforward = dim_feedforward
         self.dropout_value = dropout
@@ -253,10 +254,10 @@ class MemoryAttention(nn.Module):
         """
         if isinstance(curr, list):
             if len(curr) != 1 or not isinstance(curr_pos, list) or len(curr_pos) != 1:
-                raise ValueError("curr and curr_pos lists must both have one element")
+                raise InvalidArgument("curr and curr_pos lists must both have one element")
             curr, curr_pos = curr[0], curr_pos[0]
         if curr.shape[1] != memory.shape[1]:
-            raise ValueError("curr and memory must have the same batch size (dim 1)")
+            raise InvalidArgument("curr and memory must have the same batch size (dim 1)")
         output = curr
         if self.pos_enc_at_input and curr_pos is not None:
             output = output + 0.1 * curr_pos

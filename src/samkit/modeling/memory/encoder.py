@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from samkit.configs.base import MemoryConfig
+from samkit.errors import InvalidConfig
 from samkit.layers.common import LayerNorm2d
 from samkit.layers.position import PositionEmbeddingSine
 
@@ -46,7 +47,7 @@ class MaskDownSampler(nn.Module):
         super().__init__()
         num_stages = round(math.log(total_stride) / math.log(stride))
         if stride**num_stages != total_stride:
-            raise ValueError(f"total_stride {total_stride} is not a power of stride {stride}")
+            raise InvalidConfig(f"total_stride {total_stride} is not a power of stride {stride}")
         self.encoder = nn.Sequential()
         in_chans = out_chans = 1
         for _ in range(num_stages):
