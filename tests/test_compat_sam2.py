@@ -247,6 +247,21 @@ def test_fill_small_regions_two_areas():
     assert fill_small_regions_logits(logits, 0, max_sprinkle_area=0) is logits
 
 
+def test_fill_small_regions_leaves_nan_alone():
+    """As the official post-processing (holes are ``logits <= threshold``): a NaN logit
+    is neither hole nor sprinkle, so it is not filled and does not join a hole."""
+    logits = torch.full((1, 1, 3, 3), 5.0)
+    logits[0, 0, 1, 1] = float("nan")
+    out = fill_small_regions_logits(logits, 4.0, 0.0)
+    assert torch.isnan(out[0, 0, 1, 1]) and torch.equal(out[0, 0, 0], logits[0, 0, 0])
+    # a 2-pixel background region next to a NaN stays a 2-pixel hole (filled at area 2)
+    logits = torch.full((1, 1, 4, 4), 5.0)
+    logits[0, 0, 0, :2] = -5.0
+    logits[0, 0, 0, 2] = float("nan")
+    out = fill_small_regions_logits(logits, 2.0, 0.0)
+    assert out[0, 0, 0, :2].tolist() == [10.0, 10.0] and torch.isnan(out[0, 0, 0, 2])
+
+
 def test_signatures_match_official():
     reference_shims.install()
     official_pred = reference_shims.import_sam2_module("sam2_image_predictor").SAM2ImagePredictor

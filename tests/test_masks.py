@@ -453,6 +453,25 @@ def test_remove_small_regions_equals_official(amg) -> None:
     assert n_changed > 50  # the comparison exercised the modifying branch
 
 
+def test_remove_small_regions_ties_keep_opencvs_first(amg) -> None:
+    """Every island small and several of the largest size: the official code keeps the
+    one OpenCV labels first (2x2 blocks in raster order), not scipy's first in raster
+    order: here the pixel at (1, 0) comes before (0, 2)."""
+    mask = np.zeros((2, 3), dtype=bool)
+    mask[0, 2] = mask[1, 0] = True
+    out, _ = _check_small_regions(amg, mask, 5, "islands")
+    assert out.tolist() == [[False, False, False], [True, False, False]]
+    rng = np.random.default_rng(5)
+    ties = 0
+    for _ in range(1500):
+        h, w = rng.integers(1, 12, 2)
+        m = rng.random((h, w)) < rng.uniform(0.05, 0.4)
+        sizes = M.component_sizes(m)[1][1:]
+        ties += len(sizes) > 1 and (sizes == sizes.max()).sum() > 1
+        _check_small_regions(amg, m, 1e9, "islands")  # all small
+    assert ties > 100
+
+
 def test_remove_small_regions_corner_cases(amg) -> None:
     empty = np.zeros((8, 9), dtype=bool)
     full = np.ones((8, 9), dtype=bool)

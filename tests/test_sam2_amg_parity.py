@@ -84,6 +84,27 @@ def test_matches_official(version, case):
     assert_same_records(got, ref, min_masks=5)
 
 
+def test_point_coords_are_the_official_float32_values():
+    """The official SAM 2 generator turns the grid points into float32 before decoding
+    and reports those (SAM 1's stay float64): a 3-point grid on a 70 x 110 image has
+    points like 18.333... that differ in the last digits."""
+    ours, official = h.model_pair("2.1", IMAGE_SIZE)
+    kw = dict(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    kw["box_nms_thresh"] = 1.0
+    img = _image()[:70, :110]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = _official(official, **kw).generate(img)
+    got = samkit.MaskGenerator(ours, **kw).generate(img)
+    assert len(got) == len(ref) > 0
+
+    def points(records):
+        return sorted(tuple(r["point_coords"][0]) for r in records)
+
+    assert points(got) == points(ref)  # exactly
+    assert any(x != round(x, 6) for x, _ in points(got))  # the case needs inexact points
+
+
 def test_sam2_family_defaults():
     ours, _ = h.model_pair("2.1", IMAGE_SIZE)
     gen = samkit.MaskGenerator(ours)

@@ -338,6 +338,8 @@ class MaskGenerator:
         keep = torch.nonzero(kept.flatten()).flatten().cpu()  # indices into (b*k), point-major
         iou = iou.flatten().float().cpu()
         pts = torch.as_tensor(np.repeat(points, k, axis=0))  # (b*k, 2) crop frame, float64
+        if self._family == "sam2":  # the official SAM 2 generator's points are float32
+            pts = pts.float()
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # honest per-stage timings
         t1 = time.perf_counter()

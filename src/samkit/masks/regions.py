@@ -62,8 +62,8 @@ def remove_small_regions(
     Regions are 8-connected. ``mode="holes"``: connected regions of the *background* with
     fewer than ``area_thresh`` pixels are filled (a small outer background counts as a
     hole too). ``mode="islands"``: connected regions of the mask with fewer than
-    ``area_thresh`` pixels are removed, but if every region is small the largest one (the
-    first in raster order on a tie) is kept.
+    ``area_thresh`` pixels are removed, but if every region is small the largest one is
+    kept; on a tie, the one OpenCV (the official code's labelling) numbers first.
 
     Returns:
         ``(mask, changed)``: when nothing is small, the input ``mask`` object itself and
@@ -86,10 +86,27 @@ def remove_small_regions(
         lut[0] = True  # the mask itself
         lut[1:] = small
     elif small.all():
-        lut[1 + int(np.argmax(sizes))] = True
+        lut[_largest_region(labels, counts)] = True
     else:
         lut[1:] = ~small
     return lut[labels], True
+
+
+def _largest_region(labels: np.ndarray, sizes: np.ndarray) -> int:
+    """The label of the largest region (``sizes[1:]``); on a tie the one OpenCV's
+    8-connected labelling (``cv2.connectedComponentsWithStats``, whose choice the official
+    ``remove_small_regions`` keeps) numbers first. OpenCV 4.x/5.x labels 2x2 blocks in
+    raster order (the Spaghetti algorithm), and a block's foreground pixels are always
+    8-connected, so that region is the one whose first pixel in the order
+    ``(row // 2, col // 2)`` comes first. scipy numbers by first pixel in plain raster
+    order, which differs when two tied regions start in the same pair of rows."""
+    tied = np.flatnonzero(sizes[1:] == sizes[1:].max()) + 1
+    if len(tied) == 1:
+        return int(tied[0])
+    ys, xs = np.nonzero(np.isin(labels, tied))
+    block = (ys // 2) * ((labels.shape[1] + 1) // 2) + xs // 2
+    first = {int(label): int(block[labels[ys, xs] == label].min()) for label in tied}
+    return min(first, key=first.__getitem__)
 
 
 def fill_small_regions_logits(
@@ -103,8 +120,8 @@ def fill_small_regions_logits(
 
     8-connected background regions ("holes") of at most ``max_area`` pixels are set to
     ``threshold + 10`` and foreground regions ("sprinkles") of at most ``max_area``
-    pixels to ``threshold - 10``; both are found on the input mask ``logits >
-    threshold``. Same rule as the official SAM 2 predictor's ``max_hole_area`` /
+    pixels to ``threshold - 10``; both are found on the input: holes among ``logits <=
+    threshold``, sprinkles among ``logits > threshold`` (a NaN logit is in neither). Same rule as the official SAM 2 predictor's ``max_hole_area`` /
     ``max_sprinkle_area`` post-processing (which needs its CUDA extension; this is a
     CPU implementation with scipy). Returns a new tensor.
 
@@ -115,14 +132,16 @@ def fill_small_regions_logits(
     if max_area <= 0 and sprinkle_area <= 0:
         return logits
     flat = logits.reshape(-1, *logits.shape[-2:])
-    fg = (flat > threshold).cpu().numpy()
+    # holes are ``logits <= threshold`` and sprinkles ``logits > threshold``, as in the
+    # official code: a NaN logit is neither, and stays NaN
+    regions = {False: (flat <= threshold).cpu().numpy(), True: (flat > threshold).cpu().numpy()}
     out = flat.clone()
-    change = np.zeros(fg.shape, dtype=np.int8)  # +1 fill, -1 remove
+    change = np.zeros(regions[True].shape, dtype=np.int8)  # +1 fill, -1 remove
     steps = [(1, False, max_area), (-1, True, sprinkle_area)]
     steps = [(value, is_fg, area) for value, is_fg, area in steps if area > 0]
-    for i in range(fg.shape[0]):
+    for i in range(change.shape[0]):
         for value, is_fg, area in steps:
-            change[i][small_components(fg[i] if is_fg else ~fg[i], area)] = value
+            change[i][small_components(regions[is_fg][i], area)] = value
     delta = torch.from_numpy(change).to(out.device)
     out = torch.where(delta > 0, torch.full_like(out, threshold + 10.0), out)
     out = torch.where(delta < 0, torch.full_like(out, threshold - 10.0), out)
