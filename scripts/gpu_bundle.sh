@@ -11,7 +11,7 @@
 # pure-Python imports) from this environment into .gpu/site, and downloads the CPython
 # 3.12 manylinux wheels of the compiled packages samkit needs that such an image may lack
 # (pycocotools) into .gpu/whl. Then, on the GPU machine, carrying
-# .gpu (about 10 MiB):
+# .gpu (about 3.5 MiB):
 #
 #     bash benchmarks/gpu_check.sh        # writes its results under $OUT
 set -euo pipefail
