@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from samkit.eval import (
     JFResult,
@@ -178,6 +179,25 @@ def test_next_click_tie_is_negative():
     assert next_click(gt, pred) == (11, 11, False)
 
 
+def test_next_click_skips_pixels_already_clicked():
+    """RITM's clicker zeroes the distance at clicked pixels: when the prediction did not
+    change, the next click moves to the next-farthest error pixel instead of repeating.
+    Hand-checked: the object is x 3..11, y 2..8, so a pixel's distance to the padded
+    boundary is min(x - 2, 12 - x, y - 1, 9 - y); the maximum 4 is at (6, 5), (7, 5) and
+    (8, 5), taken in row-major order."""
+    gt = rect(20, 20, 3, 2, 11, 8)
+    pred = np.zeros_like(gt)
+    clicks: list[tuple[int, int]] = []
+    for expected in [(6, 5), (7, 5), (8, 5)]:
+        click = next_click(gt, pred, clicked=clicks)
+        assert click == (*expected, True)
+        clicks.append(click[:2])
+    # then the distance-3 pixels, first in row-major order: (5, 4)
+    assert next_click(gt, pred, clicked=clicks) == (5, 4, True)
+    # clicks outside the image or on non-error pixels change nothing
+    assert next_click(gt, pred, clicked=[(-3, 40), (0, 0)]) == (6, 5, True)
+
+
 # ------------------------------------------------------------------------- NoC
 def test_noc_counts():
     ious = [0.5, 0.7, 0.86, 0.88, 0.95]
@@ -256,6 +276,30 @@ def test_f_exact_value_without_tolerance():
     b = rect(8, 8, 2, 3, 3, 4)
     assert seg2bmap(a).sum() == 8 and seg2bmap(b).sum() == 8
     assert boundary_f_measure(a, b, bound_th=0) == pytest.approx(4 / 8)
+
+
+def _davis_f(pred: np.ndarray, gt: np.ndarray, radius: int) -> float:
+    """DAVIS 2017's recipe written out: boundaries dilated by a disk, then matched."""
+    pb, gb = seg2bmap(pred), seg2bmap(gt)
+    pd = ndimage.binary_dilation(pb, structure=disk(radius))
+    gd = ndimage.binary_dilation(gb, structure=disk(radius))
+    precision = (pb & gd).sum() / pb.sum()
+    recall = (gb & pd).sum() / gb.sum()
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def test_f_equals_the_disk_dilation_recipe():
+    """The distance-transform form of the tolerance equals dilating by ``disk(r)``."""
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(8, 70, 2))
+        a = ndimage.gaussian_filter(rng.random((h, w)), 2) > 0.5
+        b = ndimage.gaussian_filter(rng.random((h, w)), 2) > 0.5
+        if not (seg2bmap(a).any() and seg2bmap(b).any()):
+            continue
+        for radius in (1, 2, 5):
+            got = boundary_f_measure(a, b, bound_th=radius)
+            assert got == pytest.approx(_davis_f(a, b, radius), abs=1e-12)
 
 
 def test_f_empty_conventions():

@@ -105,3 +105,28 @@ def test_prompts_are_given_on_frame_0_and_sessions_closed():
         assert res.j < 0.5
     with pytest.raises(ValueError):
         evaluate_video(_ScriptedPredictor(clips, "oracle"), clips, "scribble")  # type: ignore[arg-type]
+
+
+def test_unscorable_clips_are_refused_before_tracking():
+    """A 2-frame clip cannot be scored with the first and last frames excluded (the
+    DAVIS protocol): a sequence of clips is checked before anything is tracked (it used
+    to fail in j_and_f after tracking every earlier clip); an iterator, before that clip."""
+    from samkit.errors import InvalidArgument
+
+    clips = list(clips_from(_data(2)))
+    frames, masks = clips[1]
+    short = [clips[0], (frames[:2], masks[:, :2])]
+    pred = _ScriptedPredictor(short, "oracle")
+    with pytest.raises(InvalidArgument, match="clip 1 has 2 frame"):
+        evaluate_video(pred, short, "mask")
+    assert pred.calls == 0
+    pred = _ScriptedPredictor(short, "oracle")
+    with pytest.raises(InvalidArgument, match="clip 1 has 2 frame"):
+        evaluate_video(pred, iter(short), "mask")
+    assert pred.calls == 1
+    # scored on every frame instead, the short clip is fine
+    res = evaluate_video(_ScriptedPredictor(short, "oracle"), short, exclude_first_last=False)
+    assert res.jf == pytest.approx(1.0)
+    mismatched = [(frames, masks[:, :3])]
+    with pytest.raises(InvalidArgument, match="clip 0: frames"):
+        evaluate_video(_ScriptedPredictor(mismatched, "oracle"), mismatched)

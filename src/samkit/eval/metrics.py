@@ -26,7 +26,7 @@ What is implemented, and which protocol each follows:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,7 +163,9 @@ def click_point_farthest_from_boundary(mask: ArrayLike) -> tuple[int, int]:
     return _argmax_xy(_padded_edt(m))
 
 
-def next_click(gt: ArrayLike, pred: ArrayLike) -> tuple[int, int, bool] | None:
+def next_click(
+    gt: ArrayLike, pred: ArrayLike, clicked: Iterable[Sequence[float]] | None = None
+) -> tuple[int, int, bool] | None:
     """Interactive protocol: the next simulated click, at the centre of the largest error.
 
     Follows RITM's ``Clicker``: with ``FN = gt & ~pred`` (missed object) and
@@ -173,12 +175,15 @@ def next_click(gt: ArrayLike, pred: ArrayLike) -> tuple[int, int, bool] | None:
     pixel of FN if FN's maximum distance is *strictly* larger than FP's (a positive click),
     otherwise at FP's maximum (a negative click); on a tie the click is negative, as in
     RITM (``is_positive = fn_max_dist > fp_max_dist``). Ties between pixels are broken by
-    the first maximum in row-major order.
+    the first maximum in row-major order. As RITM's clicker, pixels already clicked
+    (``clicked``) get distance 0, so a click the model ignored is not repeated.
 
     Args:
         gt: ``(H, W)`` boolean ground-truth mask.
         pred: ``(H, W)`` boolean predicted mask (e.g. after the previous click; all
             ``False`` before the first click).
+        clicked: the ``(x, y)`` pixels clicked so far (positive and negative), e.g. the
+            points given to the model; ``None``: no click yet.
 
     Returns:
         ``(x, y, is_positive)`` with ``(x, y)`` pixel coordinates, or ``None`` when
@@ -196,6 +201,10 @@ def next_click(gt: ArrayLike, pred: ArrayLike) -> tuple[int, int, bool] | None:
         return None
     fn_dt = _padded_edt(fn)
     fp_dt = _padded_edt(fp)
+    for point in clicked or ():
+        x, y = (int(round(float(v))) for v in point)
+        if 0 <= y < fn_dt.shape[0] and 0 <= x < fn_dt.shape[1]:
+            fn_dt[y, x] = fp_dt[y, x] = 0.0
     is_positive = bool(fn_dt.max() > fp_dt.max())
     x, y = _argmax_xy(fn_dt if is_positive else fp_dt)
     return x, y, is_positive
@@ -332,9 +341,11 @@ def boundary_f_measure(pred: ArrayLike, gt: ArrayLike, bound_th: float = 0.008) 
         precision, recall = 0.0, 1.0
     else:
         if radius > 0:
-            st = disk(radius)
-            pred_dil = ndimage.binary_dilation(pred_b, structure=st)
-            gt_dil = ndimage.binary_dilation(gt_b, structure=st)
+            # Dilation by disk(radius) is "within Euclidean distance radius of a boundary
+            # pixel": one exact distance transform (O(H W)) instead of a dilation with a
+            # (2r+1)^2 element (4 s at 1080p, r = 18). sqrt(k) <= r exactly when k <= r^2.
+            pred_dil = ndimage.distance_transform_edt(~pred_b) <= radius
+            gt_dil = ndimage.distance_transform_edt(~gt_b) <= radius
         else:
             pred_dil, gt_dil = pred_b, gt_b
         precision = int(np.count_nonzero(pred_b & gt_dil)) / n_pred

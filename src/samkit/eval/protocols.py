@@ -205,7 +205,7 @@ def _interactive_object(
     logits = np.asarray(pred.low_res_logits[k])
     ious = [iou(mask, gt)]
     while len(ious) < max_clicks:
-        click = next_click(gt, mask)
+        click = next_click(gt, mask, clicked=points)
         if click is None:  # perfect prediction: nothing left to correct
             ious.extend([ious[-1]] * (max_clicks - len(ious)))
             break

@@ -69,6 +69,22 @@ class VideoEvalResult:
         }
 
 
+def _check_clip(k: int, frames: np.ndarray, masks: np.ndarray, exclude_first_last: bool) -> None:
+    """Clip ``k`` can be tracked and scored: ``(T, H, W, 3)`` frames, ``(N, T, H, W)``
+    masks, and at least 3 frames when the first and last are not scored."""
+    f_shape, m_shape = np.shape(frames), np.shape(masks)
+    if len(f_shape) != 4 or len(m_shape) != 4 or tuple(m_shape[1:]) != tuple(f_shape[:3]):
+        raise InvalidArgument(
+            f"clip {k}: frames {tuple(f_shape)} and masks {tuple(m_shape)} must be "
+            "(T, H, W, 3) and (N, T, H, W)"
+        )
+    if exclude_first_last and f_shape[0] < 3:
+        raise InvalidArgument(
+            f"clip {k} has {f_shape[0]} frame(s): with exclude_first_last (the DAVIS "
+            "protocol) a clip needs at least 3; pass exclude_first_last=False"
+        )
+
+
 def evaluate_video(
     predictor: Any,
     clips: Iterable[tuple[np.ndarray, np.ndarray]],
@@ -88,13 +104,23 @@ def evaluate_video(
 
     Returns:
         A :class:`VideoEvalResult`.
+
+    Raises:
+        InvalidArgument: (a ``ValueError``) an unknown ``prompt``, or a clip that cannot
+            be scored (frames and masks of different lengths or sizes, fewer than 3
+            frames with ``exclude_first_last``): checked before any tracking when
+            ``clips`` is a sequence, else before the clip is tracked.
     """
     if prompt not in ("mask", "box", "click"):
         raise InvalidArgument(f"unknown prompt {prompt!r}: use 'mask', 'box' or 'click'")
+    if isinstance(clips, Sequence):
+        for k, (frames, masks) in enumerate(clips):
+            _check_clip(k, frames, masks, exclude_first_last)
     results: list[JFResult] = []
     hidden_hits: list[bool] = []
     occluded: list[float] = []
-    for frames, masks in clips:
+    for k, (frames, masks) in enumerate(clips):
+        _check_clip(k, frames, masks, exclude_first_last)
         objs = [i for i in range(masks.shape[0]) if masks[i, 0].sum() >= min_area]
         if not objs:
             continue
