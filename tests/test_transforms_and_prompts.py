@@ -663,3 +663,37 @@ def test_embedding_sizes_eq_and_geometry(encoded, model, tmp_path) -> None:
     with pytest.raises(InvalidImage) as info:
         ImageEmbedding.from_bytes(b"\x80\x02garbage")
     assert "weights_only" not in str(info.value).replace("weights-only", "")
+
+
+def test_damaged_image_files_are_one_typed_error(tmp_path):
+    """Pillow raises SyntaxError for a PNG chunk with a wrong length (and struct.error for
+    malformed EXIF, ...): every reader turns them into samkit's typed errors."""
+    import struct
+
+    from PIL import Image
+
+    from samkit.data.sa1b import load_rgb
+    from samkit.errors import InvalidImage, InvalidVideo
+    from samkit.inference.transforms import load_image
+    from samkit.video.sources import FrameSource
+
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((20, 30, 3), 90, dtype=np.uint8)).save(good)
+    data = bytearray(good.read_bytes())
+    i = data.index(b"IDAT") - 4
+    (n,) = struct.unpack(">I", data[i : i + 4])
+    data[i : i + 4] = struct.pack(">I", n - 5)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InvalidImage, match="cannot read image .*bad.png"):
+        load_image(bad)
+    with pytest.raises(InvalidImage, match="bad.png"):
+        load_rgb(bad)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    Image.open(good).save(frames / "00000.png")
+    (frames / "00001.png").write_bytes(bytes(data))
+    source = FrameSource(frames, keep=2, num_frames=None)
+    assert source.rgb(0).shape == (20, 30, 3)
+    with pytest.raises(InvalidVideo, match="00001.png"):
+        source.rgb(1)

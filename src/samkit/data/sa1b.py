@@ -39,7 +39,7 @@ from samkit.data.amg_json import (  # generated-mask JSONs, COCO export: importa
 from samkit.data.types import Sample
 from samkit.errors import InvalidArgument, InvalidDataset, InvalidImage, InvalidMask
 from samkit.fileio import atomic_write_json, read_head
-from samkit.inference.transforms import pil_to_rgb
+from samkit.inference.transforms import DAMAGED_IMAGE_ERRORS, pil_to_rgb
 from samkit.masks import masks_to_coco_rle, rle_area, rle_decode
 from samkit.masks.rle import decode_rle_objects
 
@@ -113,8 +113,10 @@ def load_rgb(path: str | os.PathLike[str], size: tuple[int, int] | None = None) 
                 if tuple(size) == (im.height, im.width):
                     oriented = im
             return np.array(pil_to_rgb(oriented), dtype=np.uint8, copy=True)
-    except Image.DecompressionBombError as exc:
-        raise InvalidImage(f"cannot read image {path}: {exc}") from exc
+    except OSError:
+        raise  # missing or unreadable (truncated, not an image): the caller's to report
+    except DAMAGED_IMAGE_ERRORS as exc:  # over the pixel limit, damaged headers or chunks
+        raise InvalidImage(f"cannot read image {path}: {exc or type(exc).__name__}") from exc
 
 
 def oriented_size(path: str | os.PathLike[str]) -> tuple[int, int]:

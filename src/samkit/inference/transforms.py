@@ -9,16 +9,35 @@ PIL's bilinear filter (what the official ``ResizeLongestSide`` does via torchvis
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from samkit.errors import InvalidImage
 
 ImageLike = np.ndarray | Image.Image | str | os.PathLike
+
+#: What Pillow raises on a damaged file besides ``OSError`` (``UnidentifiedImageError``,
+#: truncated data) and ``ValueError``: ``SyntaxError`` (a broken PNG chunk), ``struct.error``
+#: (malformed EXIF), ``EOFError``, ``IndexError`` / ``KeyError`` / ``TypeError`` /
+#: ``ZeroDivisionError`` from plugins parsing bad headers, and its decompression-bomb
+#: error (a bare ``Exception``). Readers turn all of these into one typed error.
+DAMAGED_IMAGE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    struct.error,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    Image.DecompressionBombError,
+)
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -32,8 +51,8 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         with Image.open(p) as im:
             im = ImageOps.exif_transpose(im)
             return pil_to_rgb(im)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidImage(f"cannot read image {p}: {exc}") from None
+    except DAMAGED_IMAGE_ERRORS as exc:
+        raise InvalidImage(f"cannot read image {p}: {exc or type(exc).__name__}") from None
 
 
 def pil_to_rgb(im: Image.Image) -> np.ndarray:

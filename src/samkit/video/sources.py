@@ -151,15 +151,14 @@ class FrameSource:
         if self.paths is not None:
             from PIL import Image
 
-            from samkit.inference.transforms import pil_to_rgb
+            from samkit.inference.transforms import DAMAGED_IMAGE_ERRORS, pil_to_rgb
 
             try:
                 with Image.open(self.paths[index]) as img:
                     arr = pil_to_rgb(img)  # stored pixels, as the official loader
-            except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                # DecompressionBombError (over Pillow's pixel limit) is no OSError;
-                # ValueError: a mode pil_to_rgb refuses (InvalidImage)
-                raise InvalidVideo(f"cannot read {self.paths[index]}: {exc}") from exc
+            except DAMAGED_IMAGE_ERRORS as exc:  # incl. a mode pil_to_rgb refuses
+                reason = exc or type(exc).__name__
+                raise InvalidVideo(f"cannot read {self.paths[index]}: {reason}") from exc
             self._check_size(arr.shape[:2], index)
             return arr
         if self.reader is not None:
