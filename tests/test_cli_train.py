@@ -316,7 +316,59 @@ def test_train_resume_continues(dataset: Path, tmp_path: Path) -> None:
     assert saved["step"] == 2
     bad = tmp_path / "bad_state.pt"
     torch.save({"format": "other"}, bad)
-    assert_cli_error(run("train", dataset, *common, "--resume", bad), "bad_state.pt")
+    fresh = ("--out", tmp_path / "fresh")  # a new folder: the state itself is checked
+    assert_cli_error(run("train", dataset, *common, *fresh, "--resume", bad), "bad_state.pt")
+
+
+def test_resume_refuses_another_runs_state_in_a_run_folder(dataset: Path, tmp_path: Path) -> None:
+    """--resume B's state with --out A (A holding its own run) replaced A's weights and
+    mixed B's steps into A's metrics log; now refused. Continuing B in an empty folder, or
+    A from its own state, works."""
+    common = ("--model", TINY, "--no-pretrained", "--rounds", "3", "--no-progress")
+    a, b = tmp_path / "A", tmp_path / "B"
+    assert run("train", dataset, *common, "--out", a, "--max-steps", "1").exit_code == 0
+    assert run("train", dataset, *common, "--out", b, "--max-steps", "1").exit_code == 0
+    before = (a / "model_final.pt").read_bytes()
+    log = (a / "metrics.jsonl").read_text()
+    result = run(
+        "train",
+        dataset,
+        *common,
+        "--out",
+        a,
+        "--max-steps",
+        "2",
+        "--resume",
+        b / "trainer_state.pt",
+    )
+    assert_cli_error(result, "is not its state")
+    assert (a / "model_final.pt").read_bytes() == before
+    assert (a / "metrics.jsonl").read_text() == log
+    c = tmp_path / "C"
+    resumed = run(
+        "train",
+        dataset,
+        *common,
+        "--out",
+        c,
+        "--max-steps",
+        "2",
+        "--resume",
+        b / "trainer_state.pt",
+    )
+    assert resumed.exit_code == 0, resumed.output
+    own = run(
+        "train",
+        dataset,
+        *common,
+        "--out",
+        a,
+        "--max-steps",
+        "2",
+        "--resume",
+        a / "trainer_state.pt",
+    )
+    assert own.exit_code == 0, own.output
 
 
 def test_train_on_coco_annotations(dataset: Path, tmp_path: Path) -> None:
@@ -483,7 +535,8 @@ def test_train_resume_mismatch_is_named(dataset: Path, tmp_path: Path) -> None:
     assert_cli_error(result, "prompt_encoder.", "freeze")
     pickled = tmp_path / "pickled.pt"
     torch.save({"x": np.zeros(2)}, pickled)
+    fresh = (*common[:1], "--out", tmp_path / "fresh", *common[3:])  # state checked itself
     line = assert_cli_error(
-        run("train", dataset, "--model", TINY, *common, "--resume", pickled), "pickled.pt"
+        run("train", dataset, "--model", TINY, *fresh, "--resume", pickled), "pickled.pt"
     )
     assert "weights_only" not in line and "not a samkit trainer state" in line

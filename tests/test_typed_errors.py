@@ -129,6 +129,8 @@ def test_rle_errors() -> None:
         lambda: rle_decode({"size": [2, 2], "counts": [1, 2]}), InvalidMask, ValueError, "H \\* W"
     )
     check(lambda: check_coco_rle({"counts": [4]}), InvalidMask, ValueError, "'size'")
+    huge = {"size": [256, 256], "counts": [0, 100, 1e300]}  # no int64 (was OverflowError)
+    check(lambda: rle_decode(huge), InvalidMask, ValueError, "integers")
     check(lambda: masks_to_coco_rle(np.zeros((4, 4), bool)), InvalidMask, ValueError, "N, H, W")
     check(lambda: rle_encode(torch.zeros(4, 4, dtype=torch.bool)), InvalidMask, ValueError)
 

@@ -289,7 +289,12 @@ def track_command(
         ),
     ] = Direction.forward,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Write into a non-empty --out folder.")
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Write into a non-empty --out folder: files of the same names are "
+            "replaced, others (e.g. frames or objects of an earlier run) are kept.",
+        ),
     ] = False,
     device: DeviceOption = "cpu",
     dtype: DTypeOption = DType.float32,

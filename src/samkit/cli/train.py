@@ -57,6 +57,12 @@ def _check_run_folder(
     if init_checkpoint:
         _check_init_checkpoint(out_dir, init_checkpoint)
     names = previous_run_names(out_dir)
+    if names and resume is not None and not _state_of(out_dir, resume):
+        raise OutputError(
+            f"run folder (--out) {out_dir} already holds a run ({', '.join(names)}) and "
+            f"--resume {resume} is not its state: continue that run with --resume "
+            f"{out_dir / 'trainer_state.pt'}, or continue {resume}'s run in an empty --out"
+        )
     if names and resume is None and not overwrite:
         state = out_dir / "trainer_state.pt"
         resume_hint = f"--resume {state}" if state.is_file() else "--resume STATE"
@@ -65,6 +71,14 @@ def _check_run_folder(
             f"continue it with {resume_hint}, replace it with --overwrite, or choose "
             "another --out"
         )
+
+
+def _state_of(out_dir: Path, state: Path) -> bool:
+    """Whether ``state`` is one of ``out_dir``'s own trainer states (``trainer_state.pt``
+    or a periodic one in ``checkpoints/``)."""
+    if same_file(state, out_dir / "trainer_state.pt"):
+        return True
+    return (out_dir / "checkpoints").resolve() in state.resolve().parents
 
 
 def _check_init_checkpoint(out_dir: Path, init_checkpoint: str) -> None:

@@ -89,7 +89,7 @@ def _checked_runs(rle: Mapping[str, Any]) -> tuple[int, int, np.ndarray]:
     else:
         try:
             runs = np.asarray(counts, dtype=np.int64).reshape(-1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # 1e300: no int64
             raise InvalidMask("RLE counts must be integers or a COCO string") from None
     if (runs < 0).any() or int(runs.sum()) != h * w:
         raise InvalidMask(f"RLE counts must be >= 0 and sum to H * W = {h * w}")
