@@ -387,6 +387,16 @@ def test_format_png(checkpoint: Path, folder: Path, tmp_path: Path) -> None:
     assert not (out / "a" / "stale.png").exists()
     assert sorted(p.name for p in out.iterdir()) == ["a", "b"]
 
+    # a folder of the user's in the way (no metadata.csv) is never replaced, not even
+    # with --overwrite (it was deleted with everything in it)
+    mine = tmp_path / "mine"
+    (mine / "a").mkdir(parents=True)
+    (mine / "a" / "notes.txt").write_text("keep me")
+    for extra in ((), ("--overwrite",)):
+        result = auto(checkpoint, folder, "--out", mine, "--format", "png", *extra)
+        assert_cli_error(result, f"{mine / 'a'} exists but is not a samkit output")
+        assert (mine / "a" / "notes.txt").read_text() == "keep me"
+
 
 def test_overlay(checkpoint: Path, tmp_path: Path) -> None:
     image = make_image(tmp_path / "photo.png")

@@ -144,6 +144,19 @@ def test_synth_size_too_large_for_memory(tmp_path: Path, video: tuple[str, ...])
     assert_cli_error(result, "--size 99999999,99999999", "not enough memory")
 
 
+def test_synth_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    """Writing into a folder with another dataset replaced its files and mixed seeds;
+    now refused unless --overwrite (which replaces same-name files)."""
+    out = tmp_path / "d"
+    assert run("synth", out, "--n", "2", "--size", "32,32", "--seed", "1").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert_cli_error(run("synth", out, "--n", "1", "--size", "32,32", "--seed", "2"), "not empty")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    again = run("synth", out, "--n", "1", "--size", "32,32", "--seed", "2", "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert (out / "synth_000000.json").read_bytes() != before["synth_000000.json"]
+
+
 # -------------------------------------------------------------------- train
 def test_train_writes_loadable_checkpoint_and_metrics(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"

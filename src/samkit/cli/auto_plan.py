@@ -199,10 +199,11 @@ def _check_plan(jobs: Sequence[_Job], coco: Path | None, out: Path, overwrite: b
     for path in folders:
         if path.exists() and not path.is_dir():
             raise CliError(f"cannot write the masks folder {path}: a file of that name exists")
-        if path.is_dir() and not (path / METADATA_FILE).is_file() and not overwrite:
+        # never replaced, not even with --overwrite: it may hold the user's files
+        if path.is_dir() and not (path / METADATA_FILE).is_file():
             raise CliError(
                 f"{path} exists but is not a samkit output (no {METADATA_FILE}); "
-                "remove it or pass --overwrite to replace it"
+                "move it away or choose another --out folder"
             )
     for job in jobs:  # sa1b/coco: never skip as done, nor overwrite, a JSON of the user's
         if job.target == job.main and job.target.is_file() and not _is_amg_json(job):

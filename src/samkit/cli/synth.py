@@ -60,6 +60,13 @@ def synth_command(
             "per-frame RLE masks and a suggested first click per object).",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Write into a non-empty OUT_DIR (files of the same names are replaced).",
+        ),
+    ] = False,
 ) -> None:
     """Write N synthetic images with nested (whole/part/subpart) masks as an SA-1B dataset,
     or N synthetic video clips (--video)."""
@@ -74,6 +81,13 @@ def synth_command(
         raise CliError(f"--seed must be >= 0, got {seed}")
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"cannot write into {out_dir}: it is a file, not a folder")
+    if out_dir.is_dir() and not overwrite and any(out_dir.iterdir()):
+        # another dataset's files would be replaced or mixed with these (another seed,
+        # size or format)
+        raise OutputError(
+            f"{out_dir} is not empty: choose a new folder, or pass --overwrite to write "
+            "into it (files of the same names are replaced)"
+        )
     hw = parse_size(size)
     try:
         if video is not None:
@@ -87,7 +101,8 @@ def synth_command(
         except OSError as exc:
             raise OutputError(f"cannot write the dataset to {out_dir}: {exc}") from exc
     except MemoryError:
-        raise CliError(f"--size {size}: not enough memory for {hw[0]}x{hw[1]} images") from None
+        what = f"--video {video} --size {size}" if video is not None else f"--size {size}"
+        raise CliError(f"{what}: not enough memory for these frames or images") from None
     noun = "image" if len(paths) == 1 else "images"
     typer.echo(f"wrote {len(paths)} {noun} + SA-1B JSONs to {out_dir}")
 
