@@ -553,3 +553,17 @@ def test_train_resume_mismatch_is_named(dataset: Path, tmp_path: Path) -> None:
         run("train", dataset, "--model", TINY, *fresh, "--resume", pickled), "pickled.pt"
     )
     assert "weights_only" not in line and "not a samkit trainer state" in line
+
+
+def test_diverged_training_is_an_error_not_a_success(dataset: Path, tmp_path: Path) -> None:
+    """A loss that turns NaN (here an absurd learning rate) stops the run with one line
+    naming the step (it reported "trained ... for 3 steps" and saved NaN weights)."""
+    out = tmp_path / "run"
+    result = run(
+        "train", dataset, "--model", TINY, "--no-pretrained", "--out", out, "--max-steps", "4",
+        "--rounds", "3", "--lr", "1e30", "--train-encoder",
+        "--no-progress",
+    )  # fmt: skip
+    assert_cli_error(result, "training diverged", "at step")
+    assert not (out / "model_final.pt").exists()
+    assert issubclass(samkit.TrainingDiverged, samkit.SamkitError)

@@ -34,6 +34,7 @@ from samkit.errors import (
     OutputError,
     SamkitError,
     SessionClosed,
+    TrainingDiverged,
     UnknownModel,
     UnknownObject,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "OutputError",
     "SamkitError",
     "SessionClosed",
+    "TrainingDiverged",
     "UnknownModel",
     "UnknownObject",
     "VideoPredictor",

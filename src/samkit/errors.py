@@ -99,6 +99,11 @@ class SessionClosed(SamkitError, RuntimeError):
     """A closed video session was used."""
 
 
+class TrainingDiverged(SamkitError, FloatingPointError):
+    """The training loss became NaN or infinite (usually a learning rate far too high).
+    Raised before that step's update, so the weights are those of the step before."""
+
+
 class InvalidDataset(SamkitError, ValueError):
     """A dataset cannot be used: annotations that are malformed (not an SA-1B / COCO
     document, an annotation without a usable segmentation, a corrupt RLE, masks that do

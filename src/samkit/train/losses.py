@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from samkit.errors import InvalidArgument, InvalidMask
+from samkit.errors import InvalidArgument, InvalidMask, TrainingDiverged
 
 __all__ = [
     "LossOutput",
@@ -49,6 +49,17 @@ def _as_target(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
             f"{tuple(logits.shape[-2:])}: resize the targets first (resize_targets)"
         )
     return targets.to(dtype=logits.dtype)
+
+
+def check_finite(loss: torch.Tensor, step: int) -> None:
+    """Raise :class:`~samkit.errors.TrainingDiverged` if ``loss`` is NaN or infinite
+    (before it is back-propagated, so no update is made from it)."""
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise TrainingDiverged(
+            f"the loss is {float(loss.detach().float().sum())} at step {step}: training "
+            "diverged (lower the learning rate or keep gradient clipping on); no update "
+            "was made from this step"
+        )
 
 
 def sigmoid_focal_loss(

@@ -61,7 +61,7 @@ from samkit.train.checkpoints import (
 )
 from samkit.train.config import TrainConfig, lr_factor
 from samkit.train.embedding_cache import EmbeddingCache, preprocess_image
-from samkit.train.losses import mask_iou, resize_targets, sam_loss
+from samkit.train.losses import check_finite, mask_iou, resize_targets, sam_loss
 from samkit.train.params import build_param_groups, freeze_by_prefix, set_hyperparameters
 from samkit.train.prompts import InteractiveSimulator, Prompt
 from samkit.train.sampling import training_indices
@@ -360,6 +360,7 @@ class Trainer:
             if not outs:
                 continue
             loss = torch.stack([o["loss"] for o in outs]).mean() / cfg.grad_accum_steps
+            check_finite(loss, self.step + 1)
             loss.backward()
             for o in outs:
                 for name in _METRICS:

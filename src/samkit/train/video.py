@@ -55,7 +55,7 @@ from samkit.train.checkpoints import (
     save_weights,
     start_run_folder,
 )
-from samkit.train.losses import dice_loss, mask_iou, sigmoid_focal_loss
+from samkit.train.losses import check_finite, dice_loss, mask_iou, sigmoid_focal_loss
 from samkit.video.frames import model_frame
 from samkit.video.state import Memory, Points, TrackOutput
 from samkit.video.tracker import encode_frame_with_grad, track_step_with_grad
@@ -361,6 +361,7 @@ class VideoTrainer:
         out = self.clip_forward(self.clip(self.step), rng)
         grad_norm = 0.0
         if out is not None:
+            check_finite(out["loss"], self.step + 1)
             out["loss"].backward()
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm else float("inf")
