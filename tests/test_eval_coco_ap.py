@@ -396,11 +396,37 @@ def test_input_errors(coco: CocoFixture, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="bbox"):
         coco_mask_ap(oracle, *args, [{**_det(11, 0.5), "bbox": [1, 2, 3]}], coco.images_dir)
     assert oracle.set_image_ids == []  # every check ran before any image was encoded
-    # An image whose size disagrees with the annotations.
+    # An image whose size disagrees with its annotations' RLEs: refused when the
+    # annotations are read (before any image is encoded)
     gt = json.loads(json.dumps(coco.gt))
     gt["images"][0]["height"] = H + 1
-    with pytest.raises(ValueError, match="annotations say"):
+    with pytest.raises(ValueError, match="RLE size .* is not the image's"):
         coco_mask_ap(oracle, gt, _perfect_dets(), coco.images_dir)
+    assert oracle.set_image_ids == []
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "fragment"),
+    [
+        ([[1, 2, 3]], "at least 3 points"),
+        ([], "empty polygon list"),
+        ({}, "'size'"),
+        ({"size": [5, 5], "counts": [25]}, "not the image's"),
+    ],
+)
+def test_ground_truth_segmentations_are_checked(
+    coco: CocoFixture, segmentation, fragment: str
+) -> None:
+    """pycocotools raised a bare Exception / IndexError / KeyError on these after every
+    prediction was made (or scored an RLE of the wrong size): now InvalidDataset when
+    the annotations are read."""
+    from samkit.errors import InvalidDataset
+    from samkit.eval.coco_ap import load_coco_gt
+
+    gt = json.loads(json.dumps(coco.gt))
+    gt["annotations"][0]["segmentation"] = segmentation
+    with pytest.raises(InvalidDataset, match=f"annotations\\[0\\]: .*{fragment}"):
+        load_coco_gt(gt)
 
 
 def test_report_renders_coco_ap(coco: CocoFixture, tmp_path: Path) -> None:

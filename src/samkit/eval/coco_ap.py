@@ -206,7 +206,33 @@ def load_coco_gt(annotations: str | Path | Mapping[str, Any]) -> dict[str, Any]:
             missing = [k for k in fields if k not in entry]
             if missing:
                 raise InvalidDataset(f"COCO {key}[{i}] lacks {', '.join(missing)}")
+    _check_segmentations(doc)
     return dict(doc)
+
+
+def _check_segmentations(doc: Mapping[str, Any]) -> None:
+    """Every annotation's segmentation is one pycocotools can rasterise on its image
+    (:func:`samkit.data.coco.coco_segmentation_to_rle`'s checks: polygons of >= 3 points,
+    RLEs of the image's size covering it exactly); pycocotools itself raises a bare
+    ``Exception`` / ``IndexError`` / ``KeyError`` on them, or trusts a wrong size."""
+    from samkit.data.coco import coco_segmentation_to_rle
+
+    sizes = {}
+    for img in doc["images"]:
+        try:
+            sizes[img["id"]] = (int(img["height"]), int(img["width"]))
+        except (TypeError, ValueError):
+            raise InvalidDataset(f"COCO image {img['id']!r} has no integer height/width") from None
+    for i, ann in enumerate(doc["annotations"]):
+        size = sizes.get(ann["image_id"])
+        if size is None:
+            raise InvalidDataset(
+                f"COCO annotations[{i}] is for an unknown image {ann['image_id']!r}"
+            )
+        try:
+            coco_segmentation_to_rle(ann["segmentation"], *size)
+        except InvalidDataset as exc:
+            raise InvalidDataset(f"COCO annotations[{i}]: {exc}") from None
 
 
 def load_detections(detections: str | Path | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
