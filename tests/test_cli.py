@@ -193,6 +193,12 @@ def test_segment_box_only(image: Path, tiny_checkpoint: Path, tmp_path: Path) ->
     result = segment(image, tiny_checkpoint, "--box", "0,0,64,48", "-o", tmp_path / "m.png")
     assert result.exit_code == 0, result.output
     assert read_png(tmp_path / "m.png").shape == (H, W)
+    # a second --box was silently taken instead of the first
+    twice = segment(
+        image, tiny_checkpoint, "--box", "0,0,64,48", "-b", "1,1,9,9", "-o", tmp_path / "n.png"
+    )
+    assert_cli_error(twice, "--box given 2 times")
+    assert not (tmp_path / "n.png").exists()
 
 
 def test_segment_negative_only(image: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -739,3 +745,17 @@ def test_segment_refuses_non_png_names(
         args += ["-o", tmp_path / "m.png"]
     assert_cli_error(segment(image, tiny_checkpoint, *args), "samkit writes PNG files")
     assert not (tmp_path / name).exists() and not (tmp_path / "m.png").exists()
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typer turns KeyboardInterrupt into exit 130 without a word; samkit says so."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(samkit, "list_models", interrupted)
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines() == [
+        "samkit: interrupted (outputs written so far are complete)"
+    ]

@@ -62,8 +62,13 @@ class SamkitGroup(TyperGroup):
             hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
             typer.echo(f"samkit: error: {message}{hint}", err=True)
             sys.exit(getattr(exc, "exit_code", EXIT_ERROR))
+        if rv == EXIT_INTERRUPTED:  # Typer's answer to Ctrl-C (KeyboardInterrupt)
+            typer.echo("samkit: interrupted (outputs written so far are complete)", err=True)
         sys.exit(rv if isinstance(rv, int) else 0)
 
+
+#: Exit status after Ctrl-C (128 + SIGINT, the shell convention Typer follows).
+EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="samkit",

@@ -149,9 +149,12 @@ def segment_command(
         ),
     ] = None,
     box: Annotated[
-        str | None,
+        list[str] | None,  # a list, so that a second --box is refused rather than kept
         typer.Option(
-            "--box", "-b", metavar="X0,Y0,X1,Y1", help="Box around the object, in image pixels."
+            "--box",
+            "-b",
+            metavar="X0,Y0,X1,Y1",
+            help="Box around the object, in image pixels (one box per prompt).",
         ),
     ] = None,
     model: ModelOption = DEFAULT_MODEL,
@@ -187,7 +190,12 @@ def segment_command(
 
         samkit segment photo.jpg --point 500,375 --out mask.png
     """
-    coords, labels, parsed_box = parse_prompt(point or [], negative or [], box)
+    if box is not None and len(box) > 1:
+        raise InvalidPrompt(
+            f"--box given {len(box)} times: a prompt takes one box (segment each object "
+            "in its own run, or use samkit.ImagePredictor.predict_batch)"
+        )
+    coords, labels, parsed_box = parse_prompt(point or [], negative or [], box[0] if box else None)
     for option, path in (("--out", out), ("--overlay", overlay)):
         if path is not None and path.suffix.lower() in _OTHER_IMAGE_SUFFIXES:
             raise CliError(
