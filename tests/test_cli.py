@@ -517,6 +517,7 @@ def test_eval_skips_an_image_without_objects(
     ("content", "fragment"),
     [
         ("[1, 2]", "is not an SA-1B annotation file"),
+        ("{}", "is not an SA-1B annotation file"),  # was read as an image without objects
         ('{"annotations": {}}', "is not an SA-1B annotation file"),
         ('{"annotations": [{"bbox": [1, 2, 3, 4]}]}', "no 'segmentation' key"),
         ('{"annotations": [{"segmentation": {"size": [48, 64]}}]}', "and 'counts'"),

@@ -294,7 +294,9 @@ def read_sa1b(json_path: str | os.PathLike[str]) -> Sample:
     except ValueError as exc:  # not JSON, or not UTF-8
         raise InvalidDataset(f"cannot read {json_path}: {exc}") from exc
     info = doc.get("image", {}) if isinstance(doc, dict) else None
-    anns = doc.get("annotations", []) if isinstance(doc, dict) else None
+    # "annotations" is required (an image without objects has an empty list): a JSON
+    # without it (e.g. {}) is some other file, not an image with nothing to segment
+    anns = doc.get("annotations") if isinstance(doc, dict) else None
     if not isinstance(info, dict) or not isinstance(anns, list):
         raise InvalidDataset(
             f"{json_path} is not an SA-1B annotation file "
