@@ -760,3 +760,19 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch) -> Non
     assert result.stderr.strip().splitlines() == [
         "samkit: interrupted (outputs written so far are complete)"
     ]
+
+
+def test_warnings_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The samkit program prints warnings (e.g. Pillow's DecompressionBombWarning for a
+    95-megapixel image) as one line, not two naming Pillow's source."""
+    import warnings
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after
+    monkeypatch.delenv("SAMKIT_DEBUG", raising=False)
+    with pytest.raises(SystemExit):
+        cli_main.main(["--version"])
+    assert warnings.formatwarning is cli_main._one_line_warning
+    text = warnings.formatwarning(
+        "Image size (95000000 pixels) exceeds\n limit", UserWarning, "/x/PIL/Image.py", 3593
+    )
+    assert text == "samkit: warning: UserWarning: Image size (95000000 pixels) exceeds limit\n"

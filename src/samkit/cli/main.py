@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -146,8 +147,20 @@ def _root(
     """Promptable segmentation with the Segment Anything family."""
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """Warnings (e.g. Pillow's ``DecompressionBombWarning`` for a very large image) as one
+    ``samkit: warning: ...`` line instead of Python's two lines naming library source."""
+    text = " ".join(str(message).split())
+    return f"samkit: warning: {category.__name__}: {text}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point (``samkit``); ``argv`` defaults to ``sys.argv[1:]``."""
+    """Console-script entry point (``samkit``); ``argv`` defaults to ``sys.argv[1:]``.
+
+    The process's warnings are printed one line each (the library itself changes no
+    global setting; this is the command-line program's own process)."""
+    if not debug_enabled():
+        warnings.formatwarning = _one_line_warning
     app(args=argv, prog_name="samkit")
 
 
