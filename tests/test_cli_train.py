@@ -343,44 +343,16 @@ def test_resume_refuses_another_runs_state_in_a_run_folder(dataset: Path, tmp_pa
     assert run("train", dataset, *common, "--out", b, "--max-steps", "1").exit_code == 0
     before = (a / "model_final.pt").read_bytes()
     log = (a / "metrics.jsonl").read_text()
-    result = run(
-        "train",
-        dataset,
-        *common,
-        "--out",
-        a,
-        "--max-steps",
-        "2",
-        "--resume",
-        b / "trainer_state.pt",
-    )
-    assert_cli_error(result, "is not its state")
+
+    def resume(out: Path, state: Path):
+        return run("train", dataset, *common, "--out", out, "--max-steps", "2", "--resume", state)
+
+    assert_cli_error(resume(a, b / "trainer_state.pt"), "is not its state")
     assert (a / "model_final.pt").read_bytes() == before
     assert (a / "metrics.jsonl").read_text() == log
-    c = tmp_path / "C"
-    resumed = run(
-        "train",
-        dataset,
-        *common,
-        "--out",
-        c,
-        "--max-steps",
-        "2",
-        "--resume",
-        b / "trainer_state.pt",
-    )
+    resumed = resume(tmp_path / "C", b / "trainer_state.pt")
     assert resumed.exit_code == 0, resumed.output
-    own = run(
-        "train",
-        dataset,
-        *common,
-        "--out",
-        a,
-        "--max-steps",
-        "2",
-        "--resume",
-        a / "trainer_state.pt",
-    )
+    own = resume(a, a / "trainer_state.pt")
     assert own.exit_code == 0, own.output
 
 
