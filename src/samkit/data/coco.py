@@ -18,7 +18,12 @@ from samkit.errors import InvalidDataset
 from samkit.masks import decode_rle_objects
 from samkit.masks.rle import check_coco_rle
 
-__all__ = ["CocoInstancesDataset", "coco_segmentation_to_mask", "coco_segmentation_to_rle"]
+__all__ = [
+    "CocoInstancesDataset",
+    "check_coco_segmentation",
+    "coco_segmentation_to_mask",
+    "coco_segmentation_to_rle",
+]
 
 
 def coco_segmentation_to_rle(segmentation: Any, height: int, width: int) -> Any:
@@ -34,10 +39,29 @@ def coco_segmentation_to_rle(segmentation: Any, height: int, width: int) -> Any:
     Raises:
         InvalidDataset: what is wrong with the segmentation.
     """
+    check_coco_segmentation(segmentation, height, width)
+    try:
+        if isinstance(segmentation, list):
+            return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        if isinstance(segmentation["counts"], list):
+            return mask_utils.frPyObjects(dict(segmentation), height, width)
+        return segmentation
+    except ValueError as exc:
+        raise InvalidDataset(str(exc)) from None
+
+
+def check_coco_segmentation(segmentation: Any, height: int, width: int) -> None:
+    """The checks of :func:`coco_segmentation_to_rle` without rasterising anything:
+    polygons of at least 3 finite points, or an RLE of the image's ``(height, width)``
+    whose runs cover it exactly.
+
+    Raises:
+        InvalidDataset: what is wrong with the segmentation.
+    """
     try:
         if isinstance(segmentation, list):
             _check_polygons(segmentation)
-            return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+            return
         if not isinstance(segmentation, Mapping):
             raise InvalidDataset(
                 f"a segmentation is a list of polygons or an RLE object, "
@@ -46,9 +70,6 @@ def coco_segmentation_to_rle(segmentation: Any, height: int, width: int) -> Any:
         size = check_coco_rle(segmentation)
         if size != (height, width):
             raise InvalidDataset(f"RLE size {list(size)} is not the image's [{height}, {width}]")
-        if isinstance(segmentation["counts"], list):
-            return mask_utils.frPyObjects(dict(segmentation), height, width)
-        return segmentation
     except ValueError as exc:
         raise InvalidDataset(str(exc)) from None
 

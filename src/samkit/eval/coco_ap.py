@@ -211,11 +211,12 @@ def load_coco_gt(annotations: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_segmentations(doc: Mapping[str, Any]) -> None:
-    """Every annotation's segmentation is one pycocotools can rasterise on its image
-    (:func:`samkit.data.coco.coco_segmentation_to_rle`'s checks: polygons of >= 3 points,
-    RLEs of the image's size covering it exactly); pycocotools itself raises a bare
-    ``Exception`` / ``IndexError`` / ``KeyError`` on them, or trusts a wrong size."""
-    from samkit.data.coco import coco_segmentation_to_rle
+    """Every annotation is of a known image and its segmentation one pycocotools can
+    rasterise on that image (:func:`samkit.data.coco.check_coco_segmentation`: polygons
+    of >= 3 points, RLEs of the image's size covering it exactly); pycocotools itself
+    raises a bare ``Exception`` / ``IndexError`` / ``KeyError`` on them, or trusts a
+    wrong size. Nothing is rasterised here."""
+    from samkit.data.coco import check_coco_segmentation
 
     sizes = {}
     for img in doc["images"]:
@@ -230,7 +231,7 @@ def _check_segmentations(doc: Mapping[str, Any]) -> None:
                 f"COCO annotations[{i}] is for an unknown image {ann['image_id']!r}"
             )
         try:
-            coco_segmentation_to_rle(ann["segmentation"], *size)
+            check_coco_segmentation(ann["segmentation"], *size)
         except InvalidDataset as exc:
             raise InvalidDataset(f"COCO annotations[{i}]: {exc}") from None
 
@@ -322,7 +323,8 @@ def _segm_area(segmentation: Any, height: int, width: int) -> float:
 
 
 def _gt_for_eval(gt: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy of ``gt`` whose annotations COCOeval may mutate, with ``iscrowd`` (default 0)
+    """Copy of ``gt`` (from :func:`load_coco_gt`, which checked every annotation's image
+    and segmentation) whose annotations COCOeval may mutate, with ``iscrowd`` (default 0)
     and ``area`` (default: the segmentation's pixel area) filled in."""
     sizes = {img["id"]: (int(img["height"]), int(img["width"])) for img in gt["images"]}
     anns = []
@@ -330,8 +332,6 @@ def _gt_for_eval(gt: Mapping[str, Any]) -> dict[str, Any]:
         a = dict(ann)
         a.setdefault("iscrowd", 0)
         if "area" not in a:
-            if a["image_id"] not in sizes:
-                raise InvalidDataset(f"COCO annotation of unknown image_id {a['image_id']!r}")
             a["area"] = _segm_area(a["segmentation"], *sizes[a["image_id"]])
         anns.append(a)
     return {**gt, "annotations": anns}

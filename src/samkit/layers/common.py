@@ -23,10 +23,12 @@ def rows_per_chunk(width: int, element_size: int) -> int:
 
 
 def bounded_inference() -> bool:
-    """Whether the memory-bounded inference forms apply (chunked rows, windows, query
-    blocks): outside autograd, and eager. A graph traced by ``torch.compile``
-    (:func:`samkit.compile_model`) takes the plain forms instead, whose memory the
-    compiler plans, rather than unrolled Python loops over shape-dependent chunks."""
+    """Whether samkit's eager-inference forms apply: the memory-bounded ones (chunked
+    rows, windows, query blocks) and the caches of work that depends only on the weights
+    (position embeddings, the decoder's prepared first block). True outside autograd and
+    outside ``torch.compile``: a traced graph (:func:`samkit.compile_model`) takes the
+    plain forms, whose memory the compiler plans, rather than unrolled Python loops over
+    shape-dependent chunks or Python-side caches."""
     return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 

@@ -231,7 +231,7 @@ class Hiera(nn.Module):
         cached and recomputed when either parameter changes (new weights, device, dtype).
         Under ``torch.compile`` it is part of the traced graph instead.
         """
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if not bounded_inference():
             return self._compute_pos_embed(h, w)
         params = (self.pos_embed, self.pos_embed_window)
         key = (h, w) + tuple(
