@@ -57,7 +57,7 @@ def _check_run_folder(
     if init_checkpoint:
         _check_init_checkpoint(out_dir, init_checkpoint)
     names = previous_run_names(out_dir)
-    if names and resume is not None and not _state_of(out_dir, resume):
+    if names and resume is not None and not _run_file(out_dir, resume, ("trainer_state.pt",)):
         raise OutputError(
             f"run folder (--out) {out_dir} already holds a run ({', '.join(names)}) and "
             f"--resume {resume} is not its state: continue that run with --resume "
@@ -73,20 +73,17 @@ def _check_run_folder(
         )
 
 
-def _state_of(out_dir: Path, state: Path) -> bool:
-    """Whether ``state`` is one of ``out_dir``'s own trainer states (``trainer_state.pt``
-    or a periodic one in ``checkpoints/``)."""
-    if same_file(state, out_dir / "trainer_state.pt"):
+def _run_file(out_dir: Path, path: Path, top_level: tuple[str, ...]) -> bool:
+    """Whether ``path`` is one of the files a run writes in ``out_dir``: ``OUT/<name>``
+    for a name in ``top_level``, or anything in ``OUT/checkpoints/``."""
+    if any(same_file(path, out_dir / name) for name in top_level):
         return True
-    return (out_dir / "checkpoints").resolve() in state.resolve().parents
+    return (out_dir / "checkpoints").resolve() in path.resolve().parents
 
 
 def _check_init_checkpoint(out_dir: Path, init_checkpoint: str) -> None:
     init = Path(init_checkpoint)
-    written = (out_dir / "model_final.pt", out_dir / "trainer_state.pt")
-    if any(same_file(init, path) for path in written) or (
-        (out_dir / "checkpoints").resolve() in init.resolve().parents
-    ):
+    if _run_file(out_dir, init, ("model_final.pt", "trainer_state.pt")):
         raise OutputError(
             f"--init-checkpoint {init} would be overwritten by the checkpoints of this run "
             f"in {out_dir}; copy it elsewhere or choose another --out"
