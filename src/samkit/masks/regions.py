@@ -121,7 +121,8 @@ def fill_small_regions_logits(
     8-connected background regions ("holes") of at most ``max_area`` pixels are set to
     ``threshold + 10`` and foreground regions ("sprinkles") of at most ``max_area``
     pixels to ``threshold - 10``; both are found on the input: holes among ``logits <=
-    threshold``, sprinkles among ``logits > threshold`` (a NaN logit is in neither). Same rule as the official SAM 2 predictor's ``max_hole_area`` /
+    threshold``, sprinkles among ``logits > threshold`` (a NaN logit is in neither, and
+    stays NaN). Same rule as the official SAM 2 predictor's ``max_hole_area`` /
     ``max_sprinkle_area`` post-processing (which needs its CUDA extension; this is a
     CPU implementation with scipy). Returns a new tensor.
 
@@ -132,16 +133,15 @@ def fill_small_regions_logits(
     if max_area <= 0 and sprinkle_area <= 0:
         return logits
     flat = logits.reshape(-1, *logits.shape[-2:])
-    # holes are ``logits <= threshold`` and sprinkles ``logits > threshold``, as in the
-    # official code: a NaN logit is neither, and stays NaN
-    regions = {False: (flat <= threshold).cpu().numpy(), True: (flat > threshold).cpu().numpy()}
+    holes = (flat <= threshold).cpu().numpy()  # not ~(flat > threshold): NaN is neither
+    sprinkles = (flat > threshold).cpu().numpy()
     out = flat.clone()
-    change = np.zeros(regions[True].shape, dtype=np.int8)  # +1 fill, -1 remove
-    steps = [(1, False, max_area), (-1, True, sprinkle_area)]
-    steps = [(value, is_fg, area) for value, is_fg, area in steps if area > 0]
+    change = np.zeros(holes.shape, dtype=np.int8)  # +1 fill, -1 remove
+    steps = [(1, holes, max_area), (-1, sprinkles, sprinkle_area)]
+    steps = [(value, regions, area) for value, regions, area in steps if area > 0]
     for i in range(change.shape[0]):
-        for value, is_fg, area in steps:
-            change[i][small_components(regions[is_fg][i], area)] = value
+        for value, regions, area in steps:
+            change[i][small_components(regions[i], area)] = value
     delta = torch.from_numpy(change).to(out.device)
     out = torch.where(delta > 0, torch.full_like(out, threshold + 10.0), out)
     out = torch.where(delta < 0, torch.full_like(out, threshold - 10.0), out)
