@@ -160,14 +160,11 @@ def verify_file(path: Path, spec: WeightSpec, sha256: bool = True) -> None:
             f"download again from {spec.url}"
         )
     if sha256 and spec.sha256 is not None:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-        if digest.hexdigest() != spec.sha256:
+        actual = sha256_file(path)
+        if actual != spec.sha256:
             raise CheckpointError(
-                f"{path} has sha256 {digest.hexdigest()}, expected {spec.sha256}: delete it "
-                f"and download again from {spec.url}"
+                f"{path} has sha256 {actual}, expected {spec.sha256}: delete it and "
+                f"download again from {spec.url}"
             )
 
 
