@@ -1,8 +1,8 @@
 """Opt-in ``torch.compile`` of a model's heavy parts (mainly for GPUs).
 
 :func:`compile_model` compiles, in place, the modules that dominate the run time: the
-image encoder (SAM 2: its Hiera trunk), and for SAM 2 video the memory attention and the
-memory encoder. Parameters, buffers and checkpoint keys are unchanged (``nn.Module.compile``
+image encoder (SAM 2: its Hiera trunk), and for SAM 2 video the memory attention, the
+memory encoder and the mask decoder's per-frame call. Parameters, buffers and checkpoint keys are unchanged (``nn.Module.compile``
 keeps the module; ``torch.compile(module)`` would wrap it and prefix every key with
 ``_orig_mod.``), so a compiled model still loads and saves official checkpoints. Nothing
 is compiled until the first call, which then takes seconds to minutes; later calls with the
