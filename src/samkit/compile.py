@@ -19,11 +19,11 @@ number of memory tokens that grows over the first frames of a video (up to
 so it is compiled with dynamic shapes and is not recompiled frame after frame. The memory
 encoder's batch is the number of objects (recompiled, then dynamic, when that changes).
 
-For SAM 2 the mask decoder's tracking entry point (``MaskDecoder.forward_full``, called
-once per frame for all objects) is compiled too, with dynamic shapes (objects, prompt
-points). The image predictor's decoding (``ImagePredictor.predict``) stays eager: it
-reuses per-image decoder work (``SamModel.prepare_decoding``) across prompts, and a decode
-takes milliseconds.
+For SAM 2 the mask decoder's entry point (``MaskDecoder.forward_full``, called once per
+frame for all objects, and by ``ImagePredictor.predict`` on still images) is compiled too,
+with dynamic shapes (objects, prompt points); traced, it does not use the per-image
+decoder work (``SamModel.prepare_decoding``) the eager predictor reuses across prompts.
+SAM 1's decoder (``forward_selected``) stays eager: a decode takes milliseconds.
 """
 
 from __future__ import annotations
